@@ -1,0 +1,89 @@
+/**
+ * Fine-tune Vision Transformers with LoRA on the GPU from Deno, and classify images with the
+ * result: Hugging Face's ViT + PEFT recipe without Python.
+ *
+ * The model (`google/vit-base-patch16-224-in21k` and any ViT in Hugging Face layout) runs on
+ * tfjs, on Deno's WebGPU by default or on tfjs's CPU backend, and matches transformers +
+ * PEFT to float32 rounding: logits, features, loss and the gradient of every adapter tensor.
+ * Adapters load and save in PEFT's own format; merged checkpoints in transformers' format.
+ *
+ * @example
+ * ```ts ignore
+ * import { loadClassifier, tf } from "@lora/vit";
+ *
+ * const clf = await loadClassifier("google-vit-base/", {
+ *   labels: ["apple_pie", "bibimbap", "sushi"],
+ *   lora: { r: 32, alpha: 16, dropout: 0.1, targetModules: ["query", "value"] },
+ * });
+ * const pixels = tf.randomNormal([2, 3, 224, 224]) as tf.Tensor4D; // normalised, NCHW
+ * const labels = tf.tensor1d([0, 2], "int32");
+ * const { loss, grads } = clf.lossAndGradients(pixels, labels, { training: true });
+ * console.log(await loss.data(), Object.keys(grads).length);
+ * await clf.saveAdapter("my-adapter"); // adapter_config.json + adapter_model.safetensors
+ * ```
+ *
+ * @module
+ */
+
+export {
+  type Scalar,
+  type Tensor,
+  type Tensor1D,
+  type Tensor2D,
+  type Tensor3D,
+  type Tensor4D,
+  tf,
+  type Variable,
+} from "./src/tf.ts";
+export {
+  type BackendInfo,
+  type BackendName,
+  BACKENDS,
+  initBackend,
+  type InitBackendOptions,
+  parseBackendName,
+} from "./src/backend.ts";
+export { formatShape, VitLoraError } from "./src/errors.ts";
+export {
+  decodeSafetensors,
+  encodeSafetensors,
+  type Float32TensorData,
+  openSafetensors,
+  readSafetensors,
+  type SafetensorsDtype,
+  type SafetensorsEntry,
+  SafetensorsFile,
+  type TensorData,
+  writeSafetensors,
+} from "./src/safetensors.ts";
+export {
+  configLabels,
+  type HiddenAct,
+  parsePreprocessorConfig,
+  parseViTConfig,
+  type PreprocessorConfig,
+  VIT_BASE_CONFIG,
+  type ViTConfig,
+  vitTensorShapes,
+} from "./src/config.ts";
+export {
+  type LoraConfig,
+  loraConfig,
+  type LoraOptions,
+  type LoraTarget,
+  loraTargets,
+  parseAdapterConfig,
+  PEFT_CLASSIFIER_KEYS,
+  peftLoraKey,
+} from "./src/lora.ts";
+export { LayerNorm, Linear, LoraLayer, type ViTLayer, ViTModel } from "./src/vit.ts";
+export {
+  type ClassifierOptions,
+  countParameters,
+  createClassifier,
+  loadClassifier,
+  type LossAndGradients,
+  type LossOptions,
+  type ParameterCount,
+  ViTClassifier,
+} from "./src/classifier.ts";

@@ -1,0 +1,170 @@
+/**
+ * The tfjs instance the module uses, and the choice of its backend: WebGPU through Deno's
+ * `navigator.gpu` by default, tfjs's `cpu` backend on request (`--backend cpu` or
+ * `VIT_LORA_BACKEND=cpu`).
+ *
+ * tfjs 4.22's own WebGPU factory asks the adapter for features as a nested array
+ * (`[['bgra8unorm-storage']]`), which Deno rejects on GPUs that offer that feature, so the
+ * device is requested here and handed to `new WebGPUBackend(device, adapter.info)`.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs";
+import { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
+import { VitLoraError } from "./errors.ts";
+
+/** The backends this module can run on. */
+export type BackendName = "webgpu" | "cpu";
+
+/** The backends this module can run on, for flag validation. */
+export const BACKENDS: readonly BackendName[] = ["webgpu", "cpu"];
+
+/** What {@link initBackend} set up. */
+export interface BackendInfo {
+  /** The tfjs backend now active. */
+  name: BackendName;
+  /** The GPU adapter's description (WebGPU only), e.g. `NVIDIA H100` or `llvmpipe (…)`. */
+  adapter?: string;
+  /** True when the adapter is a software (fallback) one: WebGPU runs, but on the CPU. */
+  software?: boolean;
+}
+
+/** Options for {@link initBackend}. */
+export interface InitBackendOptions {
+  /** Do not print the adapter line (it is printed once per process otherwise). */
+  quiet?: boolean;
+}
+
+let webgpuInfo: BackendInfo | undefined;
+let announced = false;
+
+/** Reads `VIT_LORA_BACKEND` when the environment may be read; undefined otherwise. */
+function envBackend(): string | undefined {
+  try {
+    if (
+      Deno.permissions.querySync({ name: "env", variable: "VIT_LORA_BACKEND" }).state !== "granted"
+    ) {
+      return undefined;
+    }
+    return Deno.env.get("VIT_LORA_BACKEND") || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Checks a backend name given by a user (flag or environment). */
+export function parseBackendName(name: string, source = "--backend"): BackendName {
+  if ((BACKENDS as readonly string[]).includes(name)) return name as BackendName;
+  throw new VitLoraError(`${source}: unknown backend '${name}' (choose ${BACKENDS.join(" or ")})`);
+}
+
+/**
+ * Selects and initialises the tfjs backend: `name`, else `VIT_LORA_BACKEND`, else `webgpu`.
+ * Calling it again with the same backend is cheap. On WebGPU it prints the adapter's
+ * description once (to stderr), so a user sees whether a real GPU or a software one runs.
+ *
+ * @example
+ * ```ts ignore
+ * import { initBackend } from "@lora/vit";
+ * const info = await initBackend("webgpu"); // "vit-lora: WebGPU on NVIDIA H100 …"
+ * console.log(info.name, info.adapter);
+ * ```
+ */
+export async function initBackend(
+  name?: BackendName,
+  options: InitBackendOptions = {},
+): Promise<BackendInfo> {
+  const chosen = name ?? parseBackendName(envBackend() ?? "webgpu", "VIT_LORA_BACKEND");
+  if (chosen === "cpu") {
+    if (tf.getBackend() !== "cpu") await tf.setBackend("cpu");
+    // tfjs-backend-cpu advertises tfjs-node on first use when it believes it runs in Node
+    // (tfjs takes Deno for Node); that advice does not apply here.
+    (tf.backend() as unknown as { firstUse: boolean }).firstUse = false;
+    return { name: "cpu" };
+  }
+  if (!webgpuInfo) webgpuInfo = await registerWebGPU();
+  if (tf.getBackend() !== "webgpu") await tf.setBackend("webgpu");
+  if (!announced && !options.quiet) {
+    announced = true;
+    console.error(
+      `vit-lora: WebGPU on ${webgpuInfo.adapter}${
+        webgpuInfo.software ? " (a software adapter: no GPU is used)" : ""
+      }`,
+    );
+  }
+  return webgpuInfo;
+}
+
+async function registerWebGPU(): Promise<BackendInfo> {
+  const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
+  if (!gpu) {
+    throw new VitLoraError(
+      "WebGPU is not available in this runtime (navigator.gpu is missing): run with Deno 2, or use --backend cpu",
+    );
+  }
+  const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
+  if (!adapter) {
+    throw new VitLoraError(
+      "no WebGPU adapter found: install a Vulkan driver (on Debian: mesa-vulkan-drivers, or the GPU vendor's driver), or use --backend cpu",
+    );
+  }
+  const limits = adapter.limits;
+  const requiredFeatures: GPUFeatureName[] = [];
+  if (adapter.features.has("timestamp-query")) requiredFeatures.push("timestamp-query");
+  const device = await adapter.requestDevice({
+    requiredFeatures,
+    // The limits tfjs's own factory asks for: everything the adapter offers.
+    requiredLimits: {
+      maxComputeWorkgroupStorageSize: limits.maxComputeWorkgroupStorageSize,
+      maxComputeWorkgroupsPerDimension: limits.maxComputeWorkgroupsPerDimension,
+      maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
+      maxBufferSize: limits.maxBufferSize,
+      maxComputeWorkgroupSizeX: limits.maxComputeWorkgroupSizeX,
+      maxComputeInvocationsPerWorkgroup: limits.maxComputeInvocationsPerWorkgroup,
+    },
+  });
+  const info = adapter.info;
+  // The package registers a factory of its own on import; replace it with ours.
+  tf.removeBackend("webgpu");
+  tf.registerBackend("webgpu", () => new WebGPUBackend(device, info));
+  fixAddN();
+  const description = info.description || [info.vendor, info.architecture, info.device]
+    .filter(Boolean).join(" ") ||
+    "an unnamed adapter";
+  const software = (info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter ??
+    /llvmpipe|lavapipe|swiftshader|software/i.test(description);
+  return { name: "webgpu", adapter: description, software };
+}
+
+/**
+ * tfjs-backend-webgpu 4.22's AddN returns wrong sums for more than 7 inputs (the extra
+ * inputs are dropped, or the result is zero). Replace it with a chain of its Add kernel,
+ * which is right for any count.
+ */
+function fixAddN(): void {
+  const add = tf.getKernel(tf.Add, "webgpu");
+  const addN = tf.getKernel(tf.AddN, "webgpu");
+  if (!add || !addN) return;
+  tf.unregisterKernel(tf.AddN, "webgpu");
+  tf.registerKernel({
+    kernelName: tf.AddN,
+    backendName: "webgpu",
+    kernelFunc: (args) => {
+      const tensors = args.inputs as unknown as tf.TensorInfo[];
+      if (tensors.length <= 4) return addN.kernelFunc(args);
+      const backend = args.backend as WebGPUBackend;
+      let sum = tensors[0];
+      for (let i = 1; i < tensors.length; i++) {
+        const next = add.kernelFunc({
+          inputs: { a: sum, b: tensors[i] },
+          backend,
+          attrs: {},
+        }) as tf.TensorInfo;
+        if (i > 1) backend.disposeData(sum.dataId);
+        sum = next;
+      }
+      return sum;
+    },
+  });
+}

@@ -1,0 +1,722 @@
+/**
+ * An image classifier: a frozen {@link ViTModel}, LoRA branches on the targeted linear layers,
+ * and a classifier head on the CLS token trained in full (PEFT's `modules_to_save`).
+ *
+ * Loads the two checkpoint shapes users have (`ViTModel`, as
+ * `google/vit-base-patch16-224-in21k`, and `ViTForImageClassification`), PEFT adapters, and
+ * saves adapters in PEFT's format and merged checkpoints in transformers' format.
+ *
+ * @module
+ */
+
+import {
+  type Scalar,
+  type Tensor,
+  type Tensor1D,
+  type Tensor2D,
+  type Tensor4D,
+  tf,
+  type Variable,
+} from "./tf.ts";
+import { join } from "node:path";
+import { type BackendName, initBackend } from "./backend.ts";
+import {
+  configLabels,
+  linearShape,
+  parsePreprocessorConfig,
+  parseViTConfig,
+  type PreprocessorConfig,
+  type ViTConfig,
+  vitTensorShapes,
+} from "./config.ts";
+import { formatShape, sameShape, VitLoraError } from "./errors.ts";
+import { exists, readJsonFile, writeFileAtomic } from "./files.ts";
+import {
+  type LoraConfig,
+  loraConfig,
+  type LoraOptions,
+  loraTargets,
+  parseAdapterConfig,
+  PEFT_CLASSIFIER_KEYS,
+  peftLoraKey,
+} from "./lora.ts";
+import {
+  type Float32TensorData,
+  openSafetensors,
+  type SafetensorsFile,
+  writeSafetensors,
+} from "./safetensors.ts";
+import { LoraLayer, ViTModel } from "./vit.ts";
+
+/** Options of {@link loadClassifier} and {@link createClassifier}. */
+export interface ClassifierOptions {
+  /**
+   * A PEFT LoRA adapter folder (`adapter_config.json`, `adapter_model.safetensors`). Its
+   * classifier, when it has one, replaces the checkpoint's.
+   */
+  adapter?: string;
+  /**
+   * Start a new LoRA adapter with these settings (r, alpha, dropout, target modules), A
+   * kaiming-uniform and B zeros, when no `adapter` is given. Without `adapter` or `lora`, the
+   * classifier has no LoRA (only its head is trainable).
+   */
+  lora?: LoraOptions;
+  /**
+   * Class names. They name the classes of a new head (one is made when the checkpoint has
+   * none); with a head from a checkpoint or adapter, their count must match it.
+   */
+  labels?: string[];
+  /** The tfjs backend (default: `VIT_LORA_BACKEND`, else WebGPU). */
+  backend?: BackendName;
+  /** Seed for new weights (head, LoRA A); default 0. */
+  seed?: number;
+}
+
+/** Trainable and total parameter counts. */
+export interface ParameterCount {
+  /** Parameters that training updates: LoRA A and B, and the classifier. */
+  trainable: number;
+  /** All parameters of the classifier, frozen and trainable (the unused pooler excluded). */
+  total: number;
+}
+
+/** Options of {@link ViTClassifier.loss}. */
+export interface LossOptions {
+  /** Turn dropout on, as in training (default false). */
+  training?: boolean;
+}
+
+/** The loss and the gradient of every trainable tensor, keyed as {@link ViTClassifier.trainableVariables}. */
+export interface LossAndGradients {
+  /** Mean cross-entropy over the batch. */
+  loss: Scalar;
+  /** d loss / d each trainable tensor, by PEFT key. */
+  grads: Record<string, Tensor>;
+}
+
+function numel(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/** A deterministic stream of seeds for tfjs's seeded random ops. */
+function seeds(seed: number): () => number {
+  let i = 0;
+  return () => seed * 7919 + ++i;
+}
+
+/**
+ * A ViT image classifier with LoRA adapters. Make one with {@link loadClassifier} or
+ * {@link createClassifier}.
+ *
+ * @example
+ * ```ts ignore
+ * import { loadClassifier, tf } from "@lora/vit";
+ * const clf = await loadClassifier("vit-tiny/model", { adapter: "vit-tiny/adapter" });
+ * const pixels = tf.randomNormal([2, 3, 32, 32]) as Tensor4D;
+ * const logits = clf.logits(pixels); // [2, labels]
+ * console.log(clf.labels[(await logits.argMax(1).data())[0]]);
+ * clf.dispose();
+ * ```
+ */
+export class ViTClassifier {
+  /** The model's configuration (`config.json`). */
+  readonly config: ViTConfig;
+  /** The image processor's settings (`preprocessor_config.json`, or ViT's defaults). */
+  readonly preprocessor: PreprocessorConfig;
+  /** Class names, by index. */
+  readonly labels: string[];
+  /** The LoRA configuration, in PEFT's form; undefined when the classifier has no LoRA. */
+  readonly lora: LoraConfig | undefined;
+  /** Where the base model came from (a folder, or a Hub id), as recorded in saved adapters. */
+  readonly baseModel: string;
+  /** The encoder. */
+  readonly vit: ViTModel;
+  /** The head, trained in full: weight `[labels, hidden]`, bias `[labels]`. */
+  readonly classifier: { weight: Variable; bias: Variable };
+  #loraLayers: Map<string, LoraLayer>;
+  #disposed = false;
+
+  /** Use {@link loadClassifier} or {@link createClassifier}. */
+  constructor(init: {
+    config: ViTConfig;
+    preprocessor: PreprocessorConfig;
+    labels: string[];
+    lora: LoraConfig | undefined;
+    baseModel: string;
+    vit: ViTModel;
+    classifier: { weight: Tensor2D; bias: Tensor1D };
+    loraLayers: Map<string, LoraLayer>;
+  }) {
+    this.config = init.config;
+    this.preprocessor = init.preprocessor;
+    this.labels = init.labels;
+    this.lora = init.lora;
+    this.baseModel = init.baseModel;
+    this.vit = init.vit;
+    this.classifier = {
+      weight: tf.variable(init.classifier.weight, true),
+      bias: tf.variable(init.classifier.bias, true),
+    };
+    this.#loraLayers = init.loraLayers;
+  }
+
+  #forward(pixelValues: Tensor4D, training: boolean): Tensor2D {
+    const cls = this.vit.forward(pixelValues, training); // [batch, hidden]
+    return tf.matMul(cls, this.classifier.weight, false, true).add(this.classifier.bias); // [batch, labels]
+  }
+
+  /**
+   * Class scores for `pixelValues` `[batch, channels, H, W]` (HF's NCHW layout, already
+   * normalised): `[batch, labels]`. Evaluation mode: no dropout.
+   */
+  logits(pixelValues: Tensor4D): Tensor2D {
+    this.#check();
+    return tf.tidy(() => this.#forward(pixelValues, false));
+  }
+
+  /** The CLS token after the final layernorm, `[batch, hidden]` (what the head reads). */
+  features(pixelValues: Tensor4D): Tensor2D {
+    this.#check();
+    return tf.tidy(() => this.vit.forward(pixelValues, false));
+  }
+
+  /**
+   * Mean cross-entropy of the logits against integer `labels` `[batch]`. With
+   * `training: true`, dropout is on (LoRA dropout and the config's own).
+   */
+  loss(pixelValues: Tensor4D, labels: Tensor1D, options: LossOptions = {}): Scalar {
+    this.#check();
+    return tf.tidy(() => {
+      const logits = this.#forward(pixelValues, options.training ?? false);
+      const oneHot = tf.oneHot(labels.toInt(), this.labels.length);
+      return tf.neg(tf.mean(tf.sum(oneHot.mul(tf.logSoftmax(logits)), 1))) as Scalar;
+    });
+  }
+
+  /**
+   * The loss and its gradient with respect to every trainable tensor, in one pass.
+   *
+   * @example
+   * ```ts ignore
+   * const { loss, grads } = clf.lossAndGradients(pixels, labels, { training: true });
+   * console.log(await loss.data(), Object.keys(grads));
+   * tf.dispose([loss, ...Object.values(grads)]);
+   * ```
+   */
+  lossAndGradients(
+    pixelValues: Tensor4D,
+    labels: Tensor1D,
+    options: LossOptions = {},
+  ): LossAndGradients {
+    const vars = this.trainableVariables();
+    const { value, grads } = tf.variableGrads(
+      () => this.loss(pixelValues, labels, options),
+      Object.values(vars),
+    );
+    const byKey: Record<string, Tensor> = {};
+    for (const [key, v] of Object.entries(vars)) byKey[key] = grads[v.name];
+    return { loss: value, grads: byKey };
+  }
+
+  /**
+   * The trainable tensors, keyed by their names in PEFT's `adapter_model.safetensors`: every
+   * `lora_A`/`lora_B`, then the classifier's weight and bias.
+   */
+  trainableVariables(): Record<string, Variable> {
+    this.#check();
+    const out: Record<string, Variable> = {};
+    for (const [module, layer] of this.#loraLayers) {
+      out[peftLoraKey(module, "lora_A")] = layer.A;
+      out[peftLoraKey(module, "lora_B")] = layer.B;
+    }
+    out[PEFT_CLASSIFIER_KEYS.weight] = this.classifier.weight;
+    out[PEFT_CLASSIFIER_KEYS.bias] = this.classifier.bias;
+    return out;
+  }
+
+  /** Trainable and total parameters (see {@link countParameters}). */
+  parameterCount(): ParameterCount {
+    const trainable = Object.values(this.trainableVariables()).reduce((s, v) => s + v.size, 0);
+    const frozen = [...vitTensorShapes(this.config).values()].reduce(
+      (s, shape) => s + numel(shape),
+      0,
+    );
+    return { trainable, total: trainable + frozen };
+  }
+
+  /**
+   * Saves the adapter in PEFT's format: `adapter_config.json` and
+   * `adapter_model.safetensors` (LoRA A and B of every targeted module, the classifier), each
+   * written to a temporary name and renamed. The folder is created if needed.
+   */
+  async saveAdapter(dir: string): Promise<void> {
+    this.#check();
+    const config = this.lora;
+    if (!config) {
+      throw new VitLoraError(
+        "this classifier has no LoRA adapter to save (load one or pass lora options)",
+      );
+    }
+    const tensors: Record<string, Float32TensorData> = {};
+    for (const [key, v] of Object.entries(this.trainableVariables())) {
+      tensors[key] = { shape: v.shape, data: (await v.data()) as Float32Array };
+    }
+    const json: Record<string, unknown> = { ...config, base_model_name_or_path: this.baseModel };
+    const sorted = Object.fromEntries(Object.keys(json).sort().map((k) => [k, json[k]]));
+    await Deno.mkdir(dir, { recursive: true });
+    await writeSafetensors(join(dir, "adapter_model.safetensors"), tensors);
+    await writeFileAtomic(join(dir, "adapter_config.json"), JSON.stringify(sorted, null, 2) + "\n");
+  }
+
+  /**
+   * Saves a `ViTForImageClassification` checkpoint with the LoRA updates folded into the
+   * weights (`W + scaling · B A`): `config.json` (with `id2label`/`label2id`),
+   * `model.safetensors` (`vit.`-prefixed names, the classifier) and
+   * `preprocessor_config.json`, which transformers' `from_pretrained` loads as is.
+   */
+  async saveMerged(dir: string): Promise<void> {
+    this.#check();
+    const tensors: Record<string, Float32TensorData> = {};
+    const merged = this.vit.mergedTensors();
+    try {
+      for (const [name, t] of merged) {
+        tensors[`vit.${name}`] = { shape: t.shape, data: (await t.data()) as Float32Array };
+      }
+    } finally {
+      tf.dispose([...merged.values()]);
+    }
+    tensors["classifier.weight"] = {
+      shape: this.classifier.weight.shape,
+      data: (await this.classifier.weight.data()) as Float32Array,
+    };
+    tensors["classifier.bias"] = {
+      shape: this.classifier.bias.shape,
+      data: (await this.classifier.bias.data()) as Float32Array,
+    };
+    const config = {
+      ...this.config,
+      architectures: ["ViTForImageClassification"],
+      id2label: Object.fromEntries(this.labels.map((l, i) => [String(i), l])),
+      label2id: Object.fromEntries(this.labels.map((l, i) => [l, i])),
+      torch_dtype: "float32",
+    };
+    const p = this.preprocessor;
+    const preprocessor = {
+      do_normalize: p.do_normalize,
+      do_rescale: p.do_rescale,
+      do_resize: p.do_resize,
+      image_mean: p.image_mean,
+      image_processor_type: "ViTImageProcessor",
+      image_std: p.image_std,
+      resample: p.resample,
+      rescale_factor: p.rescale_factor,
+      size: p.size,
+    };
+    await Deno.mkdir(dir, { recursive: true });
+    await writeSafetensors(join(dir, "model.safetensors"), tensors);
+    await writeFileAtomic(join(dir, "config.json"), JSON.stringify(config, null, 2) + "\n");
+    await writeFileAtomic(
+      join(dir, "preprocessor_config.json"),
+      JSON.stringify(preprocessor, null, 2) + "\n",
+    );
+  }
+
+  /** Frees every tensor and variable of this classifier; it cannot be used afterwards. */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    this.vit.dispose(); // the LoRA layers hang on its linear layers
+    this.classifier.weight.dispose();
+    this.classifier.bias.dispose();
+  }
+
+  #check(): void {
+    if (this.#disposed) throw new VitLoraError("this classifier has been disposed");
+  }
+}
+
+/**
+ * Parameter counts implied by a config, without weights: the encoder (pooler excluded),
+ * a head for `numLabels` classes, and LoRA on the modules `lora` targets.
+ *
+ * @example
+ * ```ts
+ * import { countParameters, loraConfig, VIT_BASE_CONFIG } from "@lora/vit";
+ * const { trainable, total } = countParameters(VIT_BASE_CONFIG, {
+ *   numLabels: 101,
+ *   lora: loraConfig({ r: 32, alpha: 16 }),
+ * });
+ * console.log(trainable, total); // 1257317 87055973
+ * ```
+ */
+export function countParameters(
+  config: ViTConfig,
+  options: { numLabels: number; lora?: LoraConfig },
+): ParameterCount {
+  const frozen = [...vitTensorShapes(config).values()].reduce((s, shape) => s + numel(shape), 0);
+  let trainable = options.numLabels * config.hidden_size + options.numLabels;
+  if (options.lora) {
+    for (const t of loraTargets(options.lora, linearModules(config))) {
+      const [out, inp] = linearShape(config, t.module);
+      trainable += t.r * (inp + out);
+    }
+  }
+  return { trainable, total: frozen + trainable };
+}
+
+/** The names of the linear modules LoRA may target, in layer order. */
+function linearModules(config: ViTConfig): string[] {
+  return [...vitTensorShapes(config).keys()]
+    .filter((n) =>
+      n.startsWith("encoder.layer.") && n.endsWith(".weight") && !n.includes("layernorm")
+    )
+    .map((n) => n.slice(0, -".weight".length));
+}
+
+/** Where tensors come from when a classifier is assembled. */
+interface Parts {
+  config: ViTConfig;
+  preprocessor: PreprocessorConfig;
+  baseModel: string;
+  /** Encoder tensors by `ViTModel` name. */
+  encoder: (name: string) => Tensor;
+  /** The checkpoint's head, when it has one. */
+  head?: { weight: Tensor2D; bias: Tensor1D; source: string };
+}
+
+/** An adapter read from disk and checked against the model. */
+interface Adapter {
+  config: LoraConfig;
+  tensors: Map<string, Tensor>;
+  source: string;
+}
+
+async function readAdapter(dir: string, config: ViTConfig): Promise<Adapter> {
+  const configPath = join(dir, "adapter_config.json");
+  const lora = parseAdapterConfig(await readJsonFile(configPath), configPath);
+  const path = join(dir, "adapter_model.safetensors");
+  if (!(await exists(path)) && (await exists(join(dir, "adapter_model.bin")))) {
+    throw new VitLoraError(
+      `${path}: not found; the folder has adapter_model.bin (a PyTorch pickle), which this module does not read: save the adapter with safe_serialization=True`,
+    );
+  }
+  using file = await openSafetensors(path);
+  const expected = new Map<string, number[]>();
+  for (const t of loraTargets(lora, linearModules(config))) {
+    const [out, inp] = linearShape(config, t.module);
+    expected.set(peftLoraKey(t.module, "lora_A"), [t.r, inp]);
+    expected.set(peftLoraKey(t.module, "lora_B"), [out, t.r]);
+  }
+  if (expected.size === 0) {
+    throw new VitLoraError(
+      `${configPath}: target_modules ${
+        JSON.stringify(lora.target_modules)
+      } matches no linear layer of the ViT`,
+    );
+  }
+  const tensors = new Map<string, Tensor>();
+  try {
+    for (const [key, shape] of expected) {
+      tensors.set(
+        key,
+        await readChecked(
+          file,
+          key,
+          shape,
+          `${configPath} (r ${lora.r}, hidden_size ${config.hidden_size})`,
+        ),
+      );
+    }
+    if (lora.modules_to_save?.includes("classifier")) {
+      for (const key of Object.values(PEFT_CLASSIFIER_KEYS)) {
+        if (!file.entries.has(key)) {
+          throw new VitLoraError(
+            `${path}: missing tensor '${key}' (modules_to_save names the classifier)`,
+          );
+        }
+      }
+      const w = file.entries.get(PEFT_CLASSIFIER_KEYS.weight)!;
+      const numLabels = w.shape[0];
+      tensors.set(
+        PEFT_CLASSIFIER_KEYS.weight,
+        await readChecked(
+          file,
+          PEFT_CLASSIFIER_KEYS.weight,
+          [numLabels, config.hidden_size],
+          `hidden_size ${config.hidden_size}`,
+        ),
+      );
+      tensors.set(
+        PEFT_CLASSIFIER_KEYS.bias,
+        await readChecked(file, PEFT_CLASSIFIER_KEYS.bias, [numLabels], `${numLabels} classes`),
+      );
+    }
+    for (const key of file.entries.keys()) {
+      if (!tensors.has(key)) {
+        throw new VitLoraError(
+          `${path}: tensor '${key}' is not one that ${configPath} describes (target_modules ${
+            JSON.stringify(lora.target_modules)
+          })`,
+        );
+      }
+    }
+  } catch (e) {
+    tf.dispose([...tensors.values()]);
+    throw e;
+  }
+  return { config: lora, tensors, source: dir };
+}
+
+/** Reads a float tensor whose shape must be `shape`; `expectation` says where that shape comes from. */
+async function readChecked(
+  file: SafetensorsFile,
+  name: string,
+  shape: number[],
+  expectation: string,
+): Promise<Tensor> {
+  const entry = file.entries.get(name);
+  if (!entry) {
+    throw new VitLoraError(
+      `${file.path}: missing tensor '${name}' (expected ${formatShape(shape)})`,
+    );
+  }
+  if (!sameShape(entry.shape, shape)) {
+    throw new VitLoraError(
+      `${file.path}: tensor '${name}' has shape ${
+        formatShape(entry.shape)
+      }, but ${expectation} needs ${formatShape(shape)}`,
+    );
+  }
+  if (!["F32", "F16", "BF16", "F64"].includes(entry.dtype)) {
+    throw new VitLoraError(`${file.path}: tensor '${name}' is ${entry.dtype}, not a float type`);
+  }
+  const t = await file.read(name);
+  return tf.tensor(t.data, t.shape, "float32");
+}
+
+/** Reads a model folder: config, preprocessor config, and the checked checkpoint. */
+async function readModel(dir: string): Promise<Parts & { tensors: Map<string, Tensor> }> {
+  if (!(await exists(dir))) throw new VitLoraError(`${dir}: no such model folder`);
+  const configPath = join(dir, "config.json");
+  const config = parseViTConfig(await readJsonFile(configPath), configPath);
+  const preprocessorPath = join(dir, "preprocessor_config.json");
+  const preprocessor = parsePreprocessorConfig(
+    (await exists(preprocessorPath))
+      ? await readJsonFile(preprocessorPath)
+      : { size: config.image_size },
+    preprocessorPath,
+  );
+  const path = join(dir, "model.safetensors");
+  if (!(await exists(path)) && (await exists(join(dir, "pytorch_model.bin")))) {
+    throw new VitLoraError(
+      `${path}: not found; the folder has only pytorch_model.bin (a PyTorch pickle), which this module does not read: convert it to safetensors`,
+    );
+  }
+  using file = await openSafetensors(path);
+  const prefix = file.entries.has("vit.embeddings.cls_token")
+    ? "vit."
+    : file.entries.has("embeddings.cls_token")
+    ? ""
+    : undefined;
+  if (prefix === undefined) {
+    throw new VitLoraError(
+      `${path}: not a ViT checkpoint (no 'embeddings.cls_token' or 'vit.embeddings.cls_token')`,
+    );
+  }
+  const describe =
+    `${configPath} (hidden_size ${config.hidden_size}, ${config.num_hidden_layers} layers, intermediate_size ${config.intermediate_size}, image_size ${config.image_size}, patch_size ${config.patch_size})`;
+  const tensors = new Map<string, Tensor>();
+  let head: Parts["head"];
+  try {
+    for (const [name, shape] of vitTensorShapes(config)) {
+      tensors.set(name, await readChecked(file, prefix + name, shape, describe));
+    }
+    if (file.entries.has("classifier.weight")) {
+      const rows = file.entries.get("classifier.weight")!.shape[0];
+      head = {
+        weight: await readChecked(
+          file,
+          "classifier.weight",
+          [rows, config.hidden_size],
+          describe,
+        ) as Tensor2D,
+        bias: await readChecked(file, "classifier.bias", [rows], `${rows} classes`) as Tensor1D,
+        source: path,
+      };
+    }
+  } catch (e) {
+    tf.dispose([...tensors.values()]);
+    throw e;
+  }
+  return {
+    config,
+    preprocessor,
+    baseModel: dir,
+    tensors,
+    encoder: (name) => tensors.get(name)!,
+    head,
+  };
+}
+
+function assemble(
+  parts: Parts,
+  adapter: Adapter | undefined,
+  options: ClassifierOptions,
+): ViTClassifier {
+  const { config } = parts;
+  const nextSeed = seeds(options.seed ?? 0);
+  const adapterHead = adapter?.tensors.get(PEFT_CLASSIFIER_KEYS.weight);
+  const headRows = adapterHead?.shape[0] ?? parts.head?.weight.shape[0];
+  const headSource = adapterHead
+    ? join(adapter!.source, "adapter_model.safetensors")
+    : parts.head?.source;
+  if (options.labels && headRows !== undefined && options.labels.length !== headRows) {
+    throw new VitLoraError(
+      `${headSource}: the classifier has ${headRows} classes, but ${options.labels.length} labels were given`,
+    );
+  }
+  const fromConfig = configLabels(config);
+  const numLabels = headRows ?? options.labels?.length ?? fromConfig?.length ?? 2;
+  const labels = options.labels ??
+    (fromConfig?.length === numLabels
+      ? fromConfig
+      : Array.from({ length: numLabels }, (_, i) => `LABEL_${i}`));
+  if (new Set(labels).size !== labels.length) {
+    throw new VitLoraError("labels: class names must be distinct");
+  }
+
+  const vit = ViTModel.fromTensors(config, parts.encoder);
+  const loraLayers = new Map<string, LoraLayer>();
+  const lora = adapter?.config ??
+    (options.lora ? loraConfig(options.lora, parts.baseModel) : undefined);
+  if (lora) {
+    const linears = vit.linears();
+    for (const t of loraTargets(lora, [...linears.keys()])) {
+      const [out, inp] = linearShape(config, t.module);
+      const A = adapter?.tensors.get(peftLoraKey(t.module, "lora_A")) as Tensor2D | undefined ??
+        // kaiming_uniform_(a=√5) on [r, in]: bound = gain·√(3/fan_in) = 1/√in.
+        tf.randomUniform(
+          [t.r, inp],
+          -1 / Math.sqrt(inp),
+          1 / Math.sqrt(inp),
+          "float32",
+          nextSeed(),
+        );
+      const B = adapter?.tensors.get(peftLoraKey(t.module, "lora_B")) as Tensor2D | undefined ??
+        tf.zeros([out, t.r]);
+      const layer = new LoraLayer(A, B, t.scaling, lora.lora_dropout);
+      A.dispose();
+      B.dispose();
+      linears.get(t.module)!.lora = layer;
+      loraLayers.set(t.module, layer);
+    }
+  }
+  let weight: Tensor2D, bias: Tensor1D;
+  if (adapterHead) {
+    weight = adapterHead as Tensor2D;
+    bias = adapter!.tensors.get(PEFT_CLASSIFIER_KEYS.bias) as Tensor1D;
+    if (parts.head) tf.dispose([parts.head.weight, parts.head.bias]);
+  } else if (parts.head) {
+    ({ weight, bias } = parts.head);
+  } else {
+    // transformers' _init_weights: trunc_normal_(std=initializer_range) with PyTorch's default
+    // bounds of ±2 (absolute, i.e. ±100 std): a plain normal in practice. Bias zeros.
+    weight = tf.randomNormal(
+      [numLabels, config.hidden_size],
+      0,
+      config.initializer_range,
+      "float32",
+      nextSeed(),
+    );
+    bias = tf.zeros([numLabels]);
+  }
+  const classifier = new ViTClassifier({
+    config,
+    preprocessor: parts.preprocessor,
+    labels,
+    lora,
+    baseModel: parts.baseModel,
+    vit,
+    classifier: { weight, bias },
+    loraLayers,
+  });
+  tf.dispose([weight, bias]);
+  return classifier;
+}
+
+/**
+ * Loads a classifier from a model folder in Hugging Face layout (`config.json`,
+ * `model.safetensors`, optionally `preprocessor_config.json`), either checkpoint shape:
+ * a `ViTModel` (no head: a new one is made for `labels`) or a `ViTForImageClassification`.
+ * With `adapter`, a PEFT LoRA adapter is applied; with `lora`, a new one is started.
+ *
+ * @example
+ * ```ts ignore
+ * import { loadClassifier } from "@lora/vit";
+ * const clf = await loadClassifier("models/vit-base-patch16-224-in21k", {
+ *   labels: ["apple_pie", "baby_back_ribs"],
+ *   lora: { r: 32, alpha: 16, dropout: 0.1, targetModules: ["query", "value"] },
+ * });
+ * console.log(clf.parameterCount());
+ * ```
+ */
+export async function loadClassifier(
+  source: string,
+  options: ClassifierOptions = {},
+): Promise<ViTClassifier> {
+  await initBackend(options.backend);
+  const model = await readModel(source);
+  let adapter: Adapter | undefined;
+  try {
+    adapter = options.adapter ? await readAdapter(options.adapter, model.config) : undefined;
+    const clf = assemble(model, adapter, options);
+    if (adapter) tf.dispose([...adapter.tensors.values()]);
+    return clf;
+  } catch (e) {
+    tf.dispose([...model.tensors.values()]);
+    if (model.head) tf.dispose([model.head.weight, model.head.bias]);
+    if (adapter) tf.dispose([...adapter.tensors.values()]);
+    throw e;
+  }
+}
+
+/**
+ * Builds a classifier with new random weights from a config, initialised as transformers
+ * does (normal std `initializer_range` for weights, zero biases, unit LayerNorms): for
+ * benchmarks, demos and tests that need no download.
+ *
+ * @example
+ * ```ts ignore
+ * import { createClassifier, parseViTConfig } from "@lora/vit";
+ * const config = parseViTConfig({ hidden_size: 64, num_hidden_layers: 2, num_attention_heads: 4,
+ *   intermediate_size: 128, image_size: 32, patch_size: 8 });
+ * const clf = await createClassifier(config, { labels: ["cat", "dog"], lora: { r: 4 } });
+ * ```
+ */
+export async function createClassifier(
+  config: ViTConfig,
+  options: ClassifierOptions & { preprocessor?: PreprocessorConfig } = {},
+): Promise<ViTClassifier> {
+  await initBackend(options.backend);
+  const nextSeed = seeds((options.seed ?? 0) + 1);
+  const std = config.initializer_range;
+  const shapes = vitTensorShapes(config);
+  const encoder = (name: string): Tensor => {
+    const shape = shapes.get(name)!;
+    if (name.includes("layernorm") && name.endsWith(".weight")) return tf.ones(shape);
+    if (name.endsWith(".bias")) return tf.zeros(shape);
+    return tf.randomNormal(shape, 0, std, "float32", nextSeed());
+  };
+  const parts: Parts = {
+    config,
+    preprocessor: options.preprocessor ?? parsePreprocessorConfig({ size: config.image_size }),
+    baseModel: "(random init)",
+    encoder,
+  };
+  const adapter = options.adapter ? await readAdapter(options.adapter, config) : undefined;
+  try {
+    return assemble(parts, adapter, options);
+  } finally {
+    if (adapter) tf.dispose([...adapter.tensors.values()]);
+  }
+}
