@@ -32,7 +32,7 @@ export interface BackendInfo {
 
 /** Options for {@link initBackend}. */
 export interface InitBackendOptions {
-  /** Do not print the adapter line (it is printed once per process otherwise). */
+  /** Do not print the adapter line, now or later (it is printed once per process otherwise). */
   quiet?: boolean;
 }
 
@@ -85,7 +85,8 @@ export async function initBackend(
   }
   if (!webgpuInfo) webgpuInfo = await registerWebGPU();
   if (tf.getBackend() !== "webgpu") await tf.setBackend("webgpu");
-  if (!announced && !options.quiet) {
+  if (options.quiet) announced = true;
+  if (!announced) {
     announced = true;
     console.error(
       `vit-lora: WebGPU on ${webgpuInfo.adapter}${

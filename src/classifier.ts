@@ -98,10 +98,13 @@ function numel(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
+/** Independent random streams, so that e.g. adding LoRA does not change a new head's weights. */
+const STREAM = { encoder: 1, head: 2, lora: 3 } as const;
+
 /** A deterministic stream of seeds for tfjs's seeded random ops. */
-function seeds(seed: number): () => number {
+function seeds(seed: number, stream: number): () => number {
   let i = 0;
-  return () => seed * 7919 + ++i;
+  return () => seed * 1_000_003 + stream * 10_007 + ++i;
 }
 
 /**
@@ -564,7 +567,7 @@ function assemble(
   options: ClassifierOptions,
 ): ViTClassifier {
   const { config } = parts;
-  const nextSeed = seeds(options.seed ?? 0);
+  const loraSeed = seeds(options.seed ?? 0, STREAM.lora);
   const adapterHead = adapter?.tensors.get(PEFT_CLASSIFIER_KEYS.weight);
   const headRows = adapterHead?.shape[0] ?? parts.head?.weight.shape[0];
   const headSource = adapterHead
@@ -600,7 +603,7 @@ function assemble(
           -1 / Math.sqrt(inp),
           1 / Math.sqrt(inp),
           "float32",
-          nextSeed(),
+          loraSeed(),
         );
       const B = adapter?.tensors.get(peftLoraKey(t.module, "lora_B")) as Tensor2D | undefined ??
         tf.zeros([out, t.r]);
@@ -626,7 +629,7 @@ function assemble(
       0,
       config.initializer_range,
       "float32",
-      nextSeed(),
+      seeds(options.seed ?? 0, STREAM.head)(),
     );
     bias = tf.zeros([numLabels]);
   }
@@ -698,7 +701,7 @@ export async function createClassifier(
   options: ClassifierOptions & { preprocessor?: PreprocessorConfig } = {},
 ): Promise<ViTClassifier> {
   await initBackend(options.backend);
-  const nextSeed = seeds((options.seed ?? 0) + 1);
+  const nextSeed = seeds(options.seed ?? 0, STREAM.encoder);
   const std = config.initializer_range;
   const shapes = vitTensorShapes(config);
   const encoder = (name: string): Tensor => {

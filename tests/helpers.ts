@@ -1,0 +1,82 @@
+/** Shared test helpers: fixtures, backends, and float comparison. */
+
+import assert from "node:assert/strict";
+import {
+  type BackendName,
+  initBackend,
+  readSafetensors,
+  type Tensor,
+  type Tensor1D,
+  type Tensor4D,
+  type TensorData,
+  tf,
+} from "../mod.ts";
+
+/** The reference sets copied from ../shared/fixtures (PyTorch float32). */
+export const FIXTURE_SETS = ["vit-tiny-a", "vit-tiny-b"] as const;
+
+/** Both backends the tests hold against PyTorch: WebGPU (Mesa's software adapter here) and cpu. */
+export const BACKENDS: BackendName[] = ["webgpu", "cpu"];
+
+/** The folder of a fixture set. */
+export function fixture(set: string): string {
+  return new URL(`./fixtures/${set}`, import.meta.url).pathname;
+}
+
+/** What PyTorch computed for a fixture set. */
+export interface Expected {
+  pixelValues: TensorData;
+  labels: TensorData;
+  tensors: Map<string, TensorData>;
+}
+
+/** Reads a set's expected.safetensors. */
+export async function expected(set: string): Promise<Expected> {
+  const tensors = await readSafetensors(`${fixture(set)}/expected.safetensors`);
+  return { pixelValues: tensors.get("pixel_values")!, labels: tensors.get("labels")!, tensors };
+}
+
+/** Pixel values and labels as tensors (dispose them). */
+export function inputs(e: Expected): { pixels: Tensor4D; labels: Tensor1D } {
+  return {
+    pixels: tf.tensor4d(
+      e.pixelValues.data,
+      e.pixelValues.shape as [number, number, number, number],
+    ),
+    labels: tf.tensor1d(e.labels.data as Int32Array, "int32"),
+  };
+}
+
+/** max |a - ref| / max |ref|, the fixtures' agreement measure. */
+export function relError(a: ArrayLike<number>, ref: ArrayLike<number>): number {
+  assert.equal(a.length, ref.length, "lengths differ");
+  let diff = 0, scale = 0;
+  for (let i = 0; i < a.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i] - ref[i]));
+    scale = Math.max(scale, Math.abs(ref[i]));
+  }
+  return diff / scale;
+}
+
+/** Asserts `actual` matches `ref` within `tol` relative error (and has the same shape). */
+export async function assertClose(
+  actual: Tensor,
+  ref: TensorData,
+  tol: number,
+  what: string,
+): Promise<void> {
+  assert.deepEqual(actual.shape, ref.shape, `${what}: shape`);
+  const err = relError(await actual.data() as Float32Array, ref.data);
+  assert.ok(err < tol, `${what}: relative error ${err.toExponential(2)} ≥ ${tol}`);
+}
+
+/** Switches tfjs to `backend` (quietly). */
+export async function useBackend(backend: BackendName): Promise<void> {
+  await initBackend(backend, { quiet: true });
+}
+
+/** A fresh temporary folder, removed by the returned function. */
+export async function tempDir(): Promise<{ path: string } & AsyncDisposable> {
+  const path = await Deno.makeTempDir({ prefix: "vit-lora-test-" });
+  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
+}
