@@ -126,6 +126,9 @@ async function registerWebGPU(): Promise<BackendInfo> {
     },
   });
   const info = adapter.info;
+  // Release the device before the runtime tears down: leaving it to process exit lets
+  // wgpu/Mesa free it while their threads still run (heap corruption at exit, seen here).
+  globalThis.addEventListener("unload", () => device.destroy());
   // The package registers a factory of its own on import; replace it with ours.
   tf.removeBackend("webgpu");
   tf.registerBackend("webgpu", () => new WebGPUBackend(device, info));

@@ -1,0 +1,64 @@
+/**
+ * Small-model benchmarks, quick on a CPU: a ViT at vit-tiny-b's shape (hidden 64, 3 layers,
+ * 48×48, patch 16), forward at batch 8 and one LoRA forward + backward at batch 8, on each
+ * backend. The ViT-B/16 figures and the PyTorch peers belong to the speed issue's suite.
+ *
+ * Run with `deno task bench`. WebGPU shader compilation is paid in the warm-up iterations.
+ */
+
+import {
+  type BackendName,
+  createClassifier,
+  initBackend,
+  parseViTConfig,
+  type Tensor4D,
+  tf,
+} from "../mod.ts";
+
+const config = parseViTConfig({
+  hidden_size: 64,
+  num_hidden_layers: 3,
+  num_attention_heads: 4,
+  intermediate_size: 256,
+  image_size: 48,
+  patch_size: 16,
+});
+const BATCH = 8;
+
+for (const backend of ["webgpu", "cpu"] as BackendName[]) {
+  Deno.bench({
+    name: `tiny ViT forward, batch ${BATCH}, ${backend}`,
+    group: `forward`,
+    baseline: backend === "cpu",
+    warmup: 3,
+    async fn(b) {
+      await initBackend(backend, { quiet: true });
+      const clf = await createClassifier(config, { labels: ["a", "b", "c"], lora: { r: 8 } });
+      const pixels = tf.randomNormal([BATCH, 3, 48, 48]) as Tensor4D;
+      b.start();
+      const logits = clf.logits(pixels);
+      await logits.data();
+      b.end();
+      tf.dispose([logits, pixels]);
+      clf.dispose();
+    },
+  });
+  Deno.bench({
+    name: `tiny ViT LoRA forward + backward, batch ${BATCH}, ${backend}`,
+    group: `train step`,
+    baseline: backend === "cpu",
+    warmup: 3,
+    async fn(b) {
+      await initBackend(backend, { quiet: true });
+      const clf = await createClassifier(config, { labels: ["a", "b", "c"], lora: { r: 8 } });
+      const pixels = tf.randomNormal([BATCH, 3, 48, 48]) as Tensor4D;
+      const labels = tf.tensor1d([0, 1, 2, 0, 1, 2, 0, 1], "int32");
+      b.start();
+      const { loss, grads } = clf.lossAndGradients(pixels, labels, { training: true });
+      await loss.data();
+      b.end();
+      tf.dispose([loss, ...Object.values(grads), pixels, labels]);
+      clf.dispose();
+    },
+  });
+}

@@ -1,0 +1,45 @@
+/** Every tensor has an owner: repeated inference and training passes leave nothing behind. */
+
+import assert from "node:assert/strict";
+import { loadClassifier, tf } from "../mod.ts";
+import { BACKENDS, expected, fixture, inputs, useBackend } from "./helpers.ts";
+
+for (const backend of BACKENDS) {
+  Deno.test(`on ${backend}: tensor count is flat over repeated forward and backward passes`, async () => {
+    await useBackend(backend);
+    const dir = fixture("vit-tiny-a");
+    const clf = await loadClassifier(`${dir}/model`, { adapter: `${dir}/adapter`, backend });
+    const { pixels, labels } = inputs(await expected("vit-tiny-a"));
+    const step = async () => {
+      const logits = clf.logits(pixels);
+      await logits.data();
+      logits.dispose();
+      // Training mode: LoRA dropout is on.
+      const { loss, grads } = clf.lossAndGradients(pixels, labels, { training: true });
+      await loss.data();
+      tf.dispose([loss, ...Object.values(grads)]);
+    };
+    await step(); // warm-up: kernels and caches
+    const tensors = tf.memory().numTensors;
+    const bytes = tf.memory().numBytes;
+    for (let i = 0; i < 5; i++) await step();
+    assert.equal(tf.memory().numTensors, tensors, "tensor count");
+    assert.equal(tf.memory().numBytes, bytes, "bytes held");
+    tf.dispose([pixels, labels]);
+    clf.dispose();
+  });
+}
+
+Deno.test("dropout in training mode changes the loss; evaluation mode is deterministic", async () => {
+  await useBackend("cpu");
+  const dir = fixture("vit-tiny-a");
+  const clf = await loadClassifier(`${dir}/model`, { adapter: `${dir}/adapter` });
+  const { pixels, labels } = inputs(await expected("vit-tiny-a"));
+  const evalLoss = async () => (await clf.loss(pixels, labels).data())[0];
+  const trainLoss = async () => (await clf.loss(pixels, labels, { training: true }).data())[0];
+  assert.equal(await evalLoss(), await evalLoss());
+  const train = [await trainLoss(), await trainLoss(), await trainLoss()];
+  assert.ok(train.some((l) => l !== train[0]) || train[0] !== await evalLoss(), "dropout acts");
+  tf.dispose([pixels, labels]);
+  clf.dispose();
+});
