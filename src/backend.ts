@@ -36,17 +36,26 @@ export interface InitBackendOptions {
   quiet?: boolean;
 }
 
-let webgpuInfo: BackendInfo | undefined;
+/** The WebGPU device, opened once per process (and isolate) on first use. */
+let webgpu: Promise<{ backend: WebGPUBackend; info: BackendInfo }> | undefined;
 let announced = false;
+
+function openWebGPU(): Promise<{ backend: WebGPUBackend; info: BackendInfo }> {
+  return webgpu ??= createWebGPU();
+}
+
+// The package registers a factory of its own on import, which asks for features in a form
+// Deno rejects; replace it, so that tfjs's own choice of backend (`await tf.ready()` before
+// any classifier is loaded) opens the device the way this module does.
+tf.removeBackend("webgpu");
+tf.registerBackend("webgpu", async () => (await openWebGPU()).backend, 3);
+fixAddN();
 
 /** Reads `VIT_LORA_BACKEND` when the environment may be read; undefined otherwise. */
 function envBackend(): string | undefined {
   try {
-    if (
-      Deno.permissions.querySync({ name: "env", variable: "VIT_LORA_BACKEND" }).state !== "granted"
-    ) {
-      return undefined;
-    }
+    const env = Deno.permissions.querySync({ name: "env", variable: "VIT_LORA_BACKEND" });
+    if (env.state !== "granted") return undefined;
     return Deno.env.get("VIT_LORA_BACKEND") || undefined;
   } catch {
     return undefined;
@@ -83,21 +92,21 @@ export async function initBackend(
     (tf.backend() as unknown as { firstUse: boolean }).firstUse = false;
     return { name: "cpu" };
   }
-  if (!webgpuInfo) webgpuInfo = await registerWebGPU();
+  const { info } = await openWebGPU(); // a clear error when there is no adapter
   if (tf.getBackend() !== "webgpu") await tf.setBackend("webgpu");
   if (options.quiet) announced = true;
   if (!announced) {
     announced = true;
     console.error(
-      `vit-lora: WebGPU on ${webgpuInfo.adapter}${
-        webgpuInfo.software ? " (a software adapter: no GPU is used)" : ""
+      `vit-lora: WebGPU on ${info.adapter}${
+        info.software ? " (a software adapter: no GPU is used)" : ""
       }`,
     );
   }
-  return webgpuInfo;
+  return info;
 }
 
-async function registerWebGPU(): Promise<BackendInfo> {
+async function createWebGPU(): Promise<{ backend: WebGPUBackend; info: BackendInfo }> {
   const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
   if (!gpu) {
     throw new VitLoraError(
@@ -125,20 +134,19 @@ async function registerWebGPU(): Promise<BackendInfo> {
       maxComputeInvocationsPerWorkgroup: limits.maxComputeInvocationsPerWorkgroup,
     },
   });
-  const info = adapter.info;
   // Release the device before the runtime tears down: leaving it to process exit lets
   // wgpu/Mesa free it while their threads still run (heap corruption at exit, seen here).
   globalThis.addEventListener("unload", () => device.destroy());
-  // The package registers a factory of its own on import; replace it with ours.
-  tf.removeBackend("webgpu");
-  tf.registerBackend("webgpu", () => new WebGPUBackend(device, info));
-  fixAddN();
-  const description = info.description || [info.vendor, info.architecture, info.device]
-    .filter(Boolean).join(" ") ||
+  const info = adapter.info;
+  const description = info.description ||
+    [info.vendor, info.architecture, info.device].filter(Boolean).join(" ") ||
     "an unnamed adapter";
   const software = (info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter ??
     /llvmpipe|lavapipe|swiftshader|software/i.test(description);
-  return { name: "webgpu", adapter: description, software };
+  return {
+    backend: new WebGPUBackend(device, info),
+    info: { name: "webgpu", adapter: description, software },
+  };
 }
 
 /**

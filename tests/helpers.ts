@@ -13,7 +13,7 @@ import {
 } from "../mod.ts";
 
 /** The reference sets copied from ../shared/fixtures (PyTorch float32). */
-export const FIXTURE_SETS = ["vit-tiny-a", "vit-tiny-b"] as const;
+export const FIXTURE_SETS = ["vit-tiny-a", "vit-tiny-b", "vit-tiny-c"] as const;
 
 /** Both backends the tests hold against PyTorch: WebGPU (Mesa's software adapter here) and cpu. */
 export const BACKENDS: BackendName[] = ["webgpu", "cpu"];
