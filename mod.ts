@@ -76,7 +76,16 @@ export {
   PEFT_CLASSIFIER_KEYS,
   peftLoraKey,
 } from "./src/lora.ts";
-export { LayerNorm, Linear, LoraLayer, type ViTLayer, ViTModel } from "./src/vit.ts";
+export {
+  LayerNorm,
+  Linear,
+  LoraLayer,
+  takesTransposed,
+  type TensorSource,
+  transposeWeight,
+  type ViTLayer,
+  ViTModel,
+} from "./src/vit.ts";
 export {
   type ClassifierOptions,
   countParameters,

@@ -39,6 +39,8 @@ export interface InitBackendOptions {
 /** The WebGPU device, opened once per process (and isolate) on first use. */
 let webgpu: Promise<{ backend: WebGPUBackend; info: BackendInfo }> | undefined;
 let announced = false;
+/** The backend the last {@link initBackend} call chose: later calls without a name keep it. */
+let current: BackendName | undefined;
 
 function openWebGPU(): Promise<{ backend: WebGPUBackend; info: BackendInfo }> {
   return webgpu ??= createWebGPU();
@@ -69,8 +71,8 @@ export function parseBackendName(name: string, source = "--backend"): BackendNam
 }
 
 /**
- * Selects and initialises the tfjs backend: `name`, else `VIT_LORA_BACKEND`, else `webgpu`.
- * Calling it again with the same backend is cheap. On WebGPU it prints the adapter's
+ * Selects and initialises the tfjs backend: `name`; else the one an earlier call chose; else
+ * `VIT_LORA_BACKEND`; else `webgpu`. Calling it again with the same backend is cheap. On WebGPU it prints the adapter's
  * description once (to stderr), so a user sees whether a real GPU or a software one runs.
  *
  * @example
@@ -84,8 +86,10 @@ export async function initBackend(
   name?: BackendName,
   options: InitBackendOptions = {},
 ): Promise<BackendInfo> {
-  const chosen = name ?? parseBackendName(envBackend() ?? "webgpu", "VIT_LORA_BACKEND");
+  const chosen = name ?? current ??
+    parseBackendName(envBackend() ?? "webgpu", "VIT_LORA_BACKEND");
   if (chosen === "cpu") {
+    current = "cpu";
     if (tf.getBackend() !== "cpu") await tf.setBackend("cpu");
     // tfjs-backend-cpu advertises tfjs-node on first use when it believes it runs in Node
     // (tfjs takes Deno for Node); that advice does not apply here.
@@ -94,6 +98,7 @@ export async function initBackend(
   }
   const { info } = await openWebGPU(); // a clear error when there is no adapter
   if (tf.getBackend() !== "webgpu") await tf.setBackend("webgpu");
+  current = "webgpu";
   if (options.quiet) announced = true;
   if (!announced) {
     announced = true;

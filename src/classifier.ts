@@ -46,7 +46,7 @@ import {
   type SafetensorsFile,
   writeSafetensors,
 } from "./safetensors.ts";
-import { LoraLayer, ViTModel } from "./vit.ts";
+import { LoraLayer, takesTransposed, transposeWeight, ViTModel } from "./vit.ts";
 
 /** Options of {@link loadClassifier} and {@link createClassifier}. */
 export interface ClassifierOptions {
@@ -381,7 +381,7 @@ interface Parts {
   config: ViTConfig;
   preprocessor: PreprocessorConfig;
   baseModel: string;
-  /** Encoder tensors by `ViTModel` name. */
+  /** Encoder tensors by `ViTModel` name (linear weights transposed, see `takesTransposed`). */
   encoder: (name: string) => Tensor;
   /** The checkpoint's head, when it has one. */
   head?: { weight: Tensor2D; bias: Tensor1D; source: string };
@@ -470,12 +470,16 @@ async function readAdapter(dir: string, config: ViTConfig): Promise<Adapter> {
   return { config: lora, tensors, source: dir };
 }
 
-/** Reads a float tensor whose shape must be `shape`; `expectation` says where that shape comes from. */
+/**
+ * Reads a float tensor whose shape must be `shape`; `expectation` says where that shape comes
+ * from. With `transposed`, a weight `[out, …in]` comes back as `[in, out]`.
+ */
 async function readChecked(
   file: SafetensorsFile,
   name: string,
   shape: number[],
   expectation: string,
+  transposed = false,
 ): Promise<Tensor> {
   const entry = file.entries.get(name);
   if (!entry) {
@@ -494,6 +498,10 @@ async function readChecked(
     throw new VitLoraError(`${file.path}: tensor '${name}' is ${entry.dtype}, not a float type`);
   }
   const t = await file.read(name);
+  if (transposed) {
+    const w = transposeWeight(t.data as Float32Array, t.shape);
+    return tf.tensor2d(w.data, w.shape);
+  }
   return tf.tensor(t.data, t.shape, "float32");
 }
 
@@ -532,7 +540,10 @@ async function readModel(dir: string): Promise<Parts & { tensors: Map<string, Te
   let head: Parts["head"];
   try {
     for (const [name, shape] of vitTensorShapes(config)) {
-      tensors.set(name, await readChecked(file, prefix + name, shape, describe));
+      tensors.set(
+        name,
+        await readChecked(file, prefix + name, shape, describe, takesTransposed(name)),
+      );
     }
     if (file.entries.has("classifier.weight")) {
       const rows = file.entries.get("classifier.weight")!.shape[0];
@@ -706,6 +717,9 @@ export async function createClassifier(
   const shapes = vitTensorShapes(config);
   const encoder = (name: string): Tensor => {
     const shape = shapes.get(name)!;
+    if (takesTransposed(name)) {
+      return tf.randomNormal([numel(shape.slice(1)), shape[0]], 0, std, "float32", nextSeed());
+    }
     if (name.includes("layernorm") && name.endsWith(".weight")) return tf.ones(shape);
     if (name.endsWith(".bias")) return tf.zeros(shape);
     return tf.randomNormal(shape, 0, std, "float32", nextSeed());

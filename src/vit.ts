@@ -75,10 +75,9 @@ export class Linear {
   /** The LoRA branch, once one is attached. */
   lora?: LoraLayer;
 
-  /** Takes a checkpoint's `weight` `[out, in]` (disposed: only its transpose is kept) and `bias`. */
-  constructor(weight: Tensor2D, bias?: Tensor1D) {
-    this.weightT = tf.keep(tf.transpose(weight));
-    weight.dispose();
+  /** Takes the weight already transposed, `[in, out]` (see {@link takesTransposed}), and the bias. */
+  constructor(weightT: Tensor2D, bias?: Tensor1D) {
+    this.weightT = weightT;
     this.bias = bias;
   }
 
@@ -151,8 +150,58 @@ export interface ViTLayer {
   output: Linear;
 }
 
-/** Reads one checkpoint tensor by its `ViTModel` name (no `vit.` prefix). */
+/**
+ * Reads one checkpoint tensor by its `ViTModel` name (no `vit.` prefix): in the checkpoint's
+ * layout, except the weights {@link takesTransposed} names, which come as `[in, out]`.
+ */
 export type TensorSource = (name: string) => Tensor;
+
+/**
+ * True for the weights a {@link ViTModel} keeps transposed, `[in, out]`: every linear layer's
+ * and the patch projection's (flattened to `[hidden, C·p·p]` first). Loaders transpose these
+ * as they read them, so a checkpoint is never held twice.
+ *
+ * @example
+ * ```ts
+ * import { takesTransposed } from "@lora/vit";
+ * console.log(takesTransposed("encoder.layer.0.attention.attention.query.weight")); // true
+ * console.log(takesTransposed("encoder.layer.0.layernorm_before.weight")); // false
+ * ```
+ */
+export function takesTransposed(name: string): boolean {
+  return name === "embeddings.patch_embeddings.projection.weight" ||
+    (name.startsWith("encoder.layer.") && LAYER_LINEARS.some((m) => name.endsWith(`.${m}.weight`)));
+}
+
+/**
+ * Transposes a row-major weight `[out, …in]` into `[in, out]` (the trailing dimensions
+ * flattened), as {@link takesTransposed} weights are taken.
+ *
+ * @example
+ * ```ts
+ * import { transposeWeight } from "@lora/vit";
+ * const t = transposeWeight(new Float32Array([1, 2, 3, 4, 5, 6]), [2, 3]);
+ * console.log(t.shape, t.data); // [3, 2] Float32Array [1, 4, 2, 5, 3, 6]
+ * ```
+ */
+export function transposeWeight(
+  data: Float32Array,
+  shape: readonly number[],
+): { data: Float32Array; shape: [number, number] } {
+  const rows = shape[0], cols = data.length / rows;
+  const out = new Float32Array(data.length);
+  const block = 64; // tiles keep both sides in cache
+  for (let r0 = 0; r0 < rows; r0 += block) {
+    const r1 = Math.min(rows, r0 + block);
+    for (let c0 = 0; c0 < cols; c0 += block) {
+      const c1 = Math.min(cols, c0 + block);
+      for (let r = r0; r < r1; r++) {
+        for (let c = c0; c < c1; c++) out[c * rows + r] = data[r * cols + c];
+      }
+    }
+  }
+  return { data: out, shape: [cols, rows] };
+}
 
 function activation(kind: HiddenAct, x: Tensor2D): Tensor2D {
   switch (kind) {
@@ -200,7 +249,6 @@ export class ViTModel {
 
   private constructor(config: ViTConfig, get: TensorSource) {
     this.config = config;
-    const h = config.hidden_size, c = config.num_channels, p = config.patch_size;
     const linear = (name: string, hasBias = true) =>
       new Linear(
         get(`${name}.weight`) as Tensor2D,
@@ -214,13 +262,12 @@ export class ViTModel {
       );
     this.cls_token = get("embeddings.cls_token") as Tensor3D;
     this.position_embeddings = get("embeddings.position_embeddings") as Tensor3D;
-    // Conv2d weight [hidden, C, p, p] as a linear layer over patches flattened (C, py, px).
-    const conv = get("embeddings.patch_embeddings.projection.weight");
+    // Conv2d weight [hidden, C, p, p] as a linear layer over patches flattened (C, py, px):
+    // it comes as [C·p·p, hidden].
     this.projection = new Linear(
-      conv.reshape([h, c * p * p]),
+      get("embeddings.patch_embeddings.projection.weight") as Tensor2D,
       get("embeddings.patch_embeddings.projection.bias") as Tensor1D,
     );
-    conv.dispose();
     this.layers = [];
     for (let i = 0; i < config.num_hidden_layers; i++) {
       const l = `encoder.layer.${i}`;

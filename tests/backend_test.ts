@@ -37,4 +37,7 @@ Deno.test("backend names are checked", async () => {
   const info = await initBackend("cpu");
   assert.deepEqual(info, { name: "cpu" });
   assert.equal(tf.getBackend(), "cpu");
+  // A later call without a name (as loadClassifier makes) keeps the choice.
+  assert.deepEqual(await initBackend(), { name: "cpu" });
+  assert.equal(tf.getBackend(), "cpu");
 });
