@@ -11,8 +11,11 @@ import {
   createClassifier,
   initBackend,
   parseViTConfig,
+  type Tensor,
+  type Tensor1D,
   type Tensor4D,
   tf,
+  type ViTClassifier,
 } from "../mod.ts";
 
 const config = parseViTConfig({
@@ -25,40 +28,48 @@ const config = parseViTConfig({
 });
 const BATCH = 8;
 
+/** A fresh classifier and batch on `backend`; `run` is what the benchmark times. */
+async function measure(
+  b: Deno.BenchContext,
+  backend: BackendName,
+  run: (clf: ViTClassifier, pixels: Tensor4D, labels: Tensor1D) => Promise<Tensor[]>,
+): Promise<void> {
+  await initBackend(backend, { quiet: true });
+  const clf = await createClassifier(config, { labels: ["a", "b", "c"], lora: { r: 8 } });
+  const pixels = tf.randomNormal([BATCH, 3, 48, 48]) as Tensor4D;
+  const labels = tf.tensor1d([0, 1, 2, 0, 1, 2, 0, 1], "int32");
+  b.start();
+  const results = await run(clf, pixels, labels);
+  b.end();
+  tf.dispose([...results, pixels, labels]);
+  clf.dispose();
+}
+
 for (const backend of ["webgpu", "cpu"] as BackendName[]) {
   Deno.bench({
     name: `tiny ViT forward, batch ${BATCH}, ${backend}`,
-    group: `forward`,
+    group: "forward",
     baseline: backend === "cpu",
     warmup: 3,
     async fn(b) {
-      await initBackend(backend, { quiet: true });
-      const clf = await createClassifier(config, { labels: ["a", "b", "c"], lora: { r: 8 } });
-      const pixels = tf.randomNormal([BATCH, 3, 48, 48]) as Tensor4D;
-      b.start();
-      const logits = clf.logits(pixels);
-      await logits.data();
-      b.end();
-      tf.dispose([logits, pixels]);
-      clf.dispose();
+      await measure(b, backend, async (clf, pixels) => {
+        const logits = clf.logits(pixels);
+        await logits.data();
+        return [logits];
+      });
     },
   });
   Deno.bench({
     name: `tiny ViT LoRA forward + backward, batch ${BATCH}, ${backend}`,
-    group: `train step`,
+    group: "train step",
     baseline: backend === "cpu",
     warmup: 3,
     async fn(b) {
-      await initBackend(backend, { quiet: true });
-      const clf = await createClassifier(config, { labels: ["a", "b", "c"], lora: { r: 8 } });
-      const pixels = tf.randomNormal([BATCH, 3, 48, 48]) as Tensor4D;
-      const labels = tf.tensor1d([0, 1, 2, 0, 1, 2, 0, 1], "int32");
-      b.start();
-      const { loss, grads } = clf.lossAndGradients(pixels, labels, { training: true });
-      await loss.data();
-      b.end();
-      tf.dispose([loss, ...Object.values(grads), pixels, labels]);
-      clf.dispose();
+      await measure(b, backend, async (clf, pixels, labels) => {
+        const { loss, grads } = clf.lossAndGradients(pixels, labels, { training: true });
+        await loss.data();
+        return [loss, ...Object.values(grads)];
+      });
     },
   });
 }
