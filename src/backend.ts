@@ -72,8 +72,9 @@ export function parseBackendName(name: string, source = "--backend"): BackendNam
 
 /**
  * Selects and initialises the tfjs backend: `name`; else the one an earlier call chose; else
- * `VIT_LORA_BACKEND`; else `webgpu`. Calling it again with the same backend is cheap. On WebGPU it prints the adapter's
- * description once (to stderr), so a user sees whether a real GPU or a software one runs.
+ * `VIT_LORA_BACKEND`; else `webgpu`. Calling it again with the same backend is cheap. On
+ * WebGPU it prints the adapter's description once (to stderr), so a user sees whether a real
+ * GPU or a software one runs.
  *
  * @example
  * ```ts ignore

@@ -22,6 +22,7 @@ import { join } from "node:path";
 import { type BackendName, initBackend } from "./backend.ts";
 import {
   configLabels,
+  LAYER_LINEARS,
   linearShape,
   parsePreprocessorConfig,
   parseViTConfig,
@@ -42,6 +43,7 @@ import {
 } from "./lora.ts";
 import {
   type Float32TensorData,
+  isFloatDtype,
   openSafetensors,
   type SafetensorsFile,
   writeSafetensors,
@@ -369,11 +371,10 @@ export function countParameters(
 
 /** The names of the linear modules LoRA may target, in layer order. */
 function linearModules(config: ViTConfig): string[] {
-  return [...vitTensorShapes(config).keys()]
-    .filter((n) =>
-      n.startsWith("encoder.layer.") && n.endsWith(".weight") && !n.includes("layernorm")
-    )
-    .map((n) => n.slice(0, -".weight".length));
+  return Array.from(
+    { length: config.num_hidden_layers },
+    (_, i) => LAYER_LINEARS.map((m) => `encoder.layer.${i}.${m}`),
+  ).flat();
 }
 
 /** Where tensors come from when a classifier is assembled. */
@@ -494,7 +495,7 @@ async function readChecked(
       }, but ${expectation} needs ${formatShape(shape)}`,
     );
   }
-  if (!["F32", "F16", "BF16", "F64"].includes(entry.dtype)) {
+  if (!isFloatDtype(entry.dtype)) {
     throw new VitLoraError(`${file.path}: tensor '${name}' is ${entry.dtype}, not a float type`);
   }
   const t = await file.read(name);

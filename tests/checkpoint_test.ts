@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { copy } from "./copy.ts";
+import { cp } from "node:fs/promises";
 import { loadClassifier, readSafetensors, tf, VitLoraError } from "../mod.ts";
 import { BACKENDS, expected, fixture, inputs, relError, tempDir, useBackend } from "./helpers.ts";
 
@@ -181,7 +181,7 @@ Deno.test("several classifiers live in one process, and a disposed one says so",
 
 /** Copies a fixture set's folder into a temporary one to break it. */
 async function brokenCopy(tmp: string, set: string): Promise<string> {
-  await copy(fixture(set), `${tmp}/${set}`);
+  await cp(fixture(set), `${tmp}/${set}`, { recursive: true });
   return `${tmp}/${set}`;
 }
 
