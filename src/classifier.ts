@@ -72,6 +72,8 @@ export interface ClassifierOptions {
   backend?: BackendName;
   /** Seed for new weights (head, LoRA A); default 0. */
   seed?: number;
+  /** LoRA dropout in training, replacing the adapter's own (e.g. 0 for exact repeats). */
+  loraDropout?: number;
 }
 
 /** Trainable and total parameter counts. */
@@ -602,8 +604,11 @@ function assemble(
 
   const vit = ViTModel.fromTensors(config, parts.encoder);
   const loraLayers = new Map<string, LoraLayer>();
-  const lora = adapter?.config ??
+  let lora = adapter?.config ??
     (options.lora ? loraConfig(options.lora, parts.baseModel) : undefined);
+  if (lora && options.loraDropout !== undefined) {
+    lora = { ...lora, lora_dropout: options.loraDropout };
+  }
   if (lora) {
     const linears = vit.linears();
     for (const t of loraTargets(lora, [...linears.keys()])) {

@@ -49,7 +49,7 @@ export class LoraLayer {
 
   /** The branch's output for `x` `[rows, in]`: `[rows, out]`. */
   apply(x: Tensor2D, training: boolean): Tensor2D {
-    const input = training && this.dropout > 0 ? tf.dropout(x, this.dropout) : x;
+    const input = dropout(x, this.dropout, training);
     const down = tf.matMul(input, this.A, false, true); // [rows, r]
     return tf.matMul(down, this.B, false, true).mul(this.scaling); // [rows, out]
   }
@@ -220,8 +220,29 @@ function activation(kind: HiddenAct, x: Tensor2D): Tensor2D {
   }
 }
 
+/** The seed of the next dropout mask, when masks are seeded (see {@link seedDropout}). */
+const dropoutSeeds = { base: NaN, count: 0 };
+
+/**
+ * Makes the dropout masks drawn from now on depend only on `seed` (and their order), so a
+ * training step can be repeated exactly; `undefined` returns to unseeded masks.
+ *
+ * @example
+ * ```ts ignore
+ * seedDropout(1234); // before each training step, from the run's seed and the step
+ * ```
+ */
+export function seedDropout(seed: number | undefined): void {
+  dropoutSeeds.base = seed ?? NaN;
+  dropoutSeeds.count = 0;
+}
+
 function dropout<T extends Tensor>(x: T, rate: number, training: boolean): T {
-  return training && rate > 0 ? tf.dropout(x, rate) as T : x;
+  if (!training || rate <= 0) return x;
+  const seed = Number.isNaN(dropoutSeeds.base)
+    ? undefined
+    : dropoutSeeds.base + dropoutSeeds.count++;
+  return tf.dropout(x, rate, undefined, seed) as T;
 }
 
 /**
