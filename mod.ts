@@ -80,6 +80,7 @@ export {
   LayerNorm,
   Linear,
   LoraLayer,
+  seedDropout,
   takesTransposed,
   type TensorSource,
   transposeWeight,
@@ -96,3 +97,69 @@ export {
   type ParameterCount,
   ViTClassifier,
 } from "./src/classifier.ts";
+export { Random } from "./src/random.ts";
+export {
+  type ImageRow,
+  openParquetDataset,
+  ParquetDataset,
+  type ParquetDatasetOptions,
+  type ParquetShard,
+  type RowGroup,
+} from "./src/parquet.ts";
+export { FOOD101_LABELS } from "./src/food101.ts";
+export { type EpochOptions, epochRows, type SplitIndices, splitIndices } from "./src/sampler.ts";
+export { decodeImage, type RgbImage } from "./src/image.ts";
+export { type CropBox, cropImage, resizeImage } from "./src/resize.ts";
+export {
+  augmentImage,
+  centerCropBox,
+  evalImage,
+  flipHorizontal,
+  normalize,
+  randomResizedCropBox,
+  resizeShorter,
+  roundHalfEven,
+  transformImage,
+  type TransformSpec,
+} from "./src/transforms.ts";
+export { prepareImage } from "./src/prepare.ts";
+export {
+  type Batch,
+  batches,
+  type BatchOptions,
+  DecodePool,
+  type SkippedImage,
+} from "./src/loader.ts";
+export {
+  AdamW,
+  type AdamWOptions,
+  clipByGlobalNorm,
+  linearSchedule,
+  type ScheduleOptions,
+} from "./src/optimizer.ts";
+export { type EvalMetrics, evaluateBatches } from "./src/evaluate.ts";
+export {
+  latestCheckpoint,
+  loadAdapterWeights,
+  loadOptimizer,
+  readTrainerState,
+  saveCheckpoint,
+  type TrainerState,
+  writeFolderAtomic,
+} from "./src/checkpoint.ts";
+export { formatDuration, Progress, type ProgressOptions } from "./src/progress.ts";
+export {
+  checkTrainConfig,
+  DEFAULT_TRAIN_CONFIG,
+  type EvalEvent,
+  type StepEvent,
+  train,
+  type TrainConfig,
+  type TrainOptions,
+  type TrainResult,
+} from "./src/trainer.ts";
+export {
+  SYNTHETIC_CLASSES,
+  type SyntheticDatasetOptions,
+  writeSyntheticDataset,
+} from "./src/synthetic.ts";

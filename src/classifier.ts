@@ -510,7 +510,12 @@ async function readChecked(
 
 /** Reads a model folder: config, preprocessor config, and the checked checkpoint. */
 async function readModel(dir: string): Promise<Parts & { tensors: Map<string, Tensor> }> {
-  if (!(await exists(dir))) throw new VitLoraError(`${dir}: no such model folder`);
+  if (!(await exists(dir))) {
+    const hint = /^[\w.-]+\/[\w.-]+$/.test(dir)
+      ? " (Hub ids are not downloaded yet: pass a local folder in Hugging Face layout)"
+      : "";
+    throw new VitLoraError(`${dir}: no such model folder${hint}`);
+  }
   const configPath = join(dir, "config.json");
   const config = parseViTConfig(await readJsonFile(configPath), configPath);
   const preprocessorPath = join(dir, "preprocessor_config.json");

@@ -177,30 +177,31 @@ export const DEFAULT_TRAIN_CONFIG: Readonly<TrainConfig> = Object.freeze({
 
 /** Checks a configuration's numbers; a bad one is a {@link VitLoraError} naming the option. */
 export function checkTrainConfig(config: TrainConfig): void {
+  const flag = (key: string) => "--" + key.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
   const positiveInt = ["epochs", "batchSize", "gradAccum", "loraR", "shuffleWindow"] as const;
   for (const key of positiveInt) {
     if (!Number.isInteger(config[key]) || config[key] < 1) {
-      throw new VitLoraError(`${key} must be a positive integer, not ${config[key]}`);
+      throw new VitLoraError(`${flag(key)} must be a positive integer, not ${config[key]}`);
     }
   }
   const finite = ["lr", "weightDecay", "loraAlpha", "maxGradNorm", "seed"] as const;
   for (const key of finite) {
     if (!Number.isFinite(config[key]) || config[key] < 0) {
-      throw new VitLoraError(`${key} must be a number ≥ 0, not ${config[key]}`);
+      throw new VitLoraError(`${flag(key)} must be a number ≥ 0, not ${config[key]}`);
     }
   }
   const fractions = [["warmupRatio", 1], ["loraDropout", 1], ["testFraction", 1]] as const;
   for (const [key, max] of fractions) {
     if (!(config[key] >= 0 && config[key] < max)) {
-      throw new VitLoraError(`${key} must be in [0, ${max}), not ${config[key]}`);
+      throw new VitLoraError(`${flag(key)} must be in [0, ${max}), not ${config[key]}`);
     }
   }
   if (
     config.maxSteps !== undefined && (!Number.isInteger(config.maxSteps) || config.maxSteps < 1)
   ) {
-    throw new VitLoraError(`maxSteps must be a positive integer, not ${config.maxSteps}`);
+    throw new VitLoraError(`--max-steps must be a positive integer, not ${config.maxSteps}`);
   }
-  if (config.targetModules.length === 0) throw new VitLoraError("targetModules is empty");
+  if (config.targetModules.length === 0) throw new VitLoraError("--target-modules is empty");
 }
 
 function timestamp(): string {
@@ -271,7 +272,6 @@ async function resolveConfig(
 export async function train(options: TrainOptions = {}): Promise<TrainResult> {
   const { config, runDir } = await resolveConfig(options);
   const resuming = options.resume !== undefined;
-  const backend = await initBackend(options.backend);
   const progress = new Progress(
     options.progress === false ? { write: () => {} } : {},
   );
@@ -282,6 +282,7 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
   const heldOut = dataset.splits.has("validation") ? "validation" : "test";
   const heldOutSize = dataset.size(heldOut);
   const split = splitIndices(heldOutSize, { testFraction: config.testFraction, seed: config.seed });
+  const backend = await initBackend(options.backend);
 
   // model: the base checkpoint with a new adapter, or the given one
   const clf = await loadClassifier(config.model, {
@@ -381,9 +382,13 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
     const mean = clf.preprocessor.image_mean, std = clf.preprocessor.image_std;
     const evalSpec: TransformSpec = { size, mean, std, augment: false };
     const trainSpec: TransformSpec = { ...evalSpec, augment: config.augment };
+    const reported = new Set<string>();
     const onSkip = (s: SkippedImage) => {
+      const where = `${s.file}: row ${s.row}`;
+      if (reported.has(where)) return; // once a run, not once an epoch
+      reported.add(where);
       state.skipped++;
-      progress.line(`warning: ${s.file}: row ${s.row}: ${s.error} (image skipped)`);
+      progress.line(`warning: ${where}: ${s.error} (image skipped)`);
     };
     const evaluate = (indices: number[], label: string) => {
       const subset = new Set(indices);
