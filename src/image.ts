@@ -11,7 +11,7 @@
  * @module
  */
 
-import decodeJpegWasm from "@jsquash/jpeg/decode.js";
+import decodeJpegWasm, { init as initJpegWasm } from "@jsquash/jpeg/decode.js";
 // @ts-types="./imagescript.d.ts"
 import imagescriptJpeg from "imagescript/wasm/node/jpeg.js";
 // @ts-types="./imagescript.d.ts"
@@ -28,6 +28,8 @@ export interface RgbImage {
   /** `height × width × 3` bytes. */
   data: Uint8Array;
 }
+
+let jpegWasmReady = false;
 
 /** The number of colour components of a baseline or progressive JPEG, or 0 if not found. */
 function jpegComponents(bytes: Uint8Array): number {
@@ -78,6 +80,12 @@ export async function decodeImage(bytes: Uint8Array): Promise<RgbImage> {
     const components = jpegComponents(bytes);
     if (components === 1 || components === 3) {
       try {
+        if (!jpegWasmReady) {
+          // mozjpeg's own warnings ("Premature end of JPEG file") would go to the console;
+          // the error thrown says what is wrong instead
+          initJpegWasm({ print: () => {}, printErr: () => {} });
+          jpegWasmReady = true;
+        }
         const copy = bytes.slice().buffer;
         const decoded = await decodeJpegWasm(copy);
         return rgbaToRgb(decoded.data as Uint8ClampedArray, decoded.width, decoded.height);

@@ -515,7 +515,6 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
         if (options.signal?.aborted && state.global_step < totalSteps) {
           state.seconds = elapsed();
           sessionStart = performance.now();
-          state.seconds = 0 + state.seconds;
           const dir = join(runDir, "checkpoints", `step-${state.global_step}`);
           await saveCheckpoint(dir, { classifier: clf, optimizer, state });
           progress.line(

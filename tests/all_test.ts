@@ -11,9 +11,12 @@
 import "./backend_test.ts";
 import "./checkpoint_test.ts";
 import "./config_test.ts";
+import "./data_test.ts";
+import "./image_test.ts";
 import "./memory_test.ts";
 import "./parity_test.ts";
 import "./safetensors_test.ts";
+import "./train_test.ts";
 
 Deno.test("every test module of tests/ is imported above", async () => {
   const self = await Deno.readTextFile(new URL(import.meta.url));
