@@ -108,7 +108,7 @@ export {
 } from "./src/parquet.ts";
 export { FOOD101_LABELS } from "./src/food101.ts";
 export { type EpochOptions, epochRows, type SplitIndices, splitIndices } from "./src/sampler.ts";
-export { decodeImage, type RgbImage } from "./src/image.ts";
+export { decodeImage, type DecodeOptions, type RgbImage } from "./src/image.ts";
 export { type CropBox, cropImage, resizeImage } from "./src/resize.ts";
 export {
   augmentImage,
@@ -163,3 +163,4 @@ export {
   type SyntheticDatasetOptions,
   writeSyntheticDataset,
 } from "./src/synthetic.ts";
+export { autoChunkSize, DEFAULT_ACTIVATION_BUDGET, trainingBytesPerImage } from "./src/memory.ts";

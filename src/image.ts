@@ -31,6 +31,15 @@ export interface RgbImage {
 
 let jpegWasmReady = false;
 
+/** Options of {@link decodeImage}. */
+export interface DecodeOptions {
+  /**
+   * `auto` (default): mozjpeg for RGB and grayscale JPEGs, imagescript for the rest;
+   * `imagescript`: imagescript for everything.
+   */
+  decoder?: "auto" | "imagescript";
+}
+
 /** The number of colour components of a baseline or progressive JPEG, or 0 if not found. */
 function jpegComponents(bytes: Uint8Array): number {
   let i = 2;
@@ -73,10 +82,13 @@ function rgbaToRgb(rgba: Uint8Array | Uint8ClampedArray, width: number, height: 
  * console.log(image.width, image.height); // data: height × width × 3 bytes
  * ```
  */
-export async function decodeImage(bytes: Uint8Array): Promise<RgbImage> {
+export async function decodeImage(
+  bytes: Uint8Array,
+  options: DecodeOptions = {},
+): Promise<RgbImage> {
   if (bytes.length < 8) throw new Error(`not an image (${bytes.length} bytes)`);
   const isJpeg = bytes[0] === 0xff && bytes[1] === 0xd8;
-  if (isJpeg) {
+  if (isJpeg && options.decoder !== "imagescript") {
     const components = jpegComponents(bytes);
     if (components === 1 || components === 3) {
       try {

@@ -17,7 +17,13 @@ import {
   type TrainerState,
   writeFolderAtomic,
 } from "./checkpoint.ts";
-import { loadClassifier, type ParameterCount } from "./classifier.ts";
+import {
+  loadClassifier,
+  type LossAndGradients,
+  type ParameterCount,
+  type ViTClassifier,
+} from "./classifier.ts";
+import { autoChunkSize } from "./memory.ts";
 import { VitLoraError } from "./errors.ts";
 import { type EvalMetrics, evaluateBatches } from "./evaluate.ts";
 import { exists, readJsonFile, writeFileAtomic } from "./files.ts";
@@ -73,6 +79,12 @@ export interface TrainConfig {
   maxGradNorm: number;
   /** Rows shuffled together (default 4096; see `sampler.ts`). */
   shuffleWindow: number;
+  /**
+   * Images a forward + backward pass takes; a batch is split into chunks of this size whose
+   * gradients add up to the batch's (default: as many as fit 12 GiB of activations, by
+   * `autoChunkSize`; 8 for ViT-B/16, the whole batch for small models).
+   */
+  chunkSize?: number;
 }
 
 /** Options of {@link train}: the configuration, where the run goes and how it runs. */
@@ -242,7 +254,7 @@ async function resolveConfig(
     return { config: { ...DEFAULT_TRAIN_CONFIG, ...saved.train }, runDir };
   }
   const config: TrainConfig = { ...DEFAULT_TRAIN_CONFIG };
-  for (const key of Object.keys(DEFAULT_TRAIN_CONFIG).concat("adapter", "maxSteps")) {
+  for (const key of Object.keys(DEFAULT_TRAIN_CONFIG).concat("adapter", "maxSteps", "chunkSize")) {
     const value = (options as Record<string, unknown>)[key];
     if (value !== undefined) (config as unknown as Record<string, unknown>)[key] = value;
   }
@@ -317,6 +329,7 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
       warmupSteps: Math.ceil(config.warmupRatio * totalSteps),
     });
     const parameters = clf.parameterCount();
+    const chunkSize = config.chunkSize ?? autoChunkSize(clf.config, config.batchSize);
     const lora = clf.lora;
     const metrics = new MetricsLog(join(runDir, "metrics.jsonl"));
     let state: TrainerState = { global_step: 0, epoch: 0, rows_done: 0, skipped: 0, seconds: 0 };
@@ -369,6 +382,7 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
               test: split.test.length,
             },
             schedule: { steps_per_epoch: stepsPerEpoch, total_steps: totalSteps, epochs },
+            chunk_size: chunkSize,
             versions: { deno: Deno.version.deno, tfjs: tf.version.tfjs, vit_lora: "0.1.0" },
           },
           null,
@@ -449,25 +463,10 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
         while (!next.done && group.length < config.gradAccum) {
           const batch = next.value;
           seedDropout(Random.derive(config.seed, 3, state.global_step, group.length).state);
-          const x = tf.tensor4d(batch.pixels, [batch.size, 3, size, size]) as Tensor4D;
-          const y = tf.tensor1d(batch.labels, "int32") as Tensor1D;
-          const out = clf.lossAndGradients(x, y, { training: true });
-          tf.dispose([x, y]);
+          const out = batchGradients(clf, batch, chunkSize);
           seedDropout(undefined);
-          if (!grads) grads = out.grads;
-          else {
-            for (const [key, g] of Object.entries(out.grads)) {
-              const sum = grads[key].add(g);
-              tf.dispose([grads[key], g]);
-              grads[key] = sum;
-            }
-          }
-          if (!lossSum) lossSum = out.loss;
-          else {
-            const sum = lossSum.add(out.loss) as Scalar;
-            tf.dispose([lossSum, out.loss]);
-            lossSum = sum;
-          }
+          grads = accumulate(grads, out.grads);
+          lossSum = accumulate(lossSum && { loss: lossSum }, { loss: out.loss }).loss as Scalar;
           group.push(batch);
           next = await source.next();
         }
@@ -594,6 +593,55 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
     optimizer.dispose();
     clf.dispose();
   }
+}
+
+/** `into + add` key by key (a new record; both inputs are disposed), or `add` when `into` is empty. */
+function accumulate(
+  into: Record<string, Tensor> | undefined,
+  add: Record<string, Tensor>,
+): Record<string, Tensor> {
+  if (!into) return add;
+  const out: Record<string, Tensor> = {};
+  for (const [key, t] of Object.entries(add)) {
+    out[key] = into[key].add(t);
+    tf.dispose([into[key], t]);
+  }
+  return out;
+}
+
+/**
+ * The batch's mean loss and its gradients, computed `chunkSize` images at a time: each
+ * chunk's mean loss and gradients weighted by its share of the batch, which adds up to the
+ * batch's own (one pass when the batch fits).
+ */
+function batchGradients(clf: ViTClassifier, batch: Batch, chunkSize: number): LossAndGradients {
+  const size = clf.config.image_size, plane = 3 * size * size;
+  let loss: Scalar | undefined;
+  let grads: Record<string, Tensor> | undefined;
+  for (let start = 0; start < batch.size; start += chunkSize) {
+    const n = Math.min(chunkSize, batch.size - start);
+    const x = tf.tensor4d(batch.pixels.subarray(start * plane, (start + n) * plane), [
+      n,
+      3,
+      size,
+      size,
+    ]) as Tensor4D;
+    const y = tf.tensor1d(batch.labels.subarray(start, start + n), "int32") as Tensor1D;
+    const out = clf.lossAndGradients(x, y, { training: true });
+    tf.dispose([x, y]);
+    if (n === batch.size) return out;
+    const w = n / batch.size;
+    const weighted = tf.tidy(() =>
+      Object.fromEntries(
+        Object.entries({ ...out.grads, "": out.loss }).map(([k, t]) => [k, t.mul(w)]),
+      )
+    );
+    tf.dispose([out.loss, ...Object.values(out.grads)]);
+    const { "": chunkLoss, ...chunkGrads } = weighted;
+    grads = accumulate(grads, chunkGrads);
+    loss = accumulate(loss && { loss }, { loss: chunkLoss }).loss as Scalar;
+  }
+  return { loss: loss!, grads: grads! };
 }
 
 async function bestValidation(path: string, epoch?: number): Promise<EvalEvent | undefined> {

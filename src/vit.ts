@@ -408,12 +408,18 @@ export class ViTModel {
   forward(pixelValues: Tensor4D, training: boolean): Tensor2D {
     this.checkInput(pixelValues);
     const batch = pixelValues.shape[0], t = numTokens(this.config), h = this.config.hidden_size;
-    let hidden = this.embeddings(pixelValues, training); // [batch·tokens, hidden]
+    let hidden = tf.tidy(() => this.embeddings(pixelValues, training)); // [batch·tokens, hidden]
     for (const layer of this.layers) {
-      hidden = hidden.add(
-        this.selfAttention(layer, layer.layernorm_before.apply(hidden), batch, training),
-      );
-      hidden = hidden.add(this.mlp(layer, layer.layernorm_after.apply(hidden), training));
+      // Each layer in a scope of its own: its intermediates are freed as soon as it is done.
+      // (When gradients are recorded, tfjs keeps what the backward pass needs, and only that.)
+      const input = hidden;
+      hidden = tf.tidy(() => {
+        const h1 = input.add(
+          this.selfAttention(layer, layer.layernorm_before.apply(input), batch, training),
+        );
+        return h1.add(this.mlp(layer, layer.layernorm_after.apply(h1 as Tensor2D), training));
+      });
+      input.dispose();
     }
     // LayerNorm is per token, so normalising the CLS token alone gives the same features.
     const cls = hidden.reshape([batch, t, h]).slice([0, 0, 0], [batch, 1, h]).reshape([

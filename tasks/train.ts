@@ -52,6 +52,8 @@ run
   --backend NAME        webgpu or cpu (default: VIT_LORA_BACKEND, else webgpu)
   --workers N           decoding workers (default: cores - 1)
   --prefetch N          batches decoded ahead (default 2)
+  --chunk-size N        images a forward/backward pass; batches are split into chunks whose
+                        gradients add up to the batch's (default: what fits 12 GiB, 8 for ViT-B)
   -h, --help            this text
 `;
 
@@ -95,6 +97,7 @@ export function parseTrainArgs(args: string[]): TrainOptions & { help?: boolean 
         backend: { type: "string" },
         workers: { type: "string" },
         prefetch: { type: "string" },
+        "chunk-size": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -127,6 +130,7 @@ export function parseTrainArgs(args: string[]): TrainOptions & { help?: boolean 
     backend: v.backend === undefined ? undefined : parseBackendName(v.backend),
     workers: number("workers", v.workers),
     prefetch: number("prefetch", v.prefetch),
+    chunkSize: number("chunk-size", v["chunk-size"]),
   };
 }
 

@@ -90,6 +90,28 @@ for (const backend of BACKENDS) {
   });
 }
 
+Deno.test("a batch split into chunks trains as the whole batch does (PyTorch's run, within 1e-5)", async () => {
+  await useBackend("cpu");
+  await using dir = await tempDir();
+  const expected = JSON.parse(await Deno.readTextFile(join(TINY, "expected_run.json")));
+  const steps: StepEvent[] = [];
+  const result = await train({
+    ...TINY_RECIPE,
+    chunkSize: 3, // batches of 4 as 3 + 1
+    backend: "cpu",
+    out: join(dir.path, "run"),
+    onStep: (e) => steps.push(e),
+  });
+  const config = JSON.parse(await Deno.readTextFile(join(result.runDir, "config.json")));
+  assert.equal(config.chunk_size, 3);
+  for (const [i, e] of expected.steps.entries()) {
+    for (const key of ["loss", "grad_norm"] as const) {
+      const rel = Math.abs(steps[i][key] - e[key]) / Math.abs(e[key]);
+      assert.ok(rel < 1e-5, `step ${e.step} ${key}: ${rel.toExponential(2)}`);
+    }
+  }
+});
+
 Deno.test("a tiny ViT learns a generated JPEG dataset: high accuracy, best/, checkpoints, metrics", async () => {
   await useBackend("cpu");
   await using dir = await tempDir();
