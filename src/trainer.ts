@@ -247,14 +247,23 @@ class MetricsLog {
 async function resolveConfig(
   options: TrainOptions,
 ): Promise<{ config: TrainConfig; runDir: string }> {
+  const configKeys = Object.keys(DEFAULT_TRAIN_CONFIG).concat("adapter", "maxSteps", "chunkSize");
   if (options.resume) {
+    const given = configKeys.filter((k) => (options as Record<string, unknown>)[k] !== undefined);
+    if (given.length > 0 || options.out !== undefined) {
+      const flags = [...given, ...(options.out !== undefined ? ["out"] : [])]
+        .map((k) => "--" + k.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase()));
+      throw new VitLoraError(
+        `--resume continues a run with its own configuration: leave out ${flags.join(", ")}`,
+      );
+    }
     const runDir = resolve(options.resume);
     const saved = await readJsonFile(join(runDir, "config.json")) as { train?: TrainConfig };
     if (!saved?.train) throw new VitLoraError(`${runDir}/config.json: not a training run's config`);
     return { config: { ...DEFAULT_TRAIN_CONFIG, ...saved.train }, runDir };
   }
   const config: TrainConfig = { ...DEFAULT_TRAIN_CONFIG };
-  for (const key of Object.keys(DEFAULT_TRAIN_CONFIG).concat("adapter", "maxSteps", "chunkSize")) {
+  for (const key of configKeys) {
     const value = (options as Record<string, unknown>)[key];
     if (value !== undefined) (config as unknown as Record<string, unknown>)[key] = value;
   }

@@ -214,6 +214,10 @@ Deno.test("resume: stopped mid-epoch and at an epoch's end, then resumed, equals
     assert.ok(part.interrupted);
     assert.equal(part.steps, stopAt);
   }
+  await assert.rejects(
+    () => train({ resume: out, epochs: 3, progress: false }),
+    /--resume continues a run with its own configuration: leave out --epochs/,
+  );
   const resumed = await train({ resume: out, workers: 0, progress: false });
   assert.ok(!resumed.interrupted);
   assert.equal(resumed.steps, 8);
