@@ -212,22 +212,6 @@ export class ParquetDataset {
   async *rows(split: string): AsyncGenerator<ImageRow> {
     for (const group of this.rowGroups(split)) yield* await this.readRowGroup(group);
   }
-
-  /** The labels of a split in file order, read from the label column alone. */
-  async labelsOf(split: string): Promise<Int32Array> {
-    const out = new Int32Array(this.size(split));
-    for (const shard of this.shards(split)) {
-      const buffer = await fileBuffer(shard.path);
-      try {
-        const records = await parquetReadObjects({ file: buffer, columns: [this.#labelColumn] });
-        const base = shard.rowGroups[0]?.index ?? 0;
-        records.forEach((r, i) => out[base + i] = Number(r[this.#labelColumn]));
-      } finally {
-        buffer.close();
-      }
-    }
-    return out;
-  }
 }
 
 function columnNames(metadata: FileMetaData): string[] {

@@ -88,62 +88,70 @@ export function resizeImage(
   if (!needHorizontal && !needVertical) return { width, height, data: image.data.slice() };
   const horiz = coefficients(inW, left, left + boxW, width);
   const vert = coefficients(inH, top, top + boxH, height);
-  let src = image.data;
-  let srcW = inW;
+  if (!needVertical) {
+    const out = new Uint8Array(height * width * 3);
+    resamplePass(image.data, horiz, horiz.bounds, { lines: height, line: inW * 3, tap: 3 }, out, {
+      line: width * 3,
+      position: 3,
+    });
+    return { width, height, data: out };
+  }
+  let src = image.data, srcW = inW;
   let vBounds = vert.bounds;
   if (needHorizontal) {
     // only the rows the vertical pass reads
     const first = vert.bounds[0];
-    const last = vert.bounds[(height - 1) * 2] + vert.bounds[(height - 1) * 2 + 1];
-    const rows = last - first;
+    const rows = vert.bounds[(height - 1) * 2] + vert.bounds[(height - 1) * 2 + 1] - first;
     const out = new Uint8Array(rows * width * 3);
-    const { ksize, bounds, weights } = horiz;
-    for (let y = 0; y < rows; y++) {
-      const rowIn = (y + first) * inW * 3;
-      for (let xx = 0; xx < width; xx++) {
-        const xmin = bounds[xx * 2];
-        const xmax = bounds[xx * 2 + 1];
-        let s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
-        for (let x = 0; x < xmax; x++) {
-          const w = weights[xx * ksize + x];
-          const p = rowIn + (x + xmin) * 3;
-          s0 += src[p] * w;
-          s1 += src[p + 1] * w;
-          s2 += src[p + 2] * w;
-        }
-        const q = (y * width + xx) * 3;
-        out[q] = clip8(s0);
-        out[q + 1] = clip8(s1);
-        out[q + 2] = clip8(s2);
-      }
-    }
+    const rowsIn = image.data.subarray(first * inW * 3);
+    resamplePass(rowsIn, horiz, horiz.bounds, { lines: rows, line: inW * 3, tap: 3 }, out, {
+      line: width * 3,
+      position: 3,
+    });
     src = out;
     srcW = width;
-    vBounds = vert.bounds.slice();
-    for (let i = 0; i < height; i++) vBounds[i * 2] -= first;
-    if (!needVertical) return { width, height, data: out };
+    vBounds = vert.bounds.map((b, i) => i % 2 === 0 ? b - first : b);
   }
   const out = new Uint8Array(height * srcW * 3);
-  const { ksize, weights } = vert;
-  for (let yy = 0; yy < height; yy++) {
-    const ymin = vBounds[yy * 2];
-    const ymax = vBounds[yy * 2 + 1];
-    for (let xx = 0; xx < srcW; xx++) {
+  // columns are the lines of the vertical pass
+  resamplePass(src, vert, vBounds, { lines: srcW, line: 3, tap: srcW * 3 }, out, {
+    line: 3,
+    position: srcW * 3,
+  });
+  return { width: srcW, height, data: out };
+}
+
+/**
+ * One pass of Pillow's separable resampling over RGB bytes: for each line (a row, or a column)
+ * and each output position, the weighted sum of the taps along the line, rounded to 8 bits.
+ * Strides are in bytes: `src.line` between lines, `src.tap` between taps along a line.
+ */
+function resamplePass(
+  src: Uint8Array,
+  { ksize, weights }: Coefficients,
+  bounds: Int32Array,
+  from: { lines: number; line: number; tap: number },
+  out: Uint8Array,
+  to: { line: number; position: number },
+): void {
+  const positions = bounds.length / 2;
+  for (let line = 0; line < from.lines; line++) {
+    for (let pos = 0; pos < positions; pos++) {
+      const min = bounds[pos * 2], count = bounds[pos * 2 + 1];
       let s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
-      for (let y = 0; y < ymax; y++) {
-        const w = weights[yy * ksize + y];
-        const p = ((y + ymin) * srcW + xx) * 3;
+      for (let k = 0; k < count; k++) {
+        const w = weights[pos * ksize + k];
+        const p = line * from.line + (k + min) * from.tap;
         s0 += src[p] * w;
         s1 += src[p + 1] * w;
         s2 += src[p + 2] * w;
       }
-      const q = (yy * srcW + xx) * 3;
+      const q = line * to.line + pos * to.position;
       out[q] = clip8(s0);
       out[q + 1] = clip8(s1);
       out[q + 2] = clip8(s2);
     }
   }
-  return { width: srcW, height, data: out };
 }
 
 /** A rectangle in pixels: its top-left corner and size. */

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import {
   centerCropBox,
+  cropImage,
   decodeImage,
   evalImage,
   flipHorizontal,
@@ -48,6 +49,26 @@ Deno.test("resize: Pillow's antialiased bilinear filter, on the three PIL output
     // the issue's bound is mean 0.5 and max 2; Pillow's fixed-point arithmetic makes it exact
     assert.ok(mean <= 0.5 && max <= 2, `${name}: mean ${mean}, max ${max}`);
     assert.equal(max, 0, `${name}: not bit-exact (mean ${mean}, max ${max})`);
+  }
+});
+
+Deno.test("resize: one axis only, upscaling, an odd box: bit-exact against Pillow too", async () => {
+  const source = await load("resize/source.png");
+  const cases: [string, RgbImage][] = [
+    ["w224_h384.png", resizeImage(source, 224, 384)],
+    ["w512_h224.png", resizeImage(source, 512, 224)],
+    [
+      "up_97x61.png",
+      resizeImage(cropImage(source, { left: 100, top: 100, width: 50, height: 40 }), 97, 61),
+    ],
+    [
+      "box_7_11_294x279_to_64x80.png",
+      resizeImage(source, 64, 80, { left: 7, top: 11, width: 294, height: 279 }),
+    ],
+  ];
+  for (const [name, ours] of cases) {
+    const { mean, max } = difference(ours, await load(`resize-more/${name}`));
+    assert.equal(max, 0, `${name}: mean ${mean}, max ${max}`);
   }
 });
 
