@@ -30,6 +30,13 @@ export interface TrainerState {
   skipped: number;
   /** Seconds of training so far. */
   seconds: number;
+  /**
+   * The random state. Every draw is derived from the seed and a position (see `random.ts`),
+   * so the position above is the whole state: the split from (seed, 1), epoch e's order from
+   * (seed, 2, e), a row's augmentation from (seed, e, row), the dropout masks of optimizer
+   * step s's micro-batch m from (seed, 3, s, m).
+   */
+  rng?: { generator: "mulberry32"; seed: number };
 }
 
 /**

@@ -341,7 +341,14 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
     const chunkSize = config.chunkSize ?? autoChunkSize(clf.config, config.batchSize);
     const lora = clf.lora;
     const metrics = new MetricsLog(join(runDir, "metrics.jsonl"));
-    let state: TrainerState = { global_step: 0, epoch: 0, rows_done: 0, skipped: 0, seconds: 0 };
+    let state: TrainerState = {
+      global_step: 0,
+      epoch: 0,
+      rows_done: 0,
+      skipped: 0,
+      seconds: 0,
+      rng: { generator: "mulberry32", seed: config.seed },
+    };
 
     if (resuming) {
       const last = await latestCheckpoint(runDir);
