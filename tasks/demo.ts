@@ -82,7 +82,7 @@ async function main(): Promise<void> {
 
   // 3. fine-tuning, through the same train() as the real run
   const runDir = join(out, "run");
-  const result = await train({
+  await train({
     model: modelDir,
     data: dataDir,
     out: runDir,
