@@ -147,7 +147,7 @@ export {
   type TrainerState,
   writeFolderAtomic,
 } from "./src/checkpoint.ts";
-export { formatDuration, Progress, type ProgressOptions } from "./src/progress.ts";
+export { formatBytes, formatDuration, Progress, type ProgressOptions } from "./src/progress.ts";
 export {
   checkTrainConfig,
   DEFAULT_TRAIN_CONFIG,
@@ -164,3 +164,26 @@ export {
   writeSyntheticDataset,
 } from "./src/synthetic.ts";
 export { autoChunkSize, DEFAULT_ACTIVATION_BUDGET, trainingBytesPerImage } from "./src/memory.ts";
+export {
+  downloadAdapter,
+  downloadDataset,
+  downloadModel,
+  type HubDownloadOptions,
+  hubFile,
+  type HubRepo,
+  type HubSettings,
+  hubSettings,
+  isRepoId,
+  parseRepoId,
+  repoCacheDir,
+  type RepoType,
+  snapshotOf,
+} from "./src/hub.ts";
+export {
+  defaultRepoName,
+  modelCard,
+  type PushOptions,
+  type PushResult,
+  pushRun,
+  type RunConfig,
+} from "./src/push.ts";

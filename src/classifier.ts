@@ -49,6 +49,14 @@ import {
   writeSafetensors,
 } from "./safetensors.ts";
 import { LoraLayer, takesTransposed, transposeWeight, ViTModel } from "./vit.ts";
+import {
+  downloadAdapter,
+  downloadModel,
+  type HubDownloadOptions,
+  type HubSettings,
+  isRepoId,
+  parseRepoId,
+} from "./hub.ts";
 
 /** Options of {@link loadClassifier} and {@link createClassifier}. */
 export interface ClassifierOptions {
@@ -74,6 +82,12 @@ export interface ClassifierOptions {
   seed?: number;
   /** LoRA dropout in training, replacing the adapter's own (e.g. 0 for exact repeats). */
   loraDropout?: number;
+  /** The Hub revision (branch, tag, commit) of a model given by Hub id (default `main`). */
+  revision?: string;
+  /** Download progress on stderr for Hub ids (default true). */
+  progress?: boolean;
+  /** Hub settings for Hub ids (default: from the environment, see `hubSettings`). */
+  hub?: HubSettings;
 }
 
 /** Trainable and total parameter counts. */
@@ -397,6 +411,13 @@ interface Adapter {
   source: string;
 }
 
+/** An adapter's folder: `source` itself, or its download when it is a Hub id. */
+async function adapterFolder(source: string, hub: HubDownloadOptions): Promise<string> {
+  if ((await exists(source)) || !isRepoId(source)) return source;
+  const { id, revision } = parseRepoId(source);
+  return await downloadAdapter(id, { progress: hub.progress, settings: hub.settings, revision });
+}
+
 async function readAdapter(dir: string, config: ViTConfig): Promise<Adapter> {
   const configPath = join(dir, "adapter_config.json");
   const lora = parseAdapterConfig(await readJsonFile(configPath), configPath);
@@ -509,12 +530,15 @@ async function readChecked(
 }
 
 /** Reads a model folder: config, preprocessor config, and the checked checkpoint. */
-async function readModel(dir: string): Promise<Parts & { tensors: Map<string, Tensor> }> {
+async function readModel(
+  source: string,
+  hub: HubDownloadOptions,
+): Promise<Parts & { tensors: Map<string, Tensor> }> {
+  let dir = source;
   if (!(await exists(dir))) {
-    const hint = /^[\w.-]+\/[\w.-]+$/.test(dir)
-      ? " (Hub ids are not downloaded yet: pass a local folder in Hugging Face layout)"
-      : "";
-    throw new VitLoraError(`${dir}: no such model folder${hint}`);
+    if (!isRepoId(source)) throw new VitLoraError(`${dir}: no such model folder`);
+    const { id, revision } = parseRepoId(source);
+    dir = await downloadModel(id, { ...hub, revision: revision ?? hub.revision });
   }
   const configPath = join(dir, "config.json");
   const config = parseViTConfig(await readJsonFile(configPath), configPath);
@@ -573,7 +597,7 @@ async function readModel(dir: string): Promise<Parts & { tensors: Map<string, Te
   return {
     config,
     preprocessor,
-    baseModel: dir,
+    baseModel: source,
     tensors,
     encoder: (name) => tensors.get(name)!,
     head,
@@ -690,10 +714,13 @@ export async function loadClassifier(
   options: ClassifierOptions = {},
 ): Promise<ViTClassifier> {
   await initBackend(options.backend);
-  const model = await readModel(source);
+  const hub = { revision: options.revision, progress: options.progress, settings: options.hub };
+  const model = await readModel(source, hub);
   let adapter: Adapter | undefined;
   try {
-    adapter = options.adapter ? await readAdapter(options.adapter, model.config) : undefined;
+    adapter = options.adapter
+      ? await readAdapter(await adapterFolder(options.adapter, hub), model.config)
+      : undefined;
     const clf = assemble(model, adapter, options);
     if (adapter) tf.dispose([...adapter.tensors.values()]);
     return clf;
@@ -741,7 +768,12 @@ export async function createClassifier(
     baseModel: "(random init)",
     encoder,
   };
-  const adapter = options.adapter ? await readAdapter(options.adapter, config) : undefined;
+  const adapter = options.adapter
+    ? await readAdapter(
+      await adapterFolder(options.adapter, { progress: options.progress, settings: options.hub }),
+      config,
+    )
+    : undefined;
   try {
     return assemble(parts, adapter, options);
   } finally {

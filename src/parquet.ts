@@ -100,8 +100,10 @@ async function listParquet(dir: string): Promise<string[]> {
   const out: string[] = [];
   for await (const entry of Deno.readDir(dir)) {
     const path = join(dir, entry.name);
-    if (entry.isDirectory && !entry.name.startsWith(".")) out.push(...await listParquet(path));
-    else if (entry.isFile && entry.name.endsWith(".parquet")) out.push(path);
+    // the Hugging Face cache's snapshots are symlinks to blobs: follow them
+    const kind = entry.isSymlink ? await Deno.stat(path).catch(() => undefined) : entry;
+    if (kind?.isDirectory && !entry.name.startsWith(".")) out.push(...await listParquet(path));
+    else if (kind?.isFile && entry.name.endsWith(".parquet")) out.push(path);
   }
   return out.sort();
 }

@@ -14,6 +14,17 @@ export function formatDuration(seconds: number): string {
   return `${h > 0 ? `${h}:` : ""}${mm}:${String(r).padStart(2, "0")}`;
 }
 
+/** Formats a byte count: `512 B`, `3.4 MB`, `1.2 GB`. */
+export function formatBytes(bytes: number): string {
+  const units = ["B", "kB", "MB", "GB", "TB"];
+  let i = 0;
+  while (bytes >= 1000 && i < units.length - 1) {
+    bytes /= 1000;
+    i++;
+  }
+  return `${i === 0 ? bytes : bytes.toFixed(1)} ${units[i]}`;
+}
+
 /** Options of {@link Progress}. */
 export interface ProgressOptions {
   /** Redraw a bar in place (default: whether stderr is a terminal). */
@@ -44,6 +55,7 @@ export class Progress {
   #start = 0;
   #drawn = false;
   #lastLine = 0;
+  #format: (n: number) => string = String;
 
   /** A display writing to stderr (or `write`). */
   constructor(options: ProgressOptions = {}) {
@@ -52,10 +64,11 @@ export class Progress {
     this.#write = options.write ?? ((t) => Deno.stderr.writeSync(encoder.encode(t)));
   }
 
-  /** Begins a pass of `total` units named `label`. */
-  start(label: string, total: number): void {
+  /** Begins a pass of `total` units named `label`, counts shown with `format` (e.g. bytes). */
+  start(label: string, total: number, format: (n: number) => string = String): void {
     this.#label = label;
     this.#total = total;
+    this.#format = format;
     this.#start = performance.now();
     this.#lastLine = 0;
   }
@@ -64,7 +77,7 @@ export class Progress {
   update(done: number, detail = ""): void {
     const elapsed = (performance.now() - this.#start) / 1000;
     const eta = done > 0 ? elapsed * (this.#total - done) / done : NaN;
-    const counts = `${done}/${this.#total}`;
+    const counts = `${this.#format(done)}/${this.#format(this.#total)}`;
     if (this.#tty) {
       const width = 24;
       const filled = Math.round(width * Math.min(1, done / Math.max(1, this.#total)));

@@ -30,6 +30,7 @@ import { exists, readJsonFile, writeFileAtomic } from "./files.ts";
 import { type Batch, batches, DecodePool, type SkippedImage } from "./loader.ts";
 import { AdamW, clipByGlobalNorm, linearSchedule } from "./optimizer.ts";
 import { openParquetDataset } from "./parquet.ts";
+import { downloadDataset, type HubSettings, isRepoId, parseRepoId } from "./hub.ts";
 import { Progress } from "./progress.ts";
 import { Random } from "./random.ts";
 import { epochRows, splitIndices } from "./sampler.ts";
@@ -39,11 +40,20 @@ import { seedDropout } from "./vit.ts";
 
 /** The training configuration; every field has the reference recipe's default. */
 export interface TrainConfig {
-  /** Base model folder in Hugging Face layout (default `google/vit-base-patch16-224-in21k`). */
+  /**
+   * Base model: a folder in Hugging Face layout or a Hub id, `owner/name[@revision]`
+   * (default `google/vit-base-patch16-224-in21k`).
+   */
   model: string;
-  /** Dataset folder in the Hub's parquet layout (default `ethz/food101`). */
+  /**
+   * Dataset: a folder in the Hub's parquet layout or a Hub dataset id, `owner/name[@revision]`
+   * (default `ethz/food101`).
+   */
   data: string;
-  /** Start from this PEFT adapter (its r, alpha, targets and classifier) instead of a new one. */
+  /**
+   * Start from this PEFT adapter (a folder or a Hub id; its r, alpha, targets and classifier)
+   * instead of a new one.
+   */
   adapter?: string;
   /** Passes over the training split (default 5). */
   epochs: number;
@@ -105,6 +115,8 @@ export interface TrainOptions extends Partial<TrainConfig> {
   signal?: AbortSignal;
   /** Called after every optimizer step with its metrics line. */
   onStep?: (event: StepEvent) => void;
+  /** Hub settings for Hub ids (default: from the environment, see `hubSettings`). */
+  hub?: HubSettings;
 }
 
 /** One optimizer step, as written to `metrics.jsonl`. */
@@ -298,7 +310,7 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
   );
 
   // data: the splits and their fixed-seed division
-  const dataset = await openParquetDataset(config.data);
+  const dataset = await openParquetDataset(await datasetFolder(config.data, options));
   const trainSize = dataset.size("train");
   const heldOut = dataset.splits.has("validation") ? "validation" : "test";
   const heldOutSize = dataset.size(heldOut);
@@ -318,6 +330,8 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
     backend: options.backend,
     seed: config.seed,
     loraDropout: config.loraDropout,
+    progress: options.progress,
+    hub: options.hub,
   });
   if (clf.labels.length !== dataset.labels.length) {
     clf.dispose();
@@ -609,6 +623,13 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
     optimizer.dispose();
     clf.dispose();
   }
+}
+
+/** The dataset's folder: `source` itself, or the Hub snapshot of its train and validation shards. */
+async function datasetFolder(source: string, options: TrainOptions): Promise<string> {
+  if ((await exists(source)) || !isRepoId(source)) return source;
+  const { id, revision } = parseRepoId(source);
+  return await downloadDataset(id, { revision, progress: options.progress, settings: options.hub });
 }
 
 /** `into + add` key by key (a new record; both inputs are disposed), or `add` when `into` is empty. */

@@ -12,7 +12,9 @@
 import { parseArgs } from "node:util";
 import {
   DEFAULT_TRAIN_CONFIG,
+  hubSettings,
   parseBackendName,
+  pushRun,
   train,
   type TrainOptions,
   VitLoraError,
@@ -24,10 +26,11 @@ const HELP =
 usage: deno task train [flags]
 
 data and model
-  --model DIR           base model folder, HF layout (default ${DEFAULT_TRAIN_CONFIG.model})
-  --data DIR            dataset folder: data/train-*.parquet, data/validation-*.parquet
-                        (default ${DEFAULT_TRAIN_CONFIG.data})
-  --adapter DIR         start from this PEFT adapter (its r, alpha, targets and classifier)
+  --model ID|DIR        base model: a Hub id (owner/name[@revision]) or a folder in HF layout
+                        (default ${DEFAULT_TRAIN_CONFIG.model})
+  --data ID|DIR         dataset: a Hub id or a folder of data/train-*.parquet,
+                        data/validation-*.parquet (default ${DEFAULT_TRAIN_CONFIG.data})
+  --adapter ID|DIR      start from this PEFT adapter (its r, alpha, targets and classifier)
   --test-fraction F     part of the validation split held out as test (default 0.3)
 
 recipe (defaults: the reference run)
@@ -52,6 +55,8 @@ run
   --backend NAME        webgpu or cpu (default: VIT_LORA_BACKEND, else webgpu)
   --workers N           decoding workers (default: cores - 1)
   --prefetch N          batches decoded ahead (default 2)
+  --push-to-hub         upload the best adapter to the Hub at the end (deno task push)
+  --hub-repo owner/name the repository for --push-to-hub (default: see deno task push --help)
   --chunk-size N        images a forward/backward pass; batches are split into chunks whose
                         gradients add up to the batch's (default: what fits 12 GiB, 8 for ViT-B)
   -h, --help            this text
@@ -67,7 +72,9 @@ function number(flag: string, value: string | undefined): number | undefined {
 }
 
 /** Parses the command line into {@link TrainOptions}. */
-export function parseTrainArgs(args: string[]): TrainOptions & { help?: boolean } {
+export function parseTrainArgs(
+  args: string[],
+): TrainOptions & { help?: boolean; pushToHub?: boolean; hubRepo?: string } {
   let parsed;
   try {
     parsed = parseArgs({
@@ -98,6 +105,8 @@ export function parseTrainArgs(args: string[]): TrainOptions & { help?: boolean 
         workers: { type: "string" },
         prefetch: { type: "string" },
         "chunk-size": { type: "string" },
+        "push-to-hub": { type: "boolean" },
+        "hub-repo": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -107,6 +116,8 @@ export function parseTrainArgs(args: string[]): TrainOptions & { help?: boolean 
   const v = parsed.values;
   return {
     help: v.help,
+    pushToHub: v["push-to-hub"],
+    hubRepo: v["hub-repo"],
     model: v.model,
     data: v.data,
     adapter: v.adapter,
@@ -136,10 +147,20 @@ export function parseTrainArgs(args: string[]): TrainOptions & { help?: boolean 
 
 if (import.meta.main) {
   try {
-    const { help, ...options } = parseTrainArgs(Deno.args);
+    const { help, pushToHub, hubRepo, ...options } = parseTrainArgs(Deno.args);
     if (help) {
       console.log(HELP);
       Deno.exit(0);
+    }
+    if (pushToHub) {
+      // fail now, not after hours of training
+      const hub = hubSettings();
+      if (hub.offline) throw new VitLoraError("--push-to-hub: HF_HUB_OFFLINE=1 forbids uploading");
+      if (!hub.token) {
+        throw new VitLoraError(
+          "--push-to-hub needs a token with write access: set HF_TOKEN (https://huggingface.co/settings/tokens)",
+        );
+      }
     }
     const stop = new AbortController();
     const onInterrupt = () => {
@@ -150,7 +171,12 @@ if (import.meta.main) {
     Deno.addSignalListener("SIGINT", onInterrupt);
     const result = await train({ ...options, signal: stop.signal });
     Deno.removeSignalListener("SIGINT", onInterrupt);
-    Deno.exit(result.interrupted ? 130 : 0);
+    if (result.interrupted) Deno.exit(130);
+    if (pushToHub) {
+      const pushed = await pushRun({ run: result.runDir, repo: hubRepo });
+      console.error(`pushed ${pushed.files.join(", ")} to ${pushed.url} (commit ${pushed.commit})`);
+    }
+    Deno.exit(0);
   } catch (e) {
     if (e instanceof VitLoraError) {
       console.error(`error: ${e.message}`);

@@ -1,0 +1,358 @@
+/**
+ * A run back to the Hub: its best adapter in PEFT's format, the run's metrics and
+ * configuration and a model card, in one commit, through npm:@huggingface/hub (`whoAmI`,
+ * `createRepo`, `commit`: preupload, LFS upload, commit).
+ *
+ * @module
+ */
+
+import { basename, join } from "node:path";
+import { commit, createRepo, HubApiError, whoAmI } from "@huggingface/hub";
+import { loadClassifier } from "./classifier.ts";
+import { VitLoraError } from "./errors.ts";
+import { exists, readJsonFile } from "./files.ts";
+import { type HubSettings, hubSettings } from "./hub.ts";
+import type { EvalEvent, TrainConfig } from "./trainer.ts";
+
+/** Options of {@link pushRun}. */
+export interface PushOptions {
+  /** The run folder (`deno task train --out`). */
+  run: string;
+  /**
+   * The repository, `owner/name` (default: your user name and
+   * `<model>-l<lr>_b<batch>_e<epochs>_finetuned-lora-<dataset>-<timestamp>`).
+   */
+  repo?: string;
+  /** Make a new repository private (default false). */
+  private?: boolean;
+  /** Also upload the merged transformers checkpoint, under `merged/` (default false). */
+  merged?: boolean;
+  /** Hub settings (default: from the environment). */
+  settings?: HubSettings;
+}
+
+/** What {@link pushRun} did. */
+export interface PushResult {
+  /** `owner/name`. */
+  repo: string;
+  /** The repository's page. */
+  url: string;
+  /** The commit made. */
+  commit: string;
+  /** The files committed. */
+  files: string[];
+}
+
+/** The parts of a run's `config.json` the model card uses. */
+export interface RunConfig {
+  /** The training configuration. */
+  train: TrainConfig;
+  /** The dataset: class names and split sizes. */
+  dataset?: { labels?: string[]; train?: number; validation?: number; test?: number };
+  /** Trainable and total parameters. */
+  parameters?: { trainable: number; total: number };
+  /** The backend the run used. */
+  backend?: { name: string; adapter?: string };
+}
+
+function lastSegment(source: string): string {
+  return basename(source.replace(/@.*$/, "").replace(/\/+$/, ""));
+}
+
+/**
+ * The default repository name of a run, as the reference recipe names it.
+ *
+ * @example
+ * ```ts ignore
+ * defaultRepoName(config); // "vit-base-patch16-224-in21k-l0.005_b64_e5_finetuned-lora-food101-20261127-0305"
+ * ```
+ */
+export function defaultRepoName(config: TrainConfig, date: Date = new Date()): string {
+  const stamp = date.toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 13);
+  const name = `${lastSegment(config.model)}-l${config.lr}_b${config.batchSize}_e${config.epochs}` +
+    `_finetuned-lora-${lastSegment(config.data)}-${stamp}`;
+  return name.replace(/[^\w.-]/g, "-").slice(0, 96);
+}
+
+function yamlList(items: string[]): string {
+  return items.map((i) => `- ${JSON.stringify(i)}`).join("\n");
+}
+
+/**
+ * The model card: YAML front matter, configuration, results, how to load it.
+ *
+ * @example
+ * ```ts ignore
+ * const card = modelCard({ repo: "me/food-lora", config, metrics, endpoint: "https://huggingface.co" });
+ * ```
+ */
+export function modelCard(init: {
+  repo: string;
+  config: RunConfig;
+  metrics: (EvalEvent | { event: string })[];
+  endpoint: string;
+}): string {
+  const { repo, config, metrics } = init;
+  const t = config.train;
+  const evals = metrics.filter((m): m is EvalEvent => m.event === "eval");
+  const validation = evals.filter((e) => e.split === "validation");
+  const test = evals.find((e) => e.split === "test");
+  const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+  const dataset = t.data.includes("/") && !t.data.startsWith(".") && !t.data.startsWith("/")
+    ? [t.data.replace(/@.*$/, "")]
+    : [];
+  const front = [
+    "---",
+    "library_name: peft",
+    `base_model: ${JSON.stringify(t.model.replace(/@.*$/, ""))}`,
+    ...(dataset.length ? ["datasets:", yamlList(dataset)] : []),
+    "metrics:",
+    yamlList(["accuracy"]),
+    "tags:",
+    yamlList(["image-classification", "vision", "vit", "lora", "peft", "vit-lora", "deno"]),
+    "license: apache-2.0",
+    "pipeline_tag: image-classification",
+    "---",
+  ].join("\n");
+  const rows = (pairs: [string, unknown][]) =>
+    pairs.map(([k, v]) => `| ${k} | ${Array.isArray(v) ? v.join(", ") : v} |`).join("\n");
+  const labels = config.dataset?.labels?.length ?? "?";
+  return `${front}
+
+# ${repo.split("/")[1]}
+
+A LoRA adapter for [${t.model}](${init.endpoint}/${t.model}) fine-tuned for image classification
+on ${dataset.length ? `[${dataset[0]}](${init.endpoint}/datasets/${dataset[0]})` : `\`${t.data}\``}
+(${labels} classes) with [vit-lora](https://jsr.io/@lora/vit), a Deno module that runs Hugging
+Face's ViT + PEFT recipe on WebGPU. The adapter is in PEFT's format: LoRA on
+${t.targetModules.map((m) => `\`${m}\``).join(", ")}, and the classifier trained in full${
+    config.parameters
+      ? ` (${config.parameters.trainable.toLocaleString("en-US")} trainable of ${
+        config.parameters.total.toLocaleString("en-US")
+      } parameters)`
+      : ""
+  }.
+
+## Results
+
+${
+    test
+      ? `On the held-out test split (${test.count} images), with the adapter of epoch ${test.epoch}, the best on validation: **accuracy ${
+        pct(test.accuracy)
+      }**, top-5 ${pct(test.top5)}, loss ${test.loss.toFixed(4)}.\n\n`
+      : ""
+  }| epoch | validation accuracy | top-5 | loss |
+| --- | --- | --- | --- |
+${
+    validation.map((e) =>
+      `| ${e.epoch} | ${pct(e.accuracy)} | ${pct(e.top5)} | ${e.loss.toFixed(4)} |`
+    ).join("\n")
+  }
+
+## Training configuration
+
+| setting | value |
+| --- | --- |
+${
+    rows([
+      ["base model", t.model],
+      ["dataset", t.data],
+      ["epochs", t.epochs],
+      ["batch size", t.batchSize],
+      ["gradient accumulation", t.gradAccum],
+      ["learning rate", `${t.lr} (linear decay to 0, warmup ratio ${t.warmupRatio})`],
+      ["optimizer", `AdamW (betas 0.9, 0.999, eps 1e-8, weight decay ${t.weightDecay})`],
+      ["gradient clipping", `global norm ${t.maxGradNorm}`],
+      ["LoRA", `r ${t.loraR}, alpha ${t.loraAlpha}, dropout ${t.loraDropout}`],
+      ["target modules", t.targetModules],
+      ["augmentation", t.augment ? "RandomResizedCrop + horizontal flip" : "none"],
+      ["seed", t.seed],
+      [
+        "validation / test split",
+        `the original validation split, ${100 - 100 * t.testFraction}/${
+          100 * t.testFraction
+        } by the seed`,
+      ],
+      ...(config.backend
+        ? [
+          [
+            "backend",
+            `${config.backend.name}${config.backend.adapter ? ` (${config.backend.adapter})` : ""}`,
+          ] as [string, unknown],
+        ]
+        : []),
+    ])
+  }
+
+\`training_config.json\` holds the whole configuration and \`metrics.jsonl\` every step's loss, learning
+rate and gradient norm and every evaluation.
+
+## Use it
+
+In Python, with transformers and PEFT:
+
+\`\`\`python
+from transformers import AutoImageProcessor, ViTForImageClassification
+from peft import PeftModel
+
+base = ViTForImageClassification.from_pretrained(
+    "${t.model}", num_labels=${labels}, ignore_mismatched_sizes=True)
+model = PeftModel.from_pretrained(base, "${repo}")
+processor = AutoImageProcessor.from_pretrained("${t.model}")
+\`\`\`
+
+In Deno, with vit-lora:
+
+\`\`\`ts
+import { loadClassifier } from "jsr:@lora/vit";
+
+const classifier = await loadClassifier("${t.model}", { adapter: "${repo}" });
+\`\`\`
+`;
+}
+
+function hubError(e: unknown, settings: HubSettings, what: string): VitLoraError {
+  if (e instanceof VitLoraError) return e;
+  const status = e instanceof HubApiError ? e.statusCode : undefined;
+  if (status === 401 || status === 403) {
+    return new VitLoraError(
+      `${what}: ${status} from ${settings.endpoint}: the token from ${settings.tokenSource} cannot write there; set HF_TOKEN to a token with write access`,
+    );
+  }
+  return new VitLoraError(`${what}: ${(e as Error)?.message ?? e}`);
+}
+
+/** The token's user name, by `whoAmI`. */
+async function userName(settings: HubSettings): Promise<string> {
+  try {
+    return (await whoAmI({ accessToken: settings.token!, hubUrl: settings.endpoint })).name;
+  } catch (e) {
+    if (!(e instanceof TypeError)) throw e;
+    // whoAmI also reads the token's details (`auth`), which some Hub mirrors leave out of
+    // the answer; the name is all that is needed
+    const res = await fetch(`${settings.endpoint}/api/whoami-v2`, {
+      headers: { Authorization: `Bearer ${settings.token}` },
+    });
+    const body = await res.json().catch(() => ({}));
+    if (!res.ok || typeof body?.name !== "string") throw e;
+    return body.name;
+  }
+}
+
+/**
+ * Uploads a run's best adapter to the Hub, creating the repository when it is missing, in one
+ * commit: `adapter_config.json`, `adapter_model.safetensors`, `metrics.jsonl`,
+ * `training_config.json` (the run's `config.json`, renamed so that transformers does not
+ * take it for a model config) and a `README.md` model card; with `merged`, also the merged
+ * checkpoint under `merged/`.
+ *
+ * @example
+ * ```ts ignore
+ * import { pushRun } from "@lora/vit";
+ * const { url } = await pushRun({ run: "runs/food101" }); // HF_TOKEN must be set
+ * console.log(url);
+ * ```
+ */
+export async function pushRun(options: PushOptions): Promise<PushResult> {
+  const settings = options.settings ?? hubSettings();
+  if (settings.offline) throw new VitLoraError("HF_HUB_OFFLINE=1: cannot push to the Hub offline");
+  if (!settings.token) {
+    throw new VitLoraError(
+      "pushing to the Hub needs a token with write access: set HF_TOKEN (https://huggingface.co/settings/tokens)",
+    );
+  }
+  const run = options.run;
+  const config = await readJsonFile(join(run, "config.json")) as RunConfig;
+  if (!config?.train?.model) {
+    throw new VitLoraError(`${run}/config.json: not a training run's config`);
+  }
+  const best = join(run, "best");
+  for (const file of ["adapter_config.json", "adapter_model.safetensors"]) {
+    if (!(await exists(join(best, file)))) {
+      throw new VitLoraError(
+        `${best}/${file}: missing: the run has no best adapter yet (train at least one epoch)`,
+      );
+    }
+  }
+  const metricsText = await Deno.readTextFile(join(run, "metrics.jsonl")).catch(() => "");
+  const metrics = metricsText.split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
+  const credentials = { accessToken: settings.token, hubUrl: settings.endpoint };
+
+  let repo = options.repo;
+  if (!repo) {
+    let user: string;
+    try {
+      user = await userName(settings);
+    } catch (e) {
+      throw hubError(e, settings, "cannot find your user name (whoami); pass --repo owner/name");
+    }
+    repo = `${user}/${defaultRepoName(config.train)}`;
+  }
+  if (!/^[\w.-]+\/[\w.-]+$/.test(repo)) {
+    throw new VitLoraError(`--repo: "${repo}" is not of the form owner/name`);
+  }
+  try {
+    await createRepo({
+      ...credentials,
+      repo: { type: "model", name: repo },
+      private: options.private ?? false,
+    });
+  } catch (e) {
+    if (!(e instanceof HubApiError && e.statusCode === 409)) {
+      throw hubError(e, settings, `cannot create ${repo}`);
+    }
+    // it exists: commit to it
+  }
+
+  const files = new Map<string, Blob>();
+  const file = async (path: string, source: string) =>
+    files.set(path, new Blob([await Deno.readFile(source)]));
+  await file("adapter_config.json", join(best, "adapter_config.json"));
+  await file("adapter_model.safetensors", join(best, "adapter_model.safetensors"));
+  await file("training_config.json", join(run, "config.json"));
+  files.set("metrics.jsonl", new Blob([metricsText]));
+  files.set(
+    "README.md",
+    new Blob([modelCard({ repo, config, metrics, endpoint: settings.endpoint })]),
+  );
+  let mergedDir: string | undefined;
+  if (options.merged) {
+    mergedDir = await Deno.makeTempDir({ prefix: "vit-lora-merged-" });
+    const clf = await loadClassifier(config.train.model, {
+      adapter: best,
+      progress: false,
+      hub: settings,
+    });
+    try {
+      await clf.saveMerged(mergedDir);
+    } finally {
+      clf.dispose();
+    }
+    for (const name of ["config.json", "model.safetensors", "preprocessor_config.json"]) {
+      await file(`merged/${name}`, join(mergedDir, name));
+    }
+  }
+  try {
+    const out = await commit({
+      ...credentials,
+      repo: { type: "model", name: repo },
+      title: `Upload LoRA adapter from vit-lora run ${basename(run)}`,
+      operations: [...files].map(([path, content]) => ({
+        operation: "addOrUpdate",
+        path,
+        content,
+      })),
+      useXet: false,
+    });
+    return {
+      repo,
+      url: `${settings.endpoint}/${repo}`,
+      commit: out?.commit.oid ?? "",
+      files: [...files.keys()],
+    };
+  } catch (e) {
+    throw hubError(e, settings, `cannot commit to ${repo}`);
+  } finally {
+    if (mergedDir) await Deno.remove(mergedDir, { recursive: true }).catch(() => {});
+  }
+}

@@ -1,0 +1,60 @@
+/**
+ * `deno task push --run RUN [--repo owner/name] [--private] [--merged]`: uploads a run's best
+ * adapter, its metrics and configuration and a model card to the Hugging Face Hub in one
+ * commit (see `pushRun`). Needs `HF_TOKEN` with write access; `HF_ENDPOINT` picks another Hub.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { pushRun, VitLoraError } from "../mod.ts";
+
+const HELP = `Upload a training run's best adapter to the Hugging Face Hub.
+
+usage: deno task push --run RUN [--repo owner/name] [--private] [--merged]
+
+  --run RUN          the run folder (deno task train --out)
+  --repo owner/name  the repository (default: <you>/<model>-l<lr>_b<batch>_e<epochs>_finetuned-lora-<data>-<time>)
+  --private          make a new repository private
+  --merged           also upload the merged transformers checkpoint, under merged/
+  -h, --help         this text
+
+HF_TOKEN must hold a token with write access; HF_ENDPOINT points at another Hub.`;
+
+if (import.meta.main) {
+  try {
+    let values;
+    try {
+      ({ values } = parseArgs({
+        args: Deno.args,
+        options: {
+          run: { type: "string" },
+          repo: { type: "string" },
+          private: { type: "boolean" },
+          merged: { type: "boolean" },
+          help: { type: "boolean", short: "h" },
+        },
+      }));
+    } catch (e) {
+      throw new VitLoraError(`${(e as Error).message} (see --help)`);
+    }
+    if (values.help) {
+      console.log(HELP);
+      Deno.exit(0);
+    }
+    if (!values.run) throw new VitLoraError("--run RUN is required (see --help)");
+    const result = await pushRun({
+      run: values.run,
+      repo: values.repo,
+      private: values.private,
+      merged: values.merged,
+    });
+    console.log(`pushed ${result.files.join(", ")} to ${result.url} (commit ${result.commit})`);
+  } catch (e) {
+    if (e instanceof VitLoraError) {
+      console.error(`error: ${e.message}`);
+      Deno.exit(1);
+    }
+    throw e;
+  }
+}

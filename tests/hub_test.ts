@@ -1,0 +1,448 @@
+/**
+ * The Hub, against an imitation of it on 127.0.0.1 (`hub_server.ts`): downloads into a cache
+ * laid out like Python's, cache hits with no request, resume, corruption, 401/404, offline
+ * mode, pushing a run, and the tasks end to end with only Hub ids.
+ */
+
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import {
+  downloadDataset,
+  downloadModel,
+  hubFile,
+  type HubSettings,
+  hubSettings,
+  isRepoId,
+  loadClassifier,
+  openParquetDataset,
+  pushRun,
+  readSafetensors,
+  repoCacheDir,
+  tf,
+  train,
+  writeSyntheticDataset,
+} from "../mod.ts";
+import { FakeHub } from "./hub_server.ts";
+import { expected, fixture, inputs, tempDir, useBackend } from "./helpers.ts";
+
+const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+const gitOid = (b: Uint8Array) =>
+  createHash("sha1").update(`blob ${b.length}\0`).update(b).digest("hex");
+
+async function folderFiles(dir: string): Promise<Record<string, Uint8Array>> {
+  const out: Record<string, Uint8Array> = {};
+  for await (const e of Deno.readDir(dir)) {
+    if (e.isFile) out[e.name] = await Deno.readFile(join(dir, e.name));
+  }
+  return out;
+}
+
+/** A Hub with the tiny model (private), its adapter and a generated dataset. */
+async function setup(tmp: string): Promise<{ hub: FakeHub; settings: HubSettings }> {
+  const hub = await FakeHub.start();
+  hub.addRepo("model", "acme/vit-tiny", await folderFiles(`${fixture("vit-tiny-a")}/model`), {
+    private: true,
+  });
+  hub.addRepo(
+    "model",
+    "acme/vit-tiny-adapter",
+    await folderFiles(`${fixture("vit-tiny-a")}/adapter`),
+  );
+  hub.addRepo("model", "acme/only-bin", {
+    "config.json": "{}",
+    "pytorch_model.bin": new Uint8Array(64),
+  });
+  await writeSyntheticDataset(join(tmp, "ds"), {
+    classes: 3,
+    trainPerClass: 12,
+    validationPerClass: 6,
+  });
+  const data: Record<string, Uint8Array> = { "README.md": new TextEncoder().encode("# patterns") };
+  for (const [name, bytes] of Object.entries(await folderFiles(join(tmp, "ds", "data")))) {
+    data[`data/${name}`] = bytes;
+  }
+  hub.addRepo("dataset", "acme/patterns", data);
+  const settings: HubSettings = {
+    endpoint: hub.url,
+    token: hub.token,
+    tokenSource: "HF_TOKEN",
+    cacheDir: join(tmp, "cache"),
+    offline: false,
+  };
+  return { hub, settings };
+}
+
+Deno.test("hub: a model and a dataset land in a cache laid out like Python's, and load from it", async () => {
+  await using tmp = await tempDir();
+  const { hub, settings } = await setup(tmp.path);
+  try {
+    const dir = await downloadModel("acme/vit-tiny", { settings, progress: false });
+    const storage = repoCacheDir(settings, { type: "model", id: "acme/vit-tiny" });
+    assert.equal(storage, join(tmp.path, "cache", "models--acme--vit-tiny"));
+    const commit = (await Deno.readTextFile(join(storage, "refs", "main"))).trim();
+    assert.equal(dir, join(storage, "snapshots", commit));
+    const weights = await Deno.readFile(`${fixture("vit-tiny-a")}/model/model.safetensors`);
+    const config = await Deno.readFile(`${fixture("vit-tiny-a")}/model/config.json`);
+    // blobs named by sha256 (LFS files) and git oid (small files); snapshots are relative links
+    assert.deepEqual(await Deno.readFile(join(storage, "blobs", sha256(weights))), weights);
+    assert.deepEqual(await Deno.readFile(join(storage, "blobs", gitOid(config))), config);
+    assert.equal(
+      await Deno.readLink(join(dir, "model.safetensors")),
+      join("..", "..", "blobs", sha256(weights)),
+    );
+
+    const data = await downloadDataset("acme/patterns", { settings, progress: false });
+    assert.match(data, /datasets--acme--patterns\/snapshots\/[0-9a-f]{40}$/);
+    const parquet = await openParquetDataset(data);
+    assert.equal(parquet.size("train"), 36);
+    assert.equal(parquet.size("validation"), 18);
+    assert.ok(
+      !(await Deno.stat(join(data, "README.md")).catch(() => undefined)),
+      "only the shards",
+    );
+    assert.ok(
+      hub.requests.some((r) => r.includes("/tree/main") && r.startsWith("GET /api/datasets")),
+    );
+
+    // the model by Hub id (from the cache now) equals the fixture folder's
+    await useBackend("cpu");
+    const { pixels } = inputs(await expected("vit-tiny-a"));
+    const adapter = `${fixture("vit-tiny-a")}/adapter`;
+    const byId = await loadClassifier("acme/vit-tiny", { adapter, progress: false, hub: settings });
+    const byFolder = await loadClassifier(`${fixture("vit-tiny-a")}/model`, { adapter });
+    const [a, b] = [byId.logits(pixels), byFolder.logits(pixels)];
+    assert.deepEqual(await a.data(), await b.data());
+    assert.equal(byId.baseModel, "acme/vit-tiny", "the adapter will name the Hub id");
+    tf.dispose([a, b, pixels]);
+    byId.dispose();
+    byFolder.dispose();
+  } finally {
+    await hub.close();
+  }
+});
+
+Deno.test("hub: a second load is served from the cache with no request; offline mode uses only the cache", async () => {
+  await using tmp = await tempDir();
+  const { hub, settings } = await setup(tmp.path);
+  try {
+    const first = await downloadModel("acme/vit-tiny", { settings, progress: false });
+    const data = await downloadDataset("acme/patterns", { settings, progress: false });
+    const n = hub.requests.length;
+    assert.equal(await downloadModel("acme/vit-tiny", { settings, progress: false }), first);
+    assert.equal(await downloadDataset("acme/patterns", { settings, progress: false }), data);
+    const offline = { ...settings, offline: true };
+    assert.equal(await downloadModel("acme/vit-tiny", { settings: offline }), first);
+    assert.equal(hub.requests.length, n, "no request");
+
+    const empty = { ...offline, cacheDir: join(tmp.path, "empty") };
+    await assert.rejects(
+      () => downloadModel("acme/vit-tiny", { settings: empty }),
+      /acme\/vit-tiny\/config\.json \(revision main\) is not in the cache .*HF_HUB_OFFLINE=1/,
+    );
+    await assert.rejects(
+      () => downloadDataset("acme/patterns", { settings: empty }),
+      /dataset acme\/patterns: its train and validation shards are not in the cache/,
+    );
+    assert.equal(hub.requests.length, n, "still no request");
+  } finally {
+    await hub.close();
+  }
+});
+
+Deno.test("hub: an interrupted download resumes where it stopped; a corrupted one is detected and deleted", async () => {
+  await using tmp = await tempDir();
+  const { hub, settings } = await setup(tmp.path);
+  try {
+    const weights = await Deno.readFile(`${fixture("vit-tiny-a")}/model/model.safetensors`);
+    const repo = { type: "model" as const, id: "acme/vit-tiny" };
+    hub.cutAfter = 100_000;
+    await assert.rejects(
+      () => hubFile(repo, "model.safetensors", { settings, progress: false }),
+      /broke off after 100\.0 kB .*run again to resume it/,
+    );
+    const blob = join(repoCacheDir(settings, repo), "blobs", sha256(weights));
+    assert.equal((await Deno.stat(`${blob}.incomplete`)).size, 100_000);
+    const path = await hubFile(repo, "model.safetensors", { settings, progress: false });
+    assert.deepEqual(await Deno.readFile(path!), weights);
+    assert.ok(hub.ranges.includes("bytes=100000-"), `ranges asked: ${hub.ranges}`);
+
+    const adapter = await Deno.readFile(
+      `${fixture("vit-tiny-a")}/adapter/adapter_model.safetensors`,
+    );
+    hub.corrupt.add(sha256(adapter));
+    const adapterRepo = { type: "model" as const, id: "acme/vit-tiny-adapter" };
+    await assert.rejects(
+      () => hubFile(adapterRepo, "adapter_model.safetensors", { settings, progress: false }),
+      /adapter_model\.safetensors: the downloaded file is corrupt \(sha256 [0-9a-f]{64}, not the [0-9a-f]{64} the Hub reports\); it was deleted/,
+    );
+    const blobs = [...Deno.readDirSync(join(repoCacheDir(settings, adapterRepo), "blobs"))].map((
+      e,
+    ) => e.name);
+    assert.ok(!blobs.some((b) => b.startsWith(sha256(adapter))), `left: ${blobs}`);
+    hub.corrupt.clear();
+    assert.ok(
+      await hubFile(adapterRepo, "adapter_model.safetensors", { settings, progress: false }),
+    );
+  } finally {
+    await hub.close();
+  }
+});
+
+Deno.test("hub: 401 names HF_TOKEN; 404 names the repo, revision or file; pytorch_model.bin alone is refused", async () => {
+  await using tmp = await tempDir();
+  const { hub, settings } = await setup(tmp.path);
+  try {
+    const anonymous = { ...settings, token: undefined, tokenSource: undefined };
+    await assert.rejects(
+      () => downloadModel("acme/vit-tiny", { settings: anonymous }),
+      /acme\/vit-tiny: 401 .*private or gated; set HF_TOKEN/,
+    );
+    await assert.rejects(
+      () => downloadModel("acme/vit-tiny", { settings: { ...settings, token: "hf_wrong" } }),
+      /the token from HF_TOKEN is not allowed to read it/,
+    );
+    await assert.rejects(
+      () => downloadModel("acme/missing", { settings }),
+      /acme\/missing: not found on http:\/\/127\.0\.0\.1:\d+ \(looking for config\.json at revision main\)/,
+    );
+    await assert.rejects(
+      () => downloadModel("acme/vit-tiny", { settings, revision: "v9" }),
+      /acme\/vit-tiny: no revision "v9"/,
+    );
+    await assert.rejects(
+      () => hubFile({ type: "model", id: "acme/vit-tiny" }, "nope.json", { settings }),
+      /acme\/vit-tiny@main: no file nope\.json/,
+    );
+    await assert.rejects(
+      () => downloadModel("acme/only-bin", { settings }),
+      /acme\/only-bin: the repository has only pytorch_model\.bin .*needs model\.safetensors/,
+    );
+    await assert.rejects(
+      () => downloadDataset("acme/vit-tiny-adapter", { settings }),
+      /dataset acme\/vit-tiny-adapter: not found/,
+    );
+  } finally {
+    await hub.close();
+  }
+});
+
+Deno.test("hub: settings from the environment as huggingface_hub reads them; repo ids", () => {
+  const names = [
+    "HF_ENDPOINT",
+    "HF_TOKEN",
+    "HF_HOME",
+    "HF_HUB_CACHE",
+    "HF_HUB_OFFLINE",
+    "HF_TOKEN_PATH",
+  ];
+  const saved = Object.fromEntries(names.map((n) => [n, Deno.env.get(n)]));
+  try {
+    for (const n of names) Deno.env.delete(n);
+    Deno.env.set("HF_HOME", "/x/hf");
+    Deno.env.set("HF_TOKEN_PATH", "/nonexistent/token");
+    let s = hubSettings();
+    assert.equal(s.endpoint, "https://huggingface.co");
+    assert.equal(s.cacheDir, "/x/hf/hub");
+    assert.equal(s.token, undefined);
+    assert.equal(s.offline, false);
+    Deno.env.set("HF_HUB_CACHE", "/y/cache");
+    Deno.env.set("HF_ENDPOINT", "http://mirror.example/");
+    Deno.env.set("HF_TOKEN", "hf_abc");
+    Deno.env.set("HF_HUB_OFFLINE", "1");
+    s = hubSettings();
+    assert.deepEqual(s, {
+      endpoint: "http://mirror.example",
+      token: "hf_abc",
+      tokenSource: "HF_TOKEN",
+      cacheDir: "/y/cache",
+      offline: true,
+    });
+  } finally {
+    for (const n of names) saved[n] === undefined ? Deno.env.delete(n) : Deno.env.set(n, saved[n]!);
+  }
+  assert.ok(isRepoId("google/vit-base-patch16-224-in21k"));
+  assert.ok(isRepoId("ethz/food101@refs/convert/parquet"));
+  assert.ok(!isRepoId("./models/vit"));
+  assert.ok(!isRepoId("/abs/path"));
+  assert.ok(!isRepoId("a/b/c"));
+});
+
+Deno.test("push: one commit with the adapter, metrics, configuration, model card (and the merged checkpoint)", async () => {
+  await useBackend("cpu");
+  await using tmp = await tempDir();
+  const { hub, settings } = await setup(tmp.path);
+  try {
+    const run = join(tmp.path, "run");
+    await train({
+      model: `${fixture("vit-tiny-a")}/model`,
+      data: join(tmp.path, "ds"),
+      out: run,
+      epochs: 1,
+      batchSize: 12,
+      gradAccum: 1,
+      loraR: 4,
+      backend: "cpu",
+      workers: 0,
+      progress: false,
+    });
+    await assert.rejects(
+      () => pushRun({ run, settings: { ...settings, token: undefined } }),
+      /needs a token with write access: set HF_TOKEN/,
+    );
+    const result = await pushRun({ run, merged: true, settings });
+    assert.match(result.repo, /^tester\/model-l0\.005_b12_e1_finetuned-lora-ds-\d{8}-\d{4}$/);
+    const files = hub.files("model", result.repo)!;
+    assert.deepEqual([...files.keys()].sort(), [
+      "README.md",
+      "adapter_config.json",
+      "adapter_model.safetensors",
+      "merged/config.json",
+      "merged/model.safetensors",
+      "merged/preprocessor_config.json",
+      "metrics.jsonl",
+      "training_config.json",
+    ]);
+    for (
+      const [name, local] of [
+        ["adapter_model.safetensors", "best/adapter_model.safetensors"],
+        ["adapter_config.json", "best/adapter_config.json"],
+        ["metrics.jsonl", "metrics.jsonl"],
+        ["training_config.json", "config.json"],
+      ]
+    ) {
+      assert.deepEqual(files.get(name), await Deno.readFile(join(run, local)), name);
+    }
+    const repo = hub.repos.get(`model:${result.repo}`)!;
+    assert.equal(repo.commits.length, 2, "the repo's creation, then one commit");
+    assert.equal(repo.refs.get("main"), result.commit);
+    const card = new TextDecoder().decode(files.get("README.md"));
+    for (const line of ["library_name: peft", "base_model:", "metrics:", "tags:", "license:"]) {
+      assert.ok(card.includes(`\n${line}`), line);
+    }
+    assert.match(card, /PeftModel\.from_pretrained\(base, "tester\//);
+    assert.match(card, /loadClassifier\(/);
+    assert.match(card, /\| 1 \| \d+\.\d+% \|/);
+    // the merged checkpoint is a ViTForImageClassification with the run's labels
+    const merged = JSON.parse(new TextDecoder().decode(files.get("merged/config.json")));
+    assert.deepEqual(merged.architectures, ["ViTForImageClassification"]);
+    const tensors = await readSafetensors(join(run, "best", "adapter_model.safetensors"));
+    assert.ok(tensors.size > 0);
+    // a second push to the same repo is another commit, not an error
+    const again = await pushRun({ run, repo: result.repo, settings });
+    assert.notEqual(again.commit, result.commit);
+  } finally {
+    await hub.close();
+  }
+});
+
+Deno.test("tasks end to end with only Hub ids: train, train again offline, push; no token fails naming HF_TOKEN", async () => {
+  await using tmp = await tempDir();
+  const { hub } = await setup(tmp.path);
+  try {
+    hub.repos.get("dataset:acme/patterns")!.private = true;
+    const port = new URL(hub.url).port;
+    const tasks =
+      JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url))).tasks;
+    const run = async (task: string, args: string[], env: Record<string, string> = {}) => {
+      // the task's own permissions from deno.json, plus the imitation's address
+      const permissions = tasks[task].split(" ").filter((a: string) => a.startsWith("--allow-"));
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", ...permissions, `--allow-net=127.0.0.1:${port}`, `tasks/${task}.ts`, ...args],
+        cwd: new URL("..", import.meta.url).pathname,
+        env: {
+          HF_ENDPOINT: hub.url,
+          HF_HOME: join(tmp.path, "hf"),
+          HF_TOKEN: hub.token,
+          VIT_LORA_BACKEND: "cpu",
+          NO_COLOR: "1",
+          ...env,
+        },
+      }).output();
+      return {
+        code: out.code,
+        stderr: new TextDecoder().decode(out.stderr),
+        stdout: new TextDecoder().decode(out.stdout),
+      };
+    };
+    const flags = [
+      "--epochs",
+      "1",
+      "--batch-size",
+      "12",
+      "--grad-accum",
+      "1",
+      "--lora-r",
+      "4",
+      "--workers",
+      "1",
+    ];
+    const first = await run("train", [
+      "--model",
+      "acme/vit-tiny",
+      "--data",
+      "acme/patterns",
+      ...flags,
+      "--out",
+      join(tmp.path, "run"),
+    ]);
+    assert.equal(first.code, 0, first.stderr);
+    assert.ok(
+      (await Deno.stat(join(tmp.path, "hf", "hub", "models--acme--vit-tiny", "refs", "main")))
+        .isFile,
+    );
+    assert.ok(
+      (await Deno.stat(join(tmp.path, "hf", "hub", "datasets--acme--patterns", "refs", "main")))
+        .isFile,
+    );
+
+    const n = hub.requests.length;
+    const offline = await run("train", [
+      "--model",
+      "acme/vit-tiny",
+      "--data",
+      "acme/patterns",
+      ...flags,
+      "--out",
+      join(tmp.path, "run2"),
+    ], { HF_HUB_OFFLINE: "1" });
+    assert.equal(offline.code, 0, offline.stderr);
+    assert.equal(hub.requests.length, n, "offline: no request");
+
+    const pushed = await run("push", [
+      "--run",
+      join(tmp.path, "run"),
+      "--repo",
+      "tester/food-lora",
+    ]);
+    assert.equal(pushed.code, 0, pushed.stderr);
+    assert.ok(hub.files("model", "tester/food-lora")?.has("adapter_model.safetensors"));
+
+    const anonymous = await run("train", [
+      "--model",
+      "acme/vit-tiny",
+      "--data",
+      "acme/patterns",
+      ...flags,
+      "--out",
+      join(tmp.path, "run3"),
+    ], { HF_TOKEN: "", HF_HOME: join(tmp.path, "hf-empty") });
+    assert.equal(anonymous.code, 1);
+    assert.match(anonymous.stderr, /^error: .*401.*set HF_TOKEN/m);
+    const noTokenPush = await run("train", [
+      "--model",
+      "acme/vit-tiny",
+      "--data",
+      "acme/patterns",
+      "--push-to-hub",
+      ...flags,
+    ], { HF_TOKEN: "" });
+    assert.equal(noTokenPush.code, 1);
+    assert.match(
+      noTokenPush.stderr,
+      /^error: --push-to-hub needs a token with write access: set HF_TOKEN/m,
+    );
+  } finally {
+    await hub.close();
+  }
+});
