@@ -95,6 +95,7 @@ export {
   type LossAndGradients,
   type LossOptions,
   type ParameterCount,
+  type Prediction,
   ViTClassifier,
 } from "./src/classifier.ts";
 export { Random } from "./src/random.ts";
@@ -137,7 +138,14 @@ export {
   linearSchedule,
   type ScheduleOptions,
 } from "./src/optimizer.ts";
-export { type EvalMetrics, evaluateBatches } from "./src/evaluate.ts";
+export {
+  type EvalMetrics,
+  type EvalReport,
+  evaluate,
+  evaluateBatches,
+  type EvaluateOptions,
+  formatEvalReport,
+} from "./src/evaluate.ts";
 export {
   latestCheckpoint,
   loadAdapterWeights,
@@ -165,6 +173,7 @@ export {
 } from "./src/synthetic.ts";
 export { autoChunkSize, DEFAULT_ACTIVATION_BUDGET, trainingBytesPerImage } from "./src/memory.ts";
 export {
+  datasetFolder,
   downloadAdapter,
   downloadDataset,
   downloadModel,
@@ -187,3 +196,14 @@ export {
   pushRun,
   type RunConfig,
 } from "./src/push.ts";
+export {
+  type ClassificationMetrics,
+  classificationMetrics,
+  type ClassMetrics,
+} from "./src/metrics.ts";
+export {
+  formatPredictions,
+  predict,
+  type PredictOptions,
+  type PredictResult,
+} from "./src/predict.ts";

@@ -49,6 +49,8 @@ import {
   writeSafetensors,
 } from "./safetensors.ts";
 import { LoraLayer, takesTransposed, transposeWeight, ViTModel } from "./vit.ts";
+import { decodeImage, type RgbImage } from "./image.ts";
+import { transformImage, type TransformSpec } from "./transforms.ts";
 import {
   downloadAdapter,
   downloadModel,
@@ -88,6 +90,16 @@ export interface ClassifierOptions {
   progress?: boolean;
   /** Hub settings for Hub ids (default: from the environment, see `hubSettings`). */
   hub?: HubSettings;
+}
+
+/** A class and its probability. */
+export interface Prediction {
+  /** The class name. */
+  label: string;
+  /** The class index. */
+  index: number;
+  /** Its softmax probability. */
+  probability: number;
 }
 
 /** Trainable and total parameter counts. */
@@ -184,6 +196,64 @@ export class ViTClassifier {
   #forward(pixelValues: Tensor4D, training: boolean): Tensor2D {
     const cls = this.vit.forward(pixelValues, training); // [batch, hidden]
     return tf.matMul(cls, this.classifier.weight, false, true).add(this.classifier.bias); // [batch, labels]
+  }
+
+  /**
+   * Classifies images (encoded JPEG/PNG/TIFF bytes, or decoded RGB), with the evaluation
+   * transform the model was trained with (shorter side to the model's size, center crop,
+   * normalised by `preprocessor_config.json`): the `topK` classes of each, most probable
+   * first. An image that cannot be decoded is an error naming its position.
+   *
+   * @example
+   * ```ts ignore
+   * const [top] = await clf.classify([await Deno.readFile("dish.jpg")], { topK: 3 });
+   * console.log(top); // [{ label: "ramen", probability: 0.91 }, …]
+   * ```
+   */
+  async classify(
+    images: readonly (Uint8Array | RgbImage)[],
+    options: { topK?: number; batchSize?: number } = {},
+  ): Promise<Prediction[][]> {
+    this.#check();
+    const size = this.config.image_size, plane = 3 * size * size;
+    const spec: TransformSpec = {
+      size,
+      mean: this.preprocessor.image_mean,
+      std: this.preprocessor.image_std,
+      augment: false,
+    };
+    const k = Math.min(options.topK ?? 5, this.labels.length);
+    const batchSize = options.batchSize ?? 32;
+    const out: Prediction[][] = [];
+    for (let start = 0; start < images.length; start += batchSize) {
+      const chunk = images.slice(start, start + batchSize);
+      const pixels = new Float32Array(chunk.length * plane);
+      for (const [i, image] of chunk.entries()) {
+        try {
+          const rgb = image instanceof Uint8Array ? await decodeImage(image) : image;
+          pixels.set(transformImage(rgb, spec), i * plane);
+        } catch (e) {
+          throw new VitLoraError(`image ${start + i}: ${(e as Error).message}`);
+        }
+      }
+      const [values, indices] = tf.tidy(() => {
+        const x = tf.tensor4d(pixels, [chunk.length, 3, size, size]) as Tensor4D;
+        const top = tf.topk(tf.softmax(this.logits(x)), k);
+        return [top.values, top.indices];
+      });
+      const [p, idx] = [await values.data(), await indices.data()];
+      tf.dispose([values, indices]);
+      for (let i = 0; i < chunk.length; i++) {
+        out.push(
+          Array.from({ length: k }, (_, j) => ({
+            label: this.labels[idx[i * k + j]],
+            index: idx[i * k + j],
+            probability: p[i * k + j],
+          })),
+        );
+      }
+    }
+    return out;
   }
 
   /**

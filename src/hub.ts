@@ -615,3 +615,16 @@ export async function downloadDataset(
 export function snapshotOf(pointer: string, path: string): string {
   return pointer.slice(0, pointer.length - path.length - 1);
 }
+
+/**
+ * A dataset's folder: `source` itself when it is a folder (or not a Hub id), else the Hub
+ * snapshot of its train and validation shards (see {@link downloadDataset}).
+ */
+export async function datasetFolder(
+  source: string,
+  options: HubDownloadOptions = {},
+): Promise<string> {
+  if ((await exists(source)) || !isRepoId(source)) return source;
+  const { id, revision } = parseRepoId(source);
+  return await downloadDataset(id, { ...options, revision: revision ?? options.revision });
+}

@@ -30,7 +30,7 @@ import { exists, readJsonFile, writeFileAtomic } from "./files.ts";
 import { type Batch, batches, DecodePool, type SkippedImage } from "./loader.ts";
 import { AdamW, clipByGlobalNorm, linearSchedule } from "./optimizer.ts";
 import { openParquetDataset } from "./parquet.ts";
-import { downloadDataset, type HubSettings, isRepoId, parseRepoId } from "./hub.ts";
+import { datasetFolder, type HubSettings } from "./hub.ts";
 import { Progress } from "./progress.ts";
 import { Random } from "./random.ts";
 import { epochRows, splitIndices } from "./sampler.ts";
@@ -310,7 +310,9 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
   );
 
   // data: the splits and their fixed-seed division
-  const dataset = await openParquetDataset(await datasetFolder(config.data, options));
+  const dataset = await openParquetDataset(
+    await datasetFolder(config.data, { progress: options.progress, settings: options.hub }),
+  );
   const trainSize = dataset.size("train");
   const heldOut = dataset.splits.has("validation") ? "validation" : "test";
   const heldOutSize = dataset.size(heldOut);
@@ -623,13 +625,6 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
     optimizer.dispose();
     clf.dispose();
   }
-}
-
-/** The dataset's folder: `source` itself, or the Hub snapshot of its train and validation shards. */
-async function datasetFolder(source: string, options: TrainOptions): Promise<string> {
-  if ((await exists(source)) || !isRepoId(source)) return source;
-  const { id, revision } = parseRepoId(source);
-  return await downloadDataset(id, { revision, progress: options.progress, settings: options.hub });
 }
 
 /** `into + add` key by key (a new record; both inputs are disposed), or `add` when `into` is empty. */

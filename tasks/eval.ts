@@ -1,0 +1,81 @@
+/**
+ * `deno task eval --run RUN [--split test|validation] [--checkpoint best|epoch-N]`, or
+ * `deno task eval --model M --adapter A --data D`: accuracy, top-5, macro F1, per-class
+ * accuracy and the confusion matrix on the held-out split; with a run, also written to
+ * `RUN/eval-<split>.json`.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { evaluate, formatEvalReport, parseBackendName, VitLoraError } from "../mod.ts";
+
+const HELP = `Evaluate a fine-tuned classifier on the held-out split.
+
+usage: deno task eval --run RUN [--split test|validation] [--checkpoint best|epoch-N]
+       deno task eval --model ID|DIR --adapter ID|DIR --data ID|DIR [--split …]
+
+  --run RUN           a training run: its model, data, split and checkpoints
+  --split S           test (default) or validation
+  --checkpoint C      best (default), epoch-N, step-N or an adapter folder
+  --model, --adapter, --data   without a run (the split is train's: seed 42, 30% test)
+  --batch-size N      images a batch (default: the run's, else 64)
+  --backend B         webgpu or cpu
+  --workers N         decoding workers (default: cores - 1)
+  --json              print the whole report as JSON
+  -h, --help          this text`;
+
+if (import.meta.main) {
+  try {
+    let values;
+    try {
+      ({ values } = parseArgs({
+        args: Deno.args,
+        options: {
+          run: { type: "string" },
+          split: { type: "string" },
+          checkpoint: { type: "string" },
+          model: { type: "string" },
+          adapter: { type: "string" },
+          data: { type: "string" },
+          "batch-size": { type: "string" },
+          backend: { type: "string" },
+          workers: { type: "string" },
+          json: { type: "boolean" },
+          help: { type: "boolean", short: "h" },
+        },
+      }));
+    } catch (e) {
+      throw new VitLoraError(`${(e as Error).message} (see --help)`);
+    }
+    if (values.help) {
+      console.log(HELP);
+      Deno.exit(0);
+    }
+    const int = (flag: string, v?: string) => {
+      if (v === undefined) return undefined;
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0) throw new VitLoraError(`--${flag}: not a count: ${v}`);
+      return n;
+    };
+    const report = await evaluate({
+      run: values.run,
+      split: values.split as "test" | "validation" | undefined,
+      checkpoint: values.checkpoint,
+      model: values.model,
+      adapter: values.adapter,
+      data: values.data,
+      batchSize: int("batch-size", values["batch-size"]),
+      backend: values.backend ? parseBackendName(values.backend) : undefined,
+      workers: int("workers", values.workers),
+    });
+    console.log(values.json ? JSON.stringify(report, null, 2) : formatEvalReport(report));
+    if (values.run) console.error(`written: ${values.run}/eval-${report.split}.json`);
+  } catch (e) {
+    if (e instanceof VitLoraError) {
+      console.error(`error: ${e.message}`);
+      Deno.exit(1);
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * `deno task predict --run RUN IMAGE…` (files, folders, `-` for standard input): the top
+ * classes of each image with probabilities, as a table or `--json`. A file that is missing or
+ * not an image gets one line; the others are still classified, and the exit status is 1.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { formatPredictions, parseBackendName, predict, VitLoraError } from "../mod.ts";
+
+const HELP = `Classify images with a fine-tuned model.
+
+usage: deno task predict --run RUN IMAGE… [--top-k K] [--json]
+       deno task predict --model ID|DIR --adapter ID|DIR IMAGE…
+
+  IMAGE          a JPEG, PNG or TIFF file, a folder of them, or - for standard input
+  --run RUN      a training run: its base model and best adapter
+  --model, --adapter   without a run
+  --top-k K      classes per image (default 5)
+  --json         print JSON
+  --backend B    webgpu or cpu
+  -h, --help     this text`;
+
+if (import.meta.main) {
+  try {
+    let parsed;
+    try {
+      parsed = parseArgs({
+        args: Deno.args,
+        allowPositionals: true,
+        options: {
+          run: { type: "string" },
+          model: { type: "string" },
+          adapter: { type: "string" },
+          "top-k": { type: "string" },
+          json: { type: "boolean" },
+          backend: { type: "string" },
+          help: { type: "boolean", short: "h" },
+        },
+      });
+    } catch (e) {
+      throw new VitLoraError(`${(e as Error).message} (see --help)`);
+    }
+    const { values, positionals } = parsed;
+    if (values.help) {
+      console.log(HELP);
+      Deno.exit(0);
+    }
+    const topK = values["top-k"] === undefined ? undefined : Number(values["top-k"]);
+    if (topK !== undefined && !(Number.isInteger(topK) && topK > 0)) {
+      throw new VitLoraError(`--top-k: not a positive count: ${values["top-k"]}`);
+    }
+    const results = await predict({
+      inputs: positionals,
+      run: values.run,
+      model: values.model,
+      adapter: values.adapter,
+      topK,
+      backend: values.backend ? parseBackendName(values.backend) : undefined,
+    });
+    console.log(values.json ? JSON.stringify(results, null, 2) : formatPredictions(results));
+    const failed = results.filter((r) => r.error);
+    for (const r of failed) console.error(`error: ${r.source}: ${r.error}`);
+    Deno.exit(failed.length > 0 ? 1 : 0);
+  } catch (e) {
+    if (e instanceof VitLoraError) {
+      console.error(`error: ${e.message}`);
+      Deno.exit(1);
+    }
+    throw e;
+  }
+}
