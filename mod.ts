@@ -145,6 +145,7 @@ export {
   evaluateBatches,
   type EvaluateOptions,
   formatEvalReport,
+  toEvalReport,
 } from "./src/evaluate.ts";
 export {
   latestCheckpoint,
@@ -207,3 +208,5 @@ export {
   type PredictOptions,
   type PredictResult,
 } from "./src/predict.ts";
+export { openInChromium, type ReportFiles, type ReportOptions, writeReport } from "./src/report.ts";
+export { startTrackers, type Tracker, TRACKERS } from "./src/tracking.ts";

@@ -193,7 +193,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
     throw new VitLoraError(`--split must be test or validation, not ${split}`);
   }
   let model: string, data: string, adapter: string | undefined;
-  let seed = options.seed ?? 42, testFraction = options.testFraction ?? 0.3;
+  const seed = options.seed ?? 42, testFraction = options.testFraction ?? 0.3;
   let batchSize = options.batchSize ?? 64;
   let indices: number[] | undefined;
   if (options.run) {
@@ -265,28 +265,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
       }),
       { onBatch: (done) => progress.update(done) },
     );
-    const metrics = classificationMetrics(m.labels, m.predictions, dataset.labels);
-    const report: EvalReport = {
-      split,
-      model,
-      adapter,
-      data,
-      count: m.count,
-      loss: m.loss,
-      accuracy: m.accuracy,
-      top5: m.top5,
-      macroF1: metrics.macroF1,
-      imagesPerSecond: m.imagesPerSecond,
-      labels: dataset.labels,
-      perClass: metrics.perClass,
-      confusion: metrics.confusion,
-      predictions: m.indices.map((index, i) => ({
-        index,
-        label: m.labels[i],
-        predicted: m.predictions[i],
-        probability: m.probabilities[i],
-      })),
-    };
+    const report = toEvalReport(m, dataset.labels, { split, model, adapter, data });
     if (options.run) {
       await writeFileAtomic(join(options.run, `eval-${split}.json`), JSON.stringify(report) + "\n");
     }
@@ -295,6 +274,33 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
     pool.close();
     clf.dispose();
   }
+}
+
+/** An {@link EvalReport} from {@link evaluateBatches}' metrics. */
+export function toEvalReport(
+  m: EvalMetrics,
+  labels: string[],
+  meta: { split: "test" | "validation"; model: string; adapter?: string; data: string },
+): EvalReport {
+  const metrics = classificationMetrics(m.labels, m.predictions, labels);
+  return {
+    ...meta,
+    count: m.count,
+    loss: m.loss,
+    accuracy: m.accuracy,
+    top5: m.top5,
+    macroF1: metrics.macroF1,
+    imagesPerSecond: m.imagesPerSecond,
+    labels,
+    perClass: metrics.perClass,
+    confusion: metrics.confusion,
+    predictions: m.indices.map((index, i) => ({
+      index,
+      label: m.labels[i],
+      predicted: m.predictions[i],
+      probability: m.probabilities[i],
+    })),
+  };
 }
 
 /** A short text table of a report: the headline figures and the five worst classes. */

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { join, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { type BackendName, initBackend } from "./backend.ts";
 import {
   latestCheckpoint,
@@ -25,7 +25,9 @@ import {
 } from "./classifier.ts";
 import { autoChunkSize } from "./memory.ts";
 import { VitLoraError } from "./errors.ts";
-import { type EvalMetrics, evaluateBatches } from "./evaluate.ts";
+import { type EvalMetrics, evaluateBatches, toEvalReport } from "./evaluate.ts";
+import { writeReport } from "./report.ts";
+import { startTrackers, type Tracker } from "./tracking.ts";
 import { exists, readJsonFile, writeFileAtomic } from "./files.ts";
 import { type Batch, batches, DecodePool, type SkippedImage } from "./loader.ts";
 import { AdamW, clipByGlobalNorm, linearSchedule } from "./optimizer.ts";
@@ -117,6 +119,10 @@ export interface TrainOptions extends Partial<TrainConfig> {
   onStep?: (event: StepEvent) => void;
   /** Hub settings for Hub ids (default: from the environment, see `hubSettings`). */
   hub?: HubSettings;
+  /** Also screenshot the report to `report.png` with headless Chromium, when found (default false). */
+  screenshot?: boolean;
+  /** Where metrics also go: `["wandb"]` streams them to Weights & Biases (see `tracking.ts`). */
+  reportTo?: string[];
 }
 
 /** One optimizer step, as written to `metrics.jsonl`. */
@@ -343,6 +349,7 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
   }
   const pool = new DecodePool({ workers: options.workers });
   const optimizer = new AdamW(clf.trainableVariables(), { weightDecay: config.weightDecay });
+  const trackers: Tracker[] = [];
   try {
     const microPerEpoch = Math.ceil(trainSize / config.batchSize);
     const stepsPerEpoch = Math.ceil(microPerEpoch / config.gradAccum);
@@ -423,6 +430,18 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
       );
       await Deno.writeTextFile(metrics.path, "");
     }
+    trackers.push(
+      ...await startTrackers(options.reportTo ?? [], {
+        name: basename(runDir),
+        config: { ...config, backend, parameters, chunk_size: chunkSize },
+        warn: (line) => progress.line(line),
+      }),
+    );
+    /** A metrics line: to metrics.jsonl, then to the trackers. */
+    const record = async (event: StepEvent | EvalEvent) => {
+      await metrics.append(event);
+      for (const t of trackers) event.event === "step" ? t.step(event) : t.eval(event);
+    };
 
     const size = clf.config.image_size;
     const mean = clf.preprocessor.image_mean, std = clf.preprocessor.image_std;
@@ -535,7 +554,7 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
           grad_norm: gradNorm,
           images_per_s: images / ((performance.now() - stepStart) / 1000),
         };
-        await metrics.append(event);
+        await record(event);
         options.onStep?.(event);
         progress.update(
           state.global_step - firstStep,
@@ -571,7 +590,7 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
         top5: val.top5,
         count: val.count,
       };
-      await metrics.append(evalEvent);
+      await record(evalEvent);
       progress.line(
         `epoch ${epoch + 1}/${epochs}: validation accuracy ${(100 * val.accuracy).toFixed(2)}%, ` +
           `top-5 ${(100 * val.top5).toFixed(2)}%, loss ${val.loss.toFixed(4)}`,
@@ -594,7 +613,18 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
     if (!interrupted && state.best && split.test.length > 0) {
       await loadAdapterWeights(clf, join(runDir, "best"));
       test = await evaluate(split.test, "test");
-      await metrics.append(
+      await writeFileAtomic(
+        join(runDir, "eval-test.json"),
+        JSON.stringify(
+          toEvalReport(test, dataset.labels, {
+            split: "test",
+            model: config.model,
+            adapter: join(runDir, "best"),
+            data: config.data,
+          }),
+        ) + "\n",
+      );
+      await record(
         {
           event: "eval",
           epoch: state.best.epoch,
@@ -618,9 +648,14 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
       skipped: state.skipped,
       interrupted,
     };
-    if (!interrupted) progress.line(summary(result));
+    if (!interrupted) {
+      const report = await writeReport({ run: runDir, screenshot: options.screenshot ?? false });
+      progress.line(summary(result));
+      progress.line(`  report: ${report.html}${report.png ? ` (and ${report.png})` : ""}`);
+    }
     return result;
   } finally {
+    for (const tracker of trackers) await tracker.finish().catch(() => {});
     pool.close();
     optimizer.dispose();
     clf.dispose();

@@ -5,8 +5,9 @@
  * patterns), builds a small ViT with random weights in memory and saves it as a base model
  * in Hugging Face layout (no download), fine-tunes LoRA on query/value and the classifier with
  * the same `train()` as the real Food-101 run (the same data pipeline, AdamW, schedule,
- * checkpoints, evaluation), then loads the best adapter back, classifies a few images and
- * saves a merged transformers checkpoint that reads back to the same predictions.
+ * checkpoints, evaluation on the test split, the run report), then loads the best adapter
+ * back, classifies a few images and saves a merged transformers checkpoint that reads back to
+ * the same predictions.
  *
  * @module
  */
@@ -82,7 +83,7 @@ async function main(): Promise<void> {
 
   // 3. fine-tuning, through the same train() as the real run
   const runDir = join(out, "run");
-  await train({
+  const result = await train({
     model: modelDir,
     data: dataDir,
     out: runDir,
@@ -93,6 +94,7 @@ async function main(): Promise<void> {
     loraR: 8,
     loraAlpha: 16,
     backend,
+    screenshot: true,
   });
 
   // 4. the best adapter back, on a few validation images
@@ -140,6 +142,7 @@ async function main(): Promise<void> {
     `\nadapter (PEFT): ${join(runDir, "best")}/  merged (transformers): ${mergedDir}/  ` +
       `run: ${runDir}/ (metrics.jsonl, checkpoints/)`,
   );
+  console.log(`report: ${join(result.runDir, "report.html")}`);
   console.log(`demo done in ${((performance.now() - started) / 1000).toFixed(0)} s`);
   console.log(
     "the real run, on Food-101 and ViT-B/16 in Hugging Face layout:\n" +

@@ -55,6 +55,7 @@ run
   --backend NAME        webgpu or cpu (default: VIT_LORA_BACKEND, else webgpu)
   --workers N           decoding workers (default: cores - 1)
   --prefetch N          batches decoded ahead (default 2)
+  --report-to wandb     also stream metrics to Weights & Biases (needs WANDB_API_KEY)
   --push-to-hub         upload the best adapter to the Hub at the end (deno task push)
   --hub-repo owner/name the repository for --push-to-hub (default: see deno task push --help)
   --chunk-size N        images a forward/backward pass; batches are split into chunks whose
@@ -106,6 +107,7 @@ export function parseTrainArgs(
         prefetch: { type: "string" },
         "chunk-size": { type: "string" },
         "push-to-hub": { type: "boolean" },
+        "report-to": { type: "string" },
         "hub-repo": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
@@ -142,6 +144,7 @@ export function parseTrainArgs(
     workers: number("workers", v.workers),
     prefetch: number("prefetch", v.prefetch),
     chunkSize: number("chunk-size", v["chunk-size"]),
+    reportTo: v["report-to"]?.split(",").map((s) => s.trim()).filter(Boolean),
   };
 }
 
@@ -169,7 +172,7 @@ if (import.meta.main) {
       stop.abort();
     };
     Deno.addSignalListener("SIGINT", onInterrupt);
-    const result = await train({ ...options, signal: stop.signal });
+    const result = await train({ ...options, signal: stop.signal, screenshot: true });
     Deno.removeSignalListener("SIGINT", onInterrupt);
     if (result.interrupted) Deno.exit(130);
     if (pushToHub) {

@@ -16,6 +16,7 @@ import "./hub_test.ts";
 import "./image_test.ts";
 import "./memory_test.ts";
 import "./parity_test.ts";
+import "./results_test.ts";
 import "./safetensors_test.ts";
 import "./train_test.ts";
 

@@ -1,0 +1,230 @@
+/**
+ * What a person sees: evaluation metrics, predictions on files, the run report (rendered in
+ * headless Chromium), Weights & Biases tracking (against an imitation) and the demo.
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  classificationMetrics,
+  type EvalReport,
+  evaluate,
+  openInChromium,
+  predict,
+  train,
+  writeReport,
+  writeSyntheticDataset,
+} from "../mod.ts";
+import { FakeWandb } from "./wandb_server.ts";
+import { fixture, tempDir, useBackend } from "./helpers.ts";
+
+Deno.test("metrics: a known confusion, by hand", () => {
+  // true   0 0 0 1 1 2, predicted 0 1 0 1 2 2; class 3 has no image and no prediction
+  const m = classificationMetrics([0, 0, 0, 1, 1, 2], [0, 1, 0, 1, 2, 2], ["a", "b", "c", "d"]);
+  assert.deepEqual(m.confusion, [[2, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 0], [0, 0, 0, 0]]);
+  assert.equal(m.accuracy, 4 / 6);
+  const [a, b, c, d] = m.perClass;
+  assert.deepEqual([a.support, b.support, c.support, d.support], [3, 2, 1, 0]);
+  assert.deepEqual([a.accuracy, b.accuracy, c.accuracy], [2 / 3, 1 / 2, 1]);
+  assert.ok(Number.isNaN(d.accuracy));
+  assert.deepEqual([a.precision, b.precision, c.precision, d.precision], [1, 1 / 2, 1 / 2, 0]);
+  const f1 = [0.8, 0.5, 2 / 3];
+  [a, b, c].forEach((x, i) => assert.ok(Math.abs(x.f1 - f1[i]) < 1e-12, `${x.label} f1 ${x.f1}`));
+  assert.ok(Math.abs(m.macroF1 - (0.8 + 0.5 + 2 / 3) / 3) < 1e-12, "macro F1 over classes seen");
+});
+
+/** A small trained run, shared by the tests below. */
+async function trainedRun(dir: string): Promise<{ run: string; data: string }> {
+  const data = join(dir, "data");
+  await writeSyntheticDataset(data, { classes: 4, trainPerClass: 16, validationPerClass: 10 });
+  const run = join(dir, "run");
+  await train({
+    model: `${fixture("vit-tiny-a")}/model`,
+    data,
+    out: run,
+    epochs: 2,
+    batchSize: 16,
+    gradAccum: 1,
+    loraR: 4,
+    backend: "cpu",
+    workers: 0,
+    progress: false,
+    screenshot: false,
+  });
+  return { run, data };
+}
+
+Deno.test("evaluate a run: the trainer's test figures, eval-<split>.json, consistent counts", async () => {
+  await useBackend("cpu");
+  await using dir = await tempDir();
+  const { run } = await trainedRun(dir.path);
+  const fromTrain = JSON.parse(await Deno.readTextFile(join(run, "eval-test.json"))) as EvalReport;
+  const report = await evaluate({
+    run,
+    split: "test",
+    backend: "cpu",
+    workers: 0,
+    progress: false,
+  });
+  const split = JSON.parse(await Deno.readTextFile(join(run, "split.json")));
+  assert.equal(report.count, split.test.length);
+  assert.equal(report.accuracy, fromTrain.accuracy);
+  assert.deepEqual(report.confusion, fromTrain.confusion);
+  assert.equal(report.confusion.flat().reduce((a, b) => a + b, 0), report.count);
+  assert.ok(report.top5 >= report.accuracy);
+  assert.deepEqual(report.predictions.map((p) => p.index), split.test);
+  const written = JSON.parse(await Deno.readTextFile(join(run, "eval-test.json")));
+  assert.equal(written.count, report.count);
+  const val = await evaluate({
+    run,
+    split: "validation",
+    backend: "cpu",
+    workers: 0,
+    progress: false,
+  });
+  assert.equal(val.count, split.validation.length);
+  assert.ok((await Deno.stat(join(run, "eval-validation.json"))).isFile);
+  await assert.rejects(
+    () => evaluate({ run, checkpoint: "epoch-9", progress: false }),
+    /checkpoints\/epoch-9: no adapter there/,
+  );
+});
+
+Deno.test("predict: files, folders and bad inputs; each bad one is its own error", async () => {
+  await useBackend("cpu");
+  await using dir = await tempDir();
+  const { run } = await trainedRun(dir.path);
+  const images = join(dir.path, "images");
+  await Deno.mkdir(join(images, "sub"), { recursive: true });
+  await Deno.copyFile(fixture("images/rgb.jpg"), join(images, "a.jpg"));
+  await Deno.copyFile(fixture("images/palette.png"), join(images, "sub", "b.png"));
+  await Deno.writeTextFile(join(images, "notes.txt"), "not an image"); // skipped in folders
+  await Deno.writeTextFile(join(dir.path, "fake.jpg"), "not an image either");
+  const results = await predict({
+    run,
+    inputs: [images, join(dir.path, "missing.png"), join(dir.path, "fake.jpg")],
+    topK: 3,
+    backend: "cpu",
+    progress: false,
+  });
+  assert.deepEqual(results.map((r) => r.source), [
+    join(images, "a.jpg"),
+    join(images, "sub", "b.png"),
+    join(dir.path, "missing.png"),
+    join(dir.path, "fake.jpg"),
+  ]);
+  for (const r of results.slice(0, 2)) {
+    assert.equal(r.top!.length, 3);
+    const p = r.top!.map((t) => t.probability);
+    assert.ok(p[0] >= p[1] && p[1] >= p[2] && p[0] + p[1] + p[2] <= 1 + 1e-6);
+  }
+  assert.equal(results[2].error, "no such file");
+  assert.match(results[3].error!, /not a readable image/);
+
+  // the task: a table, the errors on stderr, exit status 1
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "tasks/predict.ts",
+      "--run",
+      run,
+      "--backend",
+      "cpu",
+      join(images, "a.jpg"),
+      join(dir.path, "missing.png"),
+    ],
+    cwd: new URL("..", import.meta.url).pathname,
+    env: { NO_COLOR: "1" },
+  }).output();
+  assert.equal(out.code, 1);
+  assert.match(new TextDecoder().decode(out.stdout), /a\.jpg\n {2}\S+ +\d+\.\d%/);
+  assert.match(new TextDecoder().decode(out.stderr), /error: .*missing\.png: no such file/);
+});
+
+Deno.test("report: one self-contained page that renders in headless Chromium with no console error", async () => {
+  await useBackend("cpu");
+  await using dir = await tempDir();
+  const { run } = await trainedRun(dir.path);
+  const { html, png } = await writeReport({ run });
+  const page = await Deno.readTextFile(html);
+  for (
+    const heading of [
+      "Training",
+      "Validation accuracy by epoch",
+      "Confusion matrix",
+      "Per-class accuracy",
+      "Misclassified test images",
+      "Configuration",
+    ]
+  ) {
+    assert.ok(page.includes(heading), heading);
+  }
+  assert.ok((page.match(/<svg/g) ?? []).length >= 4, "charts rendered to SVG");
+  assert.ok(!/(src|href)="https?:/.test(page), "nothing fetched from the network");
+  const opened = await openInChromium(html);
+  assert.ok(opened, "Chromium is needed for this test (Debian: apt-get install chromium)");
+  assert.deepEqual(opened.consoleErrors, []);
+  assert.match(opened.dom, /data-ready="([4-9]|\d\d)"/, "the page's script ran and saw the charts");
+  assert.ok(png, "report.png");
+  const bytes = await Deno.readFile(png);
+  assert.deepEqual([...bytes.subarray(1, 4)], [0x50, 0x4e, 0x47], "a PNG");
+  assert.ok(bytes.length > 10_000);
+});
+
+Deno.test("W&B: --report-to wandb streams config, steps and evaluations (imitation on 127.0.0.1)", async () => {
+  await useBackend("cpu");
+  await using dir = await tempDir();
+  const wandb = await FakeWandb.start();
+  const saved = ["WANDB_BASE_URL", "WANDB_API_KEY"].map((n) => [n, Deno.env.get(n)] as const);
+  try {
+    Deno.env.set("WANDB_BASE_URL", wandb.url);
+    Deno.env.set("WANDB_API_KEY", "k".repeat(40));
+    const data = join(dir.path, "data");
+    await writeSyntheticDataset(data, { classes: 3, trainPerClass: 8, validationPerClass: 6 });
+    const result = await train({
+      model: `${fixture("vit-tiny-a")}/model`,
+      data,
+      out: join(dir.path, "run"),
+      epochs: 2,
+      batchSize: 8,
+      gradAccum: 1,
+      loraR: 4,
+      backend: "cpu",
+      workers: 0,
+      progress: false,
+      screenshot: false,
+      reportTo: ["wandb"],
+    });
+    assert.ok(wandb.complete, "the run was finished");
+    assert.ok(wandb.keys.has("k".repeat(40)));
+    const config = JSON.parse(String(wandb.upserts[0].config));
+    assert.equal(config.lr?.value ?? config.lr, 0.005);
+    const losses = wandb.history.filter((h) => "train/loss" in h);
+    assert.equal(losses.length, result.steps);
+    const accuracies = wandb.history.filter((h) => "validation/accuracy" in h);
+    assert.equal(accuracies.length, 2);
+    assert.ok(wandb.history.some((h) => "test/accuracy" in h));
+  } finally {
+    for (const [n, v] of saved) v === undefined ? Deno.env.delete(n) : Deno.env.set(n, v);
+    await wandb.close();
+  }
+});
+
+Deno.test("the demo runs offline with its own permissions and learns well above chance", async () => {
+  await using dir = await tempDir();
+  const tasks = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url))).tasks;
+  const permissions = tasks.demo.split(" ").filter((a: string) => a.startsWith("--allow-"));
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...permissions, new URL("../tasks/demo.ts", import.meta.url).pathname],
+    cwd: dir.path, // demo-output/ lands here
+    env: { VIT_LORA_BACKEND: "cpu", NO_COLOR: "1" },
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr),
+    stdout = new TextDecoder().decode(out.stdout);
+  assert.equal(out.code, 0, stderr);
+  const accuracy = Number(/test accuracy +([\d.]+)%/.exec(stderr)?.[1]);
+  assert.ok(accuracy >= 80, `test accuracy ${accuracy}% (4 classes: chance is 25%)`);
+  assert.match(stdout, /report: .*demo-output\/run\/report\.html/);
+  assert.ok((await Deno.stat(join(dir.path, "demo-output", "run", "report.html"))).isFile);
+});
