@@ -145,8 +145,8 @@ async function main(): Promise<void> {
   console.log(`report: ${join(result.runDir, "report.html")}`);
   console.log(`demo done in ${((performance.now() - started) / 1000).toFixed(0)} s`);
   console.log(
-    "the real run, on Food-101 and ViT-B/16 in Hugging Face layout:\n" +
-      "  deno task train --model <vit-base-patch16-224-in21k folder> --data <food101 parquet folder>",
+    "the real run (ViT-B/16 and Food-101 from the Hugging Face Hub, the reference recipe; a GPU helps):\n" +
+      "  deno task train",
   );
 }
 
