@@ -34,7 +34,8 @@ export const DEFAULT_ACTIVATION_BUDGET: number = 12 * 2 ** 30;
 
 /**
  * Images a forward + backward pass should take so that its activations fit `budget` bytes
- * (default 12 GiB: ViT-B/16 on a 16 GB GPU), at most `batchSize`, at least 1.
+ * (default 12 GiB: ViT-B/16 on a 16 GB GPU; the trainer gives 2 GiB on the wasm backend,
+ * whose memory cannot grow past 4 GiB), at most `batchSize`, at least 1.
  *
  * @example
  * ```ts

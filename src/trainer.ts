@@ -23,7 +23,7 @@ import {
   type ParameterCount,
   type ViTClassifier,
 } from "./classifier.ts";
-import { autoChunkSize } from "./memory.ts";
+import { autoChunkSize, DEFAULT_ACTIVATION_BUDGET } from "./memory.ts";
 import { VitLoraError } from "./errors.ts";
 import { type EvalMetrics, evaluateBatches, toEvalReport } from "./evaluate.ts";
 import { writeReport } from "./report.ts";
@@ -361,7 +361,9 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
       warmupSteps: Math.ceil(config.warmupRatio * totalSteps),
     });
     const parameters = clf.parameterCount();
-    const chunkSize = config.chunkSize ?? autoChunkSize(clf.config, config.batchSize);
+    // wasm's memory is 4 GiB at most, weights included
+    const budget = backend.name === "wasm" ? 2 * 2 ** 30 : DEFAULT_ACTIVATION_BUDGET;
+    const chunkSize = config.chunkSize ?? autoChunkSize(clf.config, config.batchSize, budget);
     const lora = clf.lora;
     const metrics = new MetricsLog(join(runDir, "metrics.jsonl"));
     let state: TrainerState = {

@@ -50,8 +50,14 @@ export class LoraLayer {
   /** The branch's output for `x` `[rows, in]`: `[rows, out]`. */
   apply(x: Tensor2D, training: boolean): Tensor2D {
     const input = dropout(x, this.dropout, training);
-    const down = tf.matMul(input, this.A, false, true); // [rows, r]
-    return tf.matMul(down, this.B, false, true).mul(this.scaling); // [rows, out]
+    // tfjs-wasm runs transposed matMuls in a naive loop but plain ones through XNNPACK:
+    // there, transpose the small A and B first
+    const plain = tf.getBackend() === "wasm";
+    const down = plain
+      ? tf.matMul(input, this.A.transpose())
+      : tf.matMul(input, this.A, false, true); // [rows, r]
+    const up = plain ? tf.matMul(down, this.B.transpose()) : tf.matMul(down, this.B, false, true);
+    return up.mul(this.scaling); // [rows, out]
   }
 
   /** `scaling · B A`, transposed: `[in, out]`, the update merging adds to `Wᵀ`. */

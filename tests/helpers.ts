@@ -16,7 +16,7 @@ import {
 export const FIXTURE_SETS = ["vit-tiny-a", "vit-tiny-b", "vit-tiny-c"] as const;
 
 /** Both backends the tests hold against PyTorch: WebGPU (Mesa's software adapter here) and cpu. */
-export const BACKENDS: BackendName[] = ["webgpu", "cpu"];
+export const BACKENDS: BackendName[] = ["webgpu", "wasm", "cpu"];
 
 /** The folder of a fixture set. */
 export function fixture(set: string): string {
