@@ -29,9 +29,10 @@ Deno.test("WebGPU: tf.addN of many tensors sums all of them, as on cpu", async (
 
 Deno.test("backend names are checked", async () => {
   assert.equal(parseBackendName("cpu"), "cpu");
+  assert.equal(parseBackendName("wasm"), "wasm");
   assert.throws(() => parseBackendName("webgl"), (e: Error) => {
     assert.ok(e instanceof VitLoraError);
-    assert.equal(e.message, "--backend: unknown backend 'webgl' (choose webgpu or cpu)");
+    assert.equal(e.message, "--backend: unknown backend 'webgl' (choose webgpu, wasm, cpu)");
     return true;
   });
   const info = await initBackend("cpu");
