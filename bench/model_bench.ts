@@ -1,7 +1,7 @@
 /**
  * Small-model benchmarks, quick on a CPU: a ViT at vit-tiny-b's shape (hidden 64, 3 layers,
  * 48×48, patch 16), forward at batch 8 and one LoRA forward + backward at batch 8, on each
- * backend. The ViT-B/16 figures and the PyTorch peers belong to the speed issue's suite.
+ * backend. ViT-B/16 is in vit_bench.ts; the PyTorch peers in peers/
  *
  * Run with `deno task bench`. WebGPU shader compilation is paid in the warm-up iterations.
  */
@@ -45,7 +45,7 @@ async function measure(
   clf.dispose();
 }
 
-for (const backend of ["webgpu", "cpu"] as BackendName[]) {
+for (const backend of ["webgpu", "wasm", "cpu"] as BackendName[]) {
   Deno.bench({
     name: `tiny ViT forward, batch ${BATCH}, ${backend}`,
     group: "forward",
