@@ -61,9 +61,18 @@ for (const b of parsed.benches ?? []) {
 // the PyTorch peer
 let peer: Record<string, unknown> | undefined;
 if (results.some((r) => r.name.startsWith("ViT-B/16"))) {
-  const py = await run("python3", ["bench/peers/pytorch_vit.py", "--repeat", "1"]);
-  if (py.ok) peer = JSON.parse(py.stdout.trim().split("\n").at(-1)!);
-  else console.error("bench:json: the PyTorch peer did not run (python3 with torch needed)");
+  // the first Python that has torch: $PYTHON, python3, Debian's
+  for (const python of [Deno.env.get("PYTHON"), "python3", "/usr/bin/python3"]) {
+    if (!python) continue;
+    const py = await run(python, ["bench/peers/pytorch_vit.py", "--repeat", "1"]);
+    if (py.ok) {
+      peer = JSON.parse(py.stdout.trim().split("\n").at(-1)!);
+      break;
+    }
+  }
+  if (!peer) {
+    console.error("bench:json: the PyTorch peer did not run (a python3 with torch needed)");
+  }
 }
 const ratio = (ours: string, theirs: string) => {
   const a = results.find((r) => r.name.startsWith(ours))?.imagesPerSecond;

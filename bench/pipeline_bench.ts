@@ -64,12 +64,16 @@ globalThis.addEventListener("unload", () => {
   allWorkers.close();
 });
 
-Deno.bench(`decode ${COUNT} JPEGs ${WIDTH}×${HEIGHT}: mozjpeg wasm (@jsquash/jpeg)`, {
-  group: "decode",
-  baseline: true,
-}, async () => {
-  for (const jpeg of jpegs) await decodeImage(jpeg);
-});
+Deno.bench(
+  `decode ${COUNT} JPEGs ${WIDTH}×${HEIGHT}: mozjpeg wasm (@jsquash/jpeg) (${COUNT} images)`,
+  {
+    group: "decode",
+    baseline: true,
+  },
+  async () => {
+    for (const jpeg of jpegs) await decodeImage(jpeg);
+  },
+);
 
 Deno.bench(
   `decode ${COUNT} JPEGs ${WIDTH}×${HEIGHT}: imagescript`,
@@ -79,19 +83,21 @@ Deno.bench(
   },
 );
 
-Deno.bench(`train transform of ${COUNT} JPEGs → 224: main thread`, {
+Deno.bench(`train transform of ${COUNT} JPEGs → 224: main thread (${COUNT} images)`, {
   group: "pipeline",
   baseline: true,
 }, async () => {
   for (const [i, jpeg] of jpegs.entries()) await prepareImage(jpeg, spec, [42, 0, i]);
 });
 
-Deno.bench(`train transform of ${COUNT} JPEGs → 224: 1 worker`, { group: "pipeline" }, async () => {
+Deno.bench(`train transform of ${COUNT} JPEGs → 224: 1 worker (${COUNT} images)`, {
+  group: "pipeline",
+}, async () => {
   await Promise.all(jpegs.map((jpeg, i) => oneWorker.prepare(jpeg, spec, [42, 0, i])));
 });
 
 Deno.bench(
-  `train transform of ${COUNT} JPEGs → 224: ${allWorkers.workers} workers (${cores} cores)`,
+  `train transform of ${COUNT} JPEGs → 224: ${allWorkers.workers} workers, ${cores} cores (${COUNT} images)`,
   { group: "pipeline" },
   async () => {
     await Promise.all(jpegs.map((jpeg, i) => allWorkers.prepare(jpeg, spec, [42, 0, i])));

@@ -1,7 +1,7 @@
 /** Every tensor has an owner: repeated inference and training passes leave nothing behind. */
 
 import assert from "node:assert/strict";
-import { loadClassifier, tf } from "../mod.ts";
+import { AdamW, loadClassifier, tf } from "../mod.ts";
 import { BACKENDS, expected, fixture, inputs, useBackend } from "./helpers.ts";
 
 for (const backend of BACKENDS) {
@@ -40,6 +40,36 @@ Deno.test("dropout in training mode changes the loss; evaluation mode is determi
   assert.equal(await evalLoss(), await evalLoss());
   const train = [await trainLoss(), await trainLoss(), await trainLoss()];
   assert.ok(train.some((l) => l !== train[0]) || train[0] !== await evalLoss(), "dropout acts");
+  tf.dispose([pixels, labels]);
+  clf.dispose();
+});
+
+Deno.test("on webgpu: GPU buffers in use stay flat over many training steps (AdamW included)", async () => {
+  await useBackend("webgpu");
+  const dir = fixture("vit-tiny-a");
+  const clf = await loadClassifier(`${dir}/model`, {
+    adapter: `${dir}/adapter`,
+    backend: "webgpu",
+  });
+  const { pixels, labels } = inputs(await expected("vit-tiny-a"));
+  const adam = new AdamW(clf.trainableVariables());
+  const manager = (tf.backend() as unknown as {
+    bufferManager: { getNumUsedBuffers(): number };
+  }).bufferManager;
+  const step = async () => {
+    const { loss, grads } = clf.lossAndGradients(pixels, labels, { training: true });
+    adam.step(grads, 1e-3);
+    await loss.data();
+    tf.dispose([loss, ...Object.values(grads)]);
+  };
+  await step();
+  await step(); // warm-up: kernels, uniform buffers
+  const buffers = manager.getNumUsedBuffers();
+  const tensors = tf.memory().numTensors;
+  for (let i = 0; i < 20; i++) await step();
+  assert.equal(tf.memory().numTensors, tensors, "tensor count");
+  assert.equal(manager.getNumUsedBuffers(), buffers, "GPU buffers in use");
+  adam.dispose();
   tf.dispose([pixels, labels]);
   clf.dispose();
 });
