@@ -27,6 +27,7 @@ import {
 } from "./tf.ts";
 import { type HiddenAct, LAYER_LINEARS, numTokens, patchGrid, type ViTConfig } from "./config.ts";
 import { formatShape, VitLoraError } from "./errors.ts";
+import { gelu } from "./kernels.ts";
 
 /** A LoRA branch on one linear layer: `B(A(dropout(x))) · scaling`. */
 export class LoraLayer {
@@ -230,8 +231,8 @@ export function transposeWeight(
 
 function activation(kind: HiddenAct, x: Tensor2D): Tensor2D {
   switch (kind) {
-    case "gelu": // exact: x · Φ(x)
-      return x.mul(tf.erf(x.mul(Math.SQRT1_2)).add(1)).mul(0.5);
+    case "gelu": // exact: x · Φ(x), fused (one WGSL kernel each way on WebGPU)
+      return gelu(x);
     case "gelu_new":
     case "gelu_pytorch_tanh": { // 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))
       const inner = x.add(x.pow(3).mul(0.044715)).mul(Math.sqrt(2 / Math.PI));

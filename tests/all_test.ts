@@ -14,6 +14,7 @@ import "./config_test.ts";
 import "./data_test.ts";
 import "./hub_test.ts";
 import "./image_test.ts";
+import "./kernels_test.ts";
 import "./memory_test.ts";
 import "./parity_test.ts";
 import "./results_test.ts";

@@ -1,0 +1,133 @@
+/**
+ * Fused operations for the ViT, each one kernel on WebGPU (WGSL, registered in tfjs's kernel
+ * registry) where tfjs would run several, with a gradient of its own, and the same arithmetic
+ * from plain ops on the other backends.
+ *
+ * - `gelu`: the exact GELU, `0.5 x (1 + erf(x / √2))`, forward in one kernel instead of five,
+ *   and its derivative `Φ(x) + x φ(x)` in one; the backward pass keeps only `x` instead of the
+ *   five intermediate tensors autodiff would keep (each as large as the MLP's activations).
+ *
+ * `erf` is Abramowitz and Stegun's 7.1.26 (absolute error under 1.5e-7), as tfjs's own `Erf`.
+ *
+ * @module
+ */
+
+import type { TensorInfo } from "@tensorflow/tfjs";
+import type { WebGPUBackend, WebGPUProgram } from "@tensorflow/tfjs-backend-webgpu";
+import { webgpu_util } from "@tensorflow/tfjs-backend-webgpu";
+import { type Tensor, tf } from "./tf.ts";
+
+const ERF_WGSL = `
+fn erf_as(v : f32) -> f32 {
+  let p = 0.3275911;
+  let a1 = 0.254829592;
+  let a2 = -0.284496736;
+  let a3 = 1.421413741;
+  let a4 = -1.453152027;
+  let a5 = 1.061405429;
+  let s = sign(v);
+  let x = abs(v);
+  let t = 1.0 / (1.0 + p * x);
+  return s * (1.0 - (((((a5 * t + a4) * t) + a3) * t + a2) * t + a1) * t * exp(-x * x));
+}`;
+
+/** An elementwise WGSL program over one input `A`. */
+class ElementwiseProgram implements WebGPUProgram {
+  variableNames = ["A"];
+  size = true;
+  workgroupSize: [number, number, number] = [128, 1, 1];
+  outputShape: number[];
+  dispatchLayout: { x: number[] };
+  dispatch: [number, number, number];
+  shaderKey: string;
+  #body: string;
+
+  constructor(outputShape: number[], key: string, body: string) {
+    this.outputShape = outputShape;
+    this.dispatchLayout = webgpu_util.flatDispatchLayout(outputShape);
+    this.dispatch = webgpu_util.computeDispatch(
+      this.dispatchLayout,
+      outputShape,
+      this.workgroupSize,
+    );
+    this.shaderKey = key;
+    this.#body = body;
+  }
+
+  getUserCode(): string {
+    return `${ERF_WGSL}
+      fn op(a : f32) -> f32 { ${this.#body} }
+      fn main(index : i32) {
+        if (index < uniforms.size) {
+          setOutputAtIndex(index, op(getAByOutputIndex(index)));
+        }
+      }`;
+  }
+}
+
+const GELU = "VitLoraGelu";
+const GELU_GRAD = "VitLoraGeluGrad";
+
+for (
+  const [name, body] of [
+    [GELU, "return 0.5 * a * (1.0 + erf_as(a * 0.7071067811865476));"],
+    [
+      GELU_GRAD,
+      "return 0.5 * (1.0 + erf_as(a * 0.7071067811865476)) + a * 0.3989422804014327 * exp(-0.5 * a * a);",
+    ],
+  ]
+) {
+  tf.registerKernel({
+    kernelName: name,
+    backendName: "webgpu",
+    kernelFunc: ({ inputs, backend }) => {
+      const x = inputs.x as TensorInfo;
+      const program = new ElementwiseProgram(x.shape, `vit_lora_${name}`, body);
+      return (backend as WebGPUBackend).runWebGPUProgram(program, [x], "float32");
+    },
+  });
+}
+
+/** Φ(x) + x φ(x), from plain ops. */
+function geluDerivative(x: Tensor): Tensor {
+  return tf.tidy(() =>
+    tf.erf(x.mul(Math.SQRT1_2)).add(1).mul(0.5).add(
+      x.mul(tf.exp(x.square().mul(-0.5))).mul(1 / Math.sqrt(2 * Math.PI)),
+    )
+  );
+}
+
+/**
+ * The exact GELU with a gradient of its own: one WGSL kernel each way on WebGPU, plain ops
+ * elsewhere.
+ *
+ * @example
+ * ```ts
+ * import { gelu, tf } from "@lora/vit";
+ * const y = gelu(tf.tensor1d([-1, 0, 1]));
+ * console.log(await y.data()); // ≈ [-0.1587, 0, 0.8413]
+ * ```
+ */
+export function gelu<T extends Tensor>(x: T): T {
+  const fused = tf.getBackend() === "webgpu";
+  const op = tf.customGrad(
+    ((input: Tensor, save: (tensors: Tensor[]) => void) => {
+      const t = input;
+      save([t]);
+      const value = fused
+        ? tf.engine().runKernel(GELU, { x: t }) as Tensor
+        : t.mul(tf.erf(t.mul(Math.SQRT1_2)).add(1)).mul(0.5);
+      return {
+        value,
+        gradFunc: (dy: Tensor, saved: Tensor[]) => {
+          const [s] = saved as Tensor[];
+          const derivative = fused
+            ? tf.engine().runKernel(GELU_GRAD, { x: s }) as Tensor
+            : geluDerivative(s);
+          return (dy as Tensor).mul(derivative);
+        },
+      };
+    }) as unknown as Parameters<typeof tf.customGrad>[0],
+  );
+  return op(x) as T;
+}
