@@ -210,4 +210,4 @@ export {
 } from "./src/predict.ts";
 export { openInChromium, type ReportFiles, type ReportOptions, writeReport } from "./src/report.ts";
 export { startTrackers, type Tracker, TRACKERS } from "./src/tracking.ts";
-export { gelu } from "./src/kernels.ts";
+export { gelu, layerNorm } from "./src/kernels.ts";

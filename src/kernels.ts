@@ -7,6 +7,10 @@
  *   and its derivative `Φ(x) + x φ(x)` in one; the backward pass keeps only `x` instead of the
  *   five intermediate tensors autodiff would keep (each as large as the MLP's activations).
  *
+ * - `layerNorm`: LayerNorm over the last axis in one kernel (one invocation a row), and its
+ *   input gradient in one, for frozen scale and shift; tfjs would run nine kernels forward and
+ *   keep four row-sized tensors for the backward pass, this keeps the input alone.
+ *
  * `erf` is Abramowitz and Stegun's 7.1.26 (absolute error under 1.5e-7), as tfjs's own `Erf`.
  *
  * @module
@@ -126,6 +130,152 @@ export function gelu<T extends Tensor>(x: T): T {
             : geluDerivative(s);
           return (dy as Tensor).mul(derivative);
         },
+      };
+    }) as unknown as Parameters<typeof tf.customGrad>[0],
+  );
+  return op(x) as T;
+}
+
+/** A WGSL program with one invocation a row of a `[rows, cols]` tensor. */
+class RowProgram implements WebGPUProgram {
+  variableNames: string[];
+  size = true;
+  uniforms = "rows : i32, cols : i32,";
+  workgroupSize: [number, number, number] = [64, 1, 1];
+  outputShape: number[];
+  dispatchLayout: { x: number[] };
+  dispatch: [number, number, number];
+  shaderKey: string;
+  #body: string;
+
+  constructor(shape: number[], variables: string[], key: string, body: string) {
+    this.outputShape = shape;
+    this.variableNames = variables;
+    // one invocation a row: dispatch over [rows]
+    this.dispatchLayout = webgpu_util.flatDispatchLayout([shape[0]]);
+    this.dispatch = webgpu_util.computeDispatch(
+      this.dispatchLayout,
+      [shape[0]],
+      this.workgroupSize,
+    );
+    this.shaderKey = key;
+    this.#body = body;
+  }
+
+  getUserCode(): string {
+    return `
+      fn main(row : i32) {
+        if (row >= uniforms.rows) { return; }
+        let n = uniforms.cols;
+        let base = row * n;
+        ${this.#body}
+      }`;
+  }
+}
+
+const ROW_STATS = `
+        var mean = 0.0;
+        for (var j = 0; j < n; j++) { mean += X[base + j]; }
+        mean /= f32(n);
+        var variance = 0.0;
+        for (var j = 0; j < n; j++) { let c = X[base + j] - mean; variance += c * c; }
+        variance /= f32(n);
+        let inv = inverseSqrt(variance + EPS);`;
+
+const LAYER_NORM = "VitLoraLayerNorm";
+const LAYER_NORM_GRAD = "VitLoraLayerNormGrad";
+
+function epsLiteral(eps: number): string {
+  const text = eps.toExponential(10);
+  return text.includes(".") || text.includes("e") ? text : `${text}.0`;
+}
+
+tf.registerKernel({
+  kernelName: LAYER_NORM,
+  backendName: "webgpu",
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { x, gamma, beta } = inputs as Record<string, TensorInfo>;
+    const eps = epsLiteral((attrs as { eps: number }).eps);
+    const program = new RowProgram(
+      x.shape,
+      ["X", "Gamma", "Beta"],
+      `vit_lora_ln_${eps}`,
+      `
+        let EPS = ${eps};${ROW_STATS}
+        for (var j = 0; j < n; j++) {
+          setOutputAtIndex(base + j, (X[base + j] - mean) * inv * Gamma[j] + Beta[j]);
+        }`,
+    );
+    return (backend as WebGPUBackend).runWebGPUProgram(program, [x, gamma, beta], "float32", [
+      { type: "int32", data: [x.shape[0]] },
+      { type: "int32", data: [x.shape[1]] },
+    ]);
+  },
+});
+
+tf.registerKernel({
+  kernelName: LAYER_NORM_GRAD,
+  backendName: "webgpu",
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { x, dy, gamma } = inputs as Record<string, TensorInfo>;
+    const eps = epsLiteral((attrs as { eps: number }).eps);
+    // dx = inv · (g − mean(g) − x̂ · mean(g · x̂)), g = dy · γ, x̂ = (x − mean) · inv
+    const program = new RowProgram(
+      x.shape,
+      ["X", "Dy", "Gamma"],
+      `vit_lora_ln_grad_${eps}`,
+      `
+        let EPS = ${eps};${ROW_STATS}
+        var meanG = 0.0;
+        var meanGX = 0.0;
+        for (var j = 0; j < n; j++) {
+          let g = Dy[base + j] * Gamma[j];
+          meanG += g;
+          meanGX += g * (X[base + j] - mean) * inv;
+        }
+        meanG /= f32(n);
+        meanGX /= f32(n);
+        for (var j = 0; j < n; j++) {
+          let g = Dy[base + j] * Gamma[j];
+          let xhat = (X[base + j] - mean) * inv;
+          setOutputAtIndex(base + j, inv * (g - meanG - xhat * meanGX));
+        }`,
+    );
+    return (backend as WebGPUBackend).runWebGPUProgram(program, [x, dy, gamma], "float32", [
+      { type: "int32", data: [x.shape[0]] },
+      { type: "int32", data: [x.shape[1]] },
+    ]);
+  },
+});
+
+/** LayerNorm from plain ops (torch's: biased variance). */
+function plainLayerNorm(x: Tensor, gamma: Tensor, beta: Tensor, eps: number): Tensor {
+  const mean = tf.mean(x, -1, true);
+  const centred = x.sub(mean);
+  const variance = tf.mean(centred.square(), -1, true);
+  return centred.mul(tf.rsqrt(variance.add(eps))).mul(gamma).add(beta);
+}
+
+/**
+ * LayerNorm over the last axis of `x` `[rows, hidden]` with a frozen scale and shift (no
+ * gradient for them): one WGSL kernel each way on WebGPU, plain ops elsewhere.
+ *
+ * @example
+ * ```ts
+ * import { layerNorm, tf } from "@lora/vit";
+ * const y = layerNorm(tf.tensor2d([[1, 2, 3]]), tf.ones([3]), tf.zeros([3]), 1e-12);
+ * console.log(await y.data()); // ≈ [-1.2247, 0, 1.2247]
+ * ```
+ */
+export function layerNorm<T extends Tensor>(x: T, gamma: Tensor, beta: Tensor, eps: number): T {
+  if (tf.getBackend() !== "webgpu" || x.rank !== 2) return plainLayerNorm(x, gamma, beta, eps) as T;
+  const op = tf.customGrad(
+    ((input: Tensor, save: (tensors: Tensor[]) => void) => {
+      save([input]);
+      return {
+        value: tf.engine().runKernel(LAYER_NORM, { x: input, gamma, beta }, { eps }) as Tensor,
+        gradFunc: (dy: Tensor, saved: Tensor[]) =>
+          tf.engine().runKernel(LAYER_NORM_GRAD, { x: saved[0], dy, gamma }, { eps }) as Tensor,
       };
     }) as unknown as Parameters<typeof tf.customGrad>[0],
   );

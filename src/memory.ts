@@ -1,8 +1,8 @@
 /**
  * How much memory a training pass takes, and so how many images to put through the model at
  * once. tfjs keeps, until the backward pass, every tensor a gradient needs; for a ViT that is
- * tens of megabytes a layer and an image (about 63–74 MiB at ViT-B/16's shapes, measured
- * with `deno task bench:memory`), so a batch of 64 at ViT-B/16 would need some 56 GiB in one
+ * tens of megabytes a layer and an image (about 54–64 MiB at ViT-B/16's shapes, measured
+ * with `deno task bench:memory`), so a batch of 64 at ViT-B/16 would need some 48 GiB in one
  * pass. The trainer splits each batch into chunks whose gradients add up exactly to the
  * batch's, sized by the estimate here.
  *
@@ -13,20 +13,20 @@ import { numTokens, type ViTConfig } from "./config.ts";
 
 /**
  * Estimated bytes a training pass holds for one image: per layer, the hidden-sized and
- * MLP-sized activations and the attention maps the backward pass keeps, times 1.15 for the
- * allocator's slack; fitted to measurements at ViT-B/16's shapes (see the module doc).
+ * MLP-sized activations and the attention maps the backward pass keeps; 20% above what was
+ * measured at ViT-B/16's shapes (see the module doc).
  *
  * @example
  * ```ts
  * import { trainingBytesPerImage, VIT_BASE_CONFIG } from "@lora/vit";
- * console.log(Math.round(trainingBytesPerImage(VIT_BASE_CONFIG) / 2 ** 20)); // 1056 (MiB)
+ * console.log(Math.round(trainingBytesPerImage(VIT_BASE_CONFIG) / 2 ** 20)); // 919 (MiB)
  * ```
  */
 export function trainingBytesPerImage(config: ViTConfig): number {
   const t = numTokens(config);
   const h = config.hidden_size, i = config.intermediate_size, heads = config.num_attention_heads;
   const perLayer = 4 * t * (60 * h + 12 * i) + 4 * 8 * heads * t * t;
-  return 1.15 * perLayer * config.num_hidden_layers;
+  return perLayer * config.num_hidden_layers;
 }
 
 /** The activation budget {@link autoChunkSize} fills by default: 12 GiB. */
@@ -40,7 +40,7 @@ export const DEFAULT_ACTIVATION_BUDGET: number = 12 * 2 ** 30;
  * @example
  * ```ts
  * import { autoChunkSize, VIT_BASE_CONFIG } from "@lora/vit";
- * console.log(autoChunkSize(VIT_BASE_CONFIG, 64)); // 11
+ * console.log(autoChunkSize(VIT_BASE_CONFIG, 64)); // 13
  * ```
  */
 export function autoChunkSize(

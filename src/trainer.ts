@@ -94,7 +94,7 @@ export interface TrainConfig {
   /**
    * Images a forward + backward pass takes; a batch is split into chunks of this size whose
    * gradients add up to the batch's (default: as many as fit 12 GiB of activations, by
-   * `autoChunkSize`; 11 for ViT-B/16, the whole batch for small models).
+   * `autoChunkSize`; 13 for ViT-B/16, the whole batch for small models).
    */
   chunkSize?: number;
 }

@@ -27,7 +27,7 @@ import {
 } from "./tf.ts";
 import { type HiddenAct, LAYER_LINEARS, numTokens, patchGrid, type ViTConfig } from "./config.ts";
 import { formatShape, VitLoraError } from "./errors.ts";
-import { gelu } from "./kernels.ts";
+import { gelu, layerNorm } from "./kernels.ts";
 
 /** A LoRA branch on one linear layer: `B(A(dropout(x))) · scaling`. */
 export class LoraLayer {
@@ -149,10 +149,8 @@ export class LayerNorm {
 
   /** `x` `[rows, hidden]` → normalised `[rows, hidden]`. */
   apply(x: Tensor2D): Tensor2D {
-    const mean = tf.mean(x, -1, true); // [rows, 1]
-    const centred = x.sub(mean);
-    const variance = tf.mean(centred.square(), -1, true); // biased, as torch's layer_norm
-    return centred.mul(tf.rsqrt(variance.add(this.eps))).mul(this.weight).add(this.bias);
+    // biased variance, as torch's layer_norm; fused (one WGSL kernel each way) on WebGPU
+    return layerNorm(x, this.weight, this.bias, this.eps);
   }
 
   /** Frees the tensors. */

@@ -59,7 +59,7 @@ run
   --push-to-hub         upload the best adapter to the Hub at the end (deno task push)
   --hub-repo owner/name the repository for --push-to-hub (default: see deno task push --help)
   --chunk-size N        images a forward/backward pass; batches are split into chunks whose
-                        gradients add up to the batch's (default: what fits 12 GiB, 11 for ViT-B)
+                        gradients add up to the batch's (default: what fits 12 GiB, 13 for ViT-B)
   -h, --help            this text
 `;
 
