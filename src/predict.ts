@@ -88,21 +88,26 @@ async function readInput(source: string): Promise<Uint8Array> {
  */
 export async function predict(options: PredictOptions): Promise<PredictResult[]> {
   let model = options.model, adapter = options.adapter;
+  let labels: string[] | undefined;
   if (options.run) {
     const config = await readJsonFile(join(options.run, "config.json")) as {
       train?: { model: string };
+      dataset?: { labels?: string[] };
     };
     if (!config?.train?.model) {
       throw new VitLoraError(`${options.run}/config.json: not a training run's config`);
     }
     model ??= config.train.model;
     adapter ??= join(options.run, "best");
+    // a PEFT adapter carries no class names: the run's config has them
+    labels = config.dataset?.labels;
   }
   if (!model) throw new VitLoraError("predict: give a run (--run) or a model (--model)");
   if (options.inputs.length === 0) throw new VitLoraError("predict: no images given");
   const sources = (await Promise.all(options.inputs.map(expand))).flat();
   const clf = await loadClassifier(model, {
     adapter,
+    labels,
     backend: options.backend,
     hub: options.hub,
     progress: options.progress,

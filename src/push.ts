@@ -192,11 +192,16 @@ rate and gradient norm and every evaluation.
 In Python, with transformers and PEFT:
 
 \`\`\`python
+import json
+from huggingface_hub import hf_hub_download
 from transformers import AutoImageProcessor, ViTForImageClassification
 from peft import PeftModel
 
+# the class names are in the run's configuration (a PEFT adapter carries none)
+names = json.load(open(hf_hub_download("${repo}", "training_config.json")))["dataset"]["labels"]
 base = ViTForImageClassification.from_pretrained(
-    "${t.model}", num_labels=${labels}, ignore_mismatched_sizes=True)
+    "${t.model}", num_labels=len(names),
+    id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
 model = PeftModel.from_pretrained(base, "${repo}")
 processor = AutoImageProcessor.from_pretrained("${t.model}")
 \`\`\`
@@ -320,6 +325,7 @@ export async function pushRun(options: PushOptions): Promise<PushResult> {
     mergedDir = await Deno.makeTempDir({ prefix: "vit-lora-merged-" });
     const clf = await loadClassifier(config.train.model, {
       adapter: best,
+      labels: config.dataset?.labels,
       progress: false,
       hub: settings,
     });

@@ -326,6 +326,11 @@ Deno.test("push: one commit with the adapter, metrics, configuration, model card
     // the merged checkpoint is a ViTForImageClassification with the run's labels
     const merged = JSON.parse(new TextDecoder().decode(files.get("merged/config.json")));
     assert.deepEqual(merged.architectures, ["ViTForImageClassification"]);
+    assert.deepEqual(Object.values(merged.id2label), [
+      "horizontal_stripes",
+      "vertical_stripes",
+      "checkerboard",
+    ]);
     const tensors = await readSafetensors(join(run, "best", "adapter_model.safetensors"));
     assert.ok(tensors.size > 0);
     // a second push to the same repo is another commit, not an error

@@ -113,8 +113,10 @@ Deno.test("predict: files, folders and bad inputs; each bad one is its own error
     join(dir.path, "missing.png"),
     join(dir.path, "fake.jpg"),
   ]);
+  const names = ["horizontal_stripes", "vertical_stripes", "checkerboard", "diagonal_stripes"];
   for (const r of results.slice(0, 2)) {
     assert.equal(r.top!.length, 3);
+    assert.ok(r.top!.every((t) => names.includes(t.label)), "the run's class names");
     const p = r.top!.map((t) => t.probability);
     assert.ok(p[0] >= p[1] && p[1] >= p[2] && p[0] + p[1] + p[2] <= 1 + 1e-6);
   }
