@@ -41,7 +41,7 @@ async function main(): Promise<void> {
     },
   });
   if (values.help) {
-    console.log("usage: deno task demo [--backend webgpu|cpu] [--out DIR] [--epochs N]");
+    console.log("usage: deno task demo [--backend webgpu|wasm|cpu] [--out DIR] [--epochs N]");
     return;
   }
   const backend: BackendName | undefined = values.backend

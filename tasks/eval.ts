@@ -20,7 +20,7 @@ usage: deno task eval --run RUN [--split test|validation] [--checkpoint best|epo
   --checkpoint C      best (default), epoch-N, step-N or an adapter folder
   --model, --adapter, --data   without a run (the split is train's: seed 42, 30% test)
   --batch-size N      images a batch (default: the run's, else 64)
-  --backend B         webgpu or cpu
+  --backend B         webgpu, wasm or cpu (default: webgpu on a GPU, else wasm)
   --workers N         decoding workers (default: cores - 1)
   --json              print the whole report as JSON
   -h, --help          this text`;

@@ -19,7 +19,7 @@ usage: deno task predict --run RUN IMAGE… [--top-k K] [--json]
   --model, --adapter   without a run
   --top-k K      classes per image (default 5)
   --json         print JSON
-  --backend B    webgpu or cpu
+  --backend B    webgpu, wasm or cpu (default: webgpu on a GPU, else wasm)
   -h, --help     this text`;
 
 if (import.meta.main) {

@@ -52,7 +52,8 @@ recipe (defaults: the reference run)
 run
   --out RUN             the run folder (default runs/<date-time>)
   --resume RUN          continue RUN from its last complete checkpoint
-  --backend NAME        webgpu or cpu (default: VIT_LORA_BACKEND, else webgpu)
+  --backend NAME        webgpu, wasm or cpu (default: VIT_LORA_BACKEND, else webgpu on a
+                        hardware GPU, else wasm)
   --workers N           decoding workers (default: cores - 1)
   --prefetch N          batches decoded ahead (default 2)
   --report-to wandb     also stream metrics to Weights & Biases (needs WANDB_API_KEY)
