@@ -139,13 +139,13 @@ async function createWebGPU(): Promise<{ backend: WebGPUBackend; info: BackendIn
   const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
   if (!gpu) {
     throw new VitLoraError(
-      "WebGPU is not available in this runtime (navigator.gpu is missing): run with Deno 2, or use --backend cpu",
+      "WebGPU is not available in this runtime (navigator.gpu is missing): run with Deno 2, or use --backend wasm",
     );
   }
   const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
   if (!adapter) {
     throw new VitLoraError(
-      "no WebGPU adapter found: install a Vulkan driver (on Debian: mesa-vulkan-drivers, or the GPU vendor's driver), or use --backend cpu",
+      "no WebGPU adapter found: install a Vulkan driver (on Debian: mesa-vulkan-drivers, or the GPU vendor's driver), or use --backend wasm",
     );
   }
   const limits = adapter.limits;
