@@ -336,3 +336,68 @@ Deno.test("deno task train: flags map onto train()'s options; bad ones are one c
   assert.throws(() => parseTrainArgs(["--bogus"]), /Unknown option '--bogus'/);
   assert.throws(() => parseTrainArgs(["--backend", "tpu"]), /tpu/);
 });
+
+Deno.test("deno task train: Ctrl-C saves a checkpoint and exits 130; --resume finishes the run", async () => {
+  await using dir = await tempDir();
+  const data = join(dir.path, "data");
+  await writeSyntheticDataset(data, { classes: 3, trainPerClass: 40, validationPerClass: 4 });
+  const out = join(dir.path, "run");
+  const tasks = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url))).tasks;
+  const permissions = tasks.train.split(" ").filter((a: string) => a.startsWith("--allow-"));
+  const command = (args: string[]) =>
+    new Deno.Command(Deno.execPath(), {
+      args: ["run", ...permissions, "tasks/train.ts", ...args],
+      cwd: new URL("..", import.meta.url).pathname,
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    });
+  const child = command([
+    "--model",
+    MODEL,
+    "--data",
+    data,
+    "--out",
+    out,
+    "--epochs",
+    "3",
+    "--batch-size",
+    "2",
+    "--grad-accum",
+    "1",
+    "--lora-r",
+    "4",
+    "--backend",
+    "cpu",
+    "--workers",
+    "0",
+  ]).spawn();
+  // wait for the first progress line, then press Ctrl-C
+  let stderr = "";
+  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  while (!/epoch 1\/3 \d+\/\d+ loss/.test(stderr)) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    stderr += value;
+  }
+  child.kill("SIGINT");
+  for (let r = await reader.read(); !r.done; r = await reader.read()) stderr += r.value;
+  const status = await child.status;
+  await child.stdout.cancel();
+  assert.equal(status.code, 130, stderr);
+  assert.match(
+    stderr,
+    /stopped at step (\d+): saved .*checkpoints\/step-\d+; continue with --resume/,
+  );
+  const step = Number(/stopped at step (\d+)/.exec(stderr)![1]);
+  assert.ok(step < 180, "stopped before the end");
+  assert.ok(
+    (await Deno.stat(join(out, "checkpoints", `step-${step}`, "trainer_state.json"))).isFile,
+  );
+
+  const resumed = await command(["--resume", out, "--backend", "cpu", "--workers", "0"]).output();
+  const text = new TextDecoder().decode(resumed.stderr);
+  assert.equal(resumed.code, 0, text);
+  assert.match(text, new RegExp(`resuming .* \\(step ${step}\\)`));
+  assert.match(text, /done in .* 180 steps/);
+});
