@@ -12,7 +12,6 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { join } from "node:path";
 import {
   type BackendName,
@@ -29,9 +28,10 @@ import {
   VitLoraError,
   writeSyntheticDataset,
 } from "../mod.ts";
+import { parseFlags, runTask } from "./cli.ts";
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
+  const { values } = parseFlags({
     args: Deno.args,
     options: {
       backend: { type: "string" },
@@ -39,11 +39,7 @@ async function main(): Promise<void> {
       epochs: { type: "string", default: "4" },
       help: { type: "boolean", short: "h" },
     },
-  });
-  if (values.help) {
-    console.log("usage: deno task demo [--backend webgpu|wasm|cpu] [--out DIR] [--epochs N]");
-    return;
-  }
+  }, "usage: deno task demo [--backend webgpu|wasm|cpu] [--out DIR] [--epochs N]");
   const backend: BackendName | undefined = values.backend
     ? parseBackendName(values.backend)
     : undefined;
@@ -150,14 +146,4 @@ async function main(): Promise<void> {
   );
 }
 
-if (import.meta.main) {
-  try {
-    await main();
-  } catch (e) {
-    if (e instanceof VitLoraError) {
-      console.error(`error: ${e.message}`);
-      Deno.exit(1);
-    }
-    throw e;
-  }
-}
+if (import.meta.main) await runTask(main);

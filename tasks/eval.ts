@@ -7,8 +7,8 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
-import { evaluate, formatEvalReport, parseBackendName, VitLoraError } from "../mod.ts";
+import { evaluate, formatEvalReport, parseBackendName } from "../mod.ts";
+import { countFlag, parseFlags, runTask } from "./cli.ts";
 
 const HELP = `Evaluate a fine-tuned classifier on the held-out split.
 
@@ -26,38 +26,23 @@ usage: deno task eval --run RUN [--split test|validation] [--checkpoint best|epo
   -h, --help          this text`;
 
 if (import.meta.main) {
-  try {
-    let values;
-    try {
-      ({ values } = parseArgs({
-        args: Deno.args,
-        options: {
-          run: { type: "string" },
-          split: { type: "string" },
-          checkpoint: { type: "string" },
-          model: { type: "string" },
-          adapter: { type: "string" },
-          data: { type: "string" },
-          "batch-size": { type: "string" },
-          backend: { type: "string" },
-          workers: { type: "string" },
-          json: { type: "boolean" },
-          help: { type: "boolean", short: "h" },
-        },
-      }));
-    } catch (e) {
-      throw new VitLoraError(`${(e as Error).message} (see --help)`);
-    }
-    if (values.help) {
-      console.log(HELP);
-      Deno.exit(0);
-    }
-    const int = (flag: string, v?: string) => {
-      if (v === undefined) return undefined;
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 0) throw new VitLoraError(`--${flag}: not a count: ${v}`);
-      return n;
-    };
+  await runTask(async () => {
+    const { values } = parseFlags({
+      args: Deno.args,
+      options: {
+        run: { type: "string" },
+        split: { type: "string" },
+        checkpoint: { type: "string" },
+        model: { type: "string" },
+        adapter: { type: "string" },
+        data: { type: "string" },
+        "batch-size": { type: "string" },
+        backend: { type: "string" },
+        workers: { type: "string" },
+        json: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    }, HELP);
     const report = await evaluate({
       run: values.run,
       split: values.split as "test" | "validation" | undefined,
@@ -65,17 +50,11 @@ if (import.meta.main) {
       model: values.model,
       adapter: values.adapter,
       data: values.data,
-      batchSize: int("batch-size", values["batch-size"]),
+      batchSize: countFlag("batch-size", values["batch-size"]),
       backend: values.backend ? parseBackendName(values.backend) : undefined,
-      workers: int("workers", values.workers),
+      workers: countFlag("workers", values.workers),
     });
     console.log(values.json ? JSON.stringify(report, null, 2) : formatEvalReport(report));
     if (values.run) console.error(`written: ${values.run}/eval-${report.split}.json`);
-  } catch (e) {
-    if (e instanceof VitLoraError) {
-      console.error(`error: ${e.message}`);
-      Deno.exit(1);
-    }
-    throw e;
-  }
+  });
 }

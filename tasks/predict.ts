@@ -6,8 +6,8 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
-import { formatPredictions, parseBackendName, predict, VitLoraError } from "../mod.ts";
+import { formatPredictions, parseBackendName, predict } from "../mod.ts";
+import { countFlag, parseFlags, runTask } from "./cli.ts";
 
 const HELP = `Classify images with a fine-tuned model.
 
@@ -23,51 +23,31 @@ usage: deno task predict --run RUN IMAGE… [--top-k K] [--json]
   -h, --help     this text`;
 
 if (import.meta.main) {
-  try {
-    let parsed;
-    try {
-      parsed = parseArgs({
-        args: Deno.args,
-        allowPositionals: true,
-        options: {
-          run: { type: "string" },
-          model: { type: "string" },
-          adapter: { type: "string" },
-          "top-k": { type: "string" },
-          json: { type: "boolean" },
-          backend: { type: "string" },
-          help: { type: "boolean", short: "h" },
-        },
-      });
-    } catch (e) {
-      throw new VitLoraError(`${(e as Error).message} (see --help)`);
-    }
-    const { values, positionals } = parsed;
-    if (values.help) {
-      console.log(HELP);
-      Deno.exit(0);
-    }
-    const topK = values["top-k"] === undefined ? undefined : Number(values["top-k"]);
-    if (topK !== undefined && !(Number.isInteger(topK) && topK > 0)) {
-      throw new VitLoraError(`--top-k: not a positive count: ${values["top-k"]}`);
-    }
+  await runTask(async () => {
+    const { values, positionals } = parseFlags({
+      args: Deno.args,
+      allowPositionals: true,
+      options: {
+        run: { type: "string" },
+        model: { type: "string" },
+        adapter: { type: "string" },
+        "top-k": { type: "string" },
+        json: { type: "boolean" },
+        backend: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    }, HELP);
     const results = await predict({
       inputs: positionals,
       run: values.run,
       model: values.model,
       adapter: values.adapter,
-      topK,
+      topK: countFlag("top-k", values["top-k"], 1),
       backend: values.backend ? parseBackendName(values.backend) : undefined,
     });
     console.log(values.json ? JSON.stringify(results, null, 2) : formatPredictions(results));
     const failed = results.filter((r) => r.error);
     for (const r of failed) console.error(`error: ${r.source}: ${r.error}`);
     Deno.exit(failed.length > 0 ? 1 : 0);
-  } catch (e) {
-    if (e instanceof VitLoraError) {
-      console.error(`error: ${e.message}`);
-      Deno.exit(1);
-    }
-    throw e;
-  }
+  });
 }

@@ -6,8 +6,8 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { pushRun, VitLoraError } from "../mod.ts";
+import { parseFlags, runTask } from "./cli.ts";
 
 const HELP = `Upload a training run's best adapter to the Hugging Face Hub.
 
@@ -22,26 +22,17 @@ usage: deno task push --run RUN [--repo owner/name] [--private] [--merged]
 HF_TOKEN must hold a token with write access; HF_ENDPOINT points at another Hub.`;
 
 if (import.meta.main) {
-  try {
-    let values;
-    try {
-      ({ values } = parseArgs({
-        args: Deno.args,
-        options: {
-          run: { type: "string" },
-          repo: { type: "string" },
-          private: { type: "boolean" },
-          merged: { type: "boolean" },
-          help: { type: "boolean", short: "h" },
-        },
-      }));
-    } catch (e) {
-      throw new VitLoraError(`${(e as Error).message} (see --help)`);
-    }
-    if (values.help) {
-      console.log(HELP);
-      Deno.exit(0);
-    }
+  await runTask(async () => {
+    const { values } = parseFlags({
+      args: Deno.args,
+      options: {
+        run: { type: "string" },
+        repo: { type: "string" },
+        private: { type: "boolean" },
+        merged: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    }, HELP);
     if (!values.run) throw new VitLoraError("--run RUN is required (see --help)");
     const result = await pushRun({
       run: values.run,
@@ -50,11 +41,5 @@ if (import.meta.main) {
       merged: values.merged,
     });
     console.log(`pushed ${result.files.join(", ")} to ${result.url} (commit ${result.commit})`);
-  } catch (e) {
-    if (e instanceof VitLoraError) {
-      console.error(`error: ${e.message}`);
-      Deno.exit(1);
-    }
-    throw e;
-  }
+  });
 }

@@ -9,7 +9,6 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import {
   DEFAULT_TRAIN_CONFIG,
   hubSettings,
@@ -19,6 +18,7 @@ import {
   type TrainOptions,
   VitLoraError,
 } from "../mod.ts";
+import { numberFlag, parseFlags, runTask } from "./cli.ts";
 
 const HELP =
   `Fine-tune a ViT with LoRA on an image-classification dataset in the Hub's parquet layout.
@@ -64,58 +64,44 @@ run
   -h, --help            this text
 `;
 
-function number(flag: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n)) {
-    throw new VitLoraError(`--${flag}: not a number: ${JSON.stringify(value)}`);
-  }
-  return n;
-}
-
 /** Parses the command line into {@link TrainOptions}. */
 export function parseTrainArgs(
   args: string[],
 ): TrainOptions & { help?: boolean; pushToHub?: boolean; hubRepo?: string } {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowNegative: true,
-      options: {
-        model: { type: "string" },
-        data: { type: "string" },
-        adapter: { type: "string" },
-        epochs: { type: "string" },
-        "batch-size": { type: "string" },
-        "grad-accum": { type: "string" },
-        lr: { type: "string" },
-        "weight-decay": { type: "string" },
-        "warmup-ratio": { type: "string" },
-        "lora-r": { type: "string" },
-        "lora-alpha": { type: "string" },
-        "lora-dropout": { type: "string" },
-        "target-modules": { type: "string" },
-        seed: { type: "string" },
-        augment: { type: "boolean" },
-        shuffle: { type: "boolean" },
-        "test-fraction": { type: "string" },
-        "max-steps": { type: "string" },
-        resume: { type: "string" },
-        out: { type: "string" },
-        backend: { type: "string" },
-        workers: { type: "string" },
-        prefetch: { type: "string" },
-        "chunk-size": { type: "string" },
-        "push-to-hub": { type: "boolean" },
-        "report-to": { type: "string" },
-        "hub-repo": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (e) {
-    throw new VitLoraError(`${(e as Error).message} (see --help)`);
-  }
+  const parsed = parseFlags({
+    args,
+    allowNegative: true,
+    options: {
+      model: { type: "string" },
+      data: { type: "string" },
+      adapter: { type: "string" },
+      epochs: { type: "string" },
+      "batch-size": { type: "string" },
+      "grad-accum": { type: "string" },
+      lr: { type: "string" },
+      "weight-decay": { type: "string" },
+      "warmup-ratio": { type: "string" },
+      "lora-r": { type: "string" },
+      "lora-alpha": { type: "string" },
+      "lora-dropout": { type: "string" },
+      "target-modules": { type: "string" },
+      seed: { type: "string" },
+      augment: { type: "boolean" },
+      shuffle: { type: "boolean" },
+      "test-fraction": { type: "string" },
+      "max-steps": { type: "string" },
+      resume: { type: "string" },
+      out: { type: "string" },
+      backend: { type: "string" },
+      workers: { type: "string" },
+      prefetch: { type: "string" },
+      "chunk-size": { type: "string" },
+      "push-to-hub": { type: "boolean" },
+      "report-to": { type: "string" },
+      "hub-repo": { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
   const v = parsed.values;
   return {
     help: v.help,
@@ -124,33 +110,33 @@ export function parseTrainArgs(
     model: v.model,
     data: v.data,
     adapter: v.adapter,
-    epochs: number("epochs", v.epochs),
-    batchSize: number("batch-size", v["batch-size"]),
-    gradAccum: number("grad-accum", v["grad-accum"]),
-    lr: number("lr", v.lr),
-    weightDecay: number("weight-decay", v["weight-decay"]),
-    warmupRatio: number("warmup-ratio", v["warmup-ratio"]),
-    loraR: number("lora-r", v["lora-r"]),
-    loraAlpha: number("lora-alpha", v["lora-alpha"]),
-    loraDropout: number("lora-dropout", v["lora-dropout"]),
+    epochs: numberFlag("epochs", v.epochs),
+    batchSize: numberFlag("batch-size", v["batch-size"]),
+    gradAccum: numberFlag("grad-accum", v["grad-accum"]),
+    lr: numberFlag("lr", v.lr),
+    weightDecay: numberFlag("weight-decay", v["weight-decay"]),
+    warmupRatio: numberFlag("warmup-ratio", v["warmup-ratio"]),
+    loraR: numberFlag("lora-r", v["lora-r"]),
+    loraAlpha: numberFlag("lora-alpha", v["lora-alpha"]),
+    loraDropout: numberFlag("lora-dropout", v["lora-dropout"]),
     targetModules: v["target-modules"]?.split(",").map((s) => s.trim()).filter(Boolean),
-    seed: number("seed", v.seed),
+    seed: numberFlag("seed", v.seed),
     augment: v.augment,
     shuffle: v.shuffle,
-    testFraction: number("test-fraction", v["test-fraction"]),
-    maxSteps: number("max-steps", v["max-steps"]),
+    testFraction: numberFlag("test-fraction", v["test-fraction"]),
+    maxSteps: numberFlag("max-steps", v["max-steps"]),
     resume: v.resume,
     out: v.out,
     backend: v.backend === undefined ? undefined : parseBackendName(v.backend),
-    workers: number("workers", v.workers),
-    prefetch: number("prefetch", v.prefetch),
-    chunkSize: number("chunk-size", v["chunk-size"]),
+    workers: numberFlag("workers", v.workers),
+    prefetch: numberFlag("prefetch", v.prefetch),
+    chunkSize: numberFlag("chunk-size", v["chunk-size"]),
     reportTo: v["report-to"]?.split(",").map((s) => s.trim()).filter(Boolean),
   };
 }
 
 if (import.meta.main) {
-  try {
+  await runTask(async () => {
     const { help, pushToHub, hubRepo, ...options } = parseTrainArgs(Deno.args);
     if (help) {
       console.log(HELP);
@@ -181,11 +167,5 @@ if (import.meta.main) {
       console.error(`pushed ${pushed.files.join(", ")} to ${pushed.url} (commit ${pushed.commit})`);
     }
     Deno.exit(0);
-  } catch (e) {
-    if (e instanceof VitLoraError) {
-      console.error(`error: ${e.message}`);
-      Deno.exit(1);
-    }
-    throw e;
-  }
+  });
 }
