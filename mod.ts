@@ -195,8 +195,8 @@ export {
   type PushOptions,
   type PushResult,
   pushRun,
-  type RunConfig,
 } from "./src/push.ts";
+export { parseMetrics, readMetrics, readRunConfig, type RunConfig } from "./src/run.ts";
 export {
   type ClassificationMetrics,
   classificationMetrics,

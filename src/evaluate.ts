@@ -16,9 +16,9 @@ import { type Batch, batches, DecodePool } from "./loader.ts";
 import { classificationMetrics, type ClassMetrics } from "./metrics.ts";
 import { openParquetDataset } from "./parquet.ts";
 import { Progress } from "./progress.ts";
+import { readRunConfig } from "./run.ts";
 import { epochRows, splitIndices } from "./sampler.ts";
 import { type Tensor1D, type Tensor4D, tf } from "./tf.ts";
-import type { TrainConfig } from "./trainer.ts";
 import type { TransformSpec } from "./transforms.ts";
 
 /** What {@link evaluateBatches} measures. */
@@ -171,10 +171,6 @@ export interface EvalReport {
   predictions: { index: number; label: number; predicted: number; probability: number }[];
 }
 
-interface RunFiles {
-  train: TrainConfig;
-}
-
 /**
  * Evaluates a classifier on the held-out validation or test split: accuracy, top-5, macro F1,
  * per-class accuracy, the confusion matrix and images/s. With `run`, the model, data and split
@@ -198,8 +194,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
   let indices: number[] | undefined;
   if (options.run) {
     const run = options.run;
-    const config = (await readJsonFile(join(run, "config.json")) as RunFiles).train;
-    if (!config?.model) throw new VitLoraError(`${run}/config.json: not a training run's config`);
+    const config = (await readRunConfig(run)).train;
     model = options.model ?? config.model;
     data = options.data ?? config.data;
     batchSize = options.batchSize ?? config.batchSize;

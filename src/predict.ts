@@ -9,7 +9,7 @@ import { extname, join } from "node:path";
 import type { BackendName } from "./backend.ts";
 import { loadClassifier, type Prediction } from "./classifier.ts";
 import { VitLoraError } from "./errors.ts";
-import { readJsonFile } from "./files.ts";
+import { readRunConfig } from "./run.ts";
 import type { HubSettings } from "./hub.ts";
 
 /** Options of {@link predict}. */
@@ -90,13 +90,7 @@ export async function predict(options: PredictOptions): Promise<PredictResult[]>
   let model = options.model, adapter = options.adapter;
   let labels: string[] | undefined;
   if (options.run) {
-    const config = await readJsonFile(join(options.run, "config.json")) as {
-      train?: { model: string };
-      dataset?: { labels?: string[] };
-    };
-    if (!config?.train?.model) {
-      throw new VitLoraError(`${options.run}/config.json: not a training run's config`);
-    }
+    const config = await readRunConfig(options.run);
     model ??= config.train.model;
     adapter ??= join(options.run, "best");
     // a PEFT adapter carries no class names: the run's config has them

@@ -10,8 +10,9 @@ import { basename, join } from "node:path";
 import { commit, createRepo, HubApiError, whoAmI } from "@huggingface/hub";
 import { loadClassifier } from "./classifier.ts";
 import { VitLoraError } from "./errors.ts";
-import { exists, readJsonFile } from "./files.ts";
+import { exists } from "./files.ts";
 import { type HubSettings, hubSettings } from "./hub.ts";
+import { parseMetrics, readRunConfig, type RunConfig } from "./run.ts";
 import type { EvalEvent, TrainConfig } from "./trainer.ts";
 
 /** Options of {@link pushRun}. */
@@ -41,18 +42,6 @@ export interface PushResult {
   commit: string;
   /** The files committed. */
   files: string[];
-}
-
-/** The parts of a run's `config.json` the model card uses. */
-export interface RunConfig {
-  /** The training configuration. */
-  train: TrainConfig;
-  /** The dataset: class names and split sizes. */
-  dataset?: { labels?: string[]; train?: number; validation?: number; test?: number };
-  /** Trainable and total parameters. */
-  parameters?: { trainable: number; total: number };
-  /** The backend the run used. */
-  backend?: { name: string; adapter?: string };
 }
 
 function lastSegment(source: string): string {
@@ -267,10 +256,7 @@ export async function pushRun(options: PushOptions): Promise<PushResult> {
     );
   }
   const run = options.run;
-  const config = await readJsonFile(join(run, "config.json")) as RunConfig;
-  if (!config?.train?.model) {
-    throw new VitLoraError(`${run}/config.json: not a training run's config`);
-  }
+  const config = await readRunConfig(run);
   const best = join(run, "best");
   for (const file of ["adapter_config.json", "adapter_model.safetensors"]) {
     if (!(await exists(join(best, file)))) {
@@ -280,7 +266,7 @@ export async function pushRun(options: PushOptions): Promise<PushResult> {
     }
   }
   const metricsText = await Deno.readTextFile(join(run, "metrics.jsonl")).catch(() => "");
-  const metrics = metricsText.split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
+  const metrics = parseMetrics(metricsText);
   const credentials = { accessToken: settings.token, hubUrl: settings.endpoint };
 
   let repo = options.repo;

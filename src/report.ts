@@ -12,15 +12,15 @@ import { join } from "node:path";
 import encodeJpeg from "@jsquash/jpeg/encode.js";
 import * as vega from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
-import { VitLoraError } from "./errors.ts";
 import type { EvalReport } from "./evaluate.ts";
 import { exists, readJsonFile, writeFileAtomic } from "./files.ts";
 import { datasetFolder } from "./hub.ts";
 import { decodeImage } from "./image.ts";
 import { openParquetDataset } from "./parquet.ts";
 import { resizeImage } from "./resize.ts";
+import { readMetrics, readRunConfig } from "./run.ts";
 import { epochRows } from "./sampler.ts";
-import type { EvalEvent, StepEvent, TrainConfig } from "./trainer.ts";
+import type { EvalEvent, StepEvent } from "./trainer.ts";
 
 /** Options of {@link writeReport}. */
 export interface ReportOptions {
@@ -331,16 +331,10 @@ export async function openInChromium(
  */
 export async function writeReport(options: ReportOptions): Promise<ReportFiles> {
   const run = options.run;
-  const config = await readJsonFile(join(run, "config.json")) as {
-    train: TrainConfig;
-    parameters?: { trainable: number; total: number };
-    backend?: { name: string; adapter?: string };
-  };
-  if (!config?.train) throw new VitLoraError(`${run}/config.json: not a training run's config`);
-  const lines = (await Deno.readTextFile(join(run, "metrics.jsonl")).catch(() => ""))
-    .split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
-  const steps = lines.filter((l) => l.event === "step") as StepEvent[];
-  const evals = lines.filter((l) => l.event === "eval" && l.split === "validation") as EvalEvent[];
+  const config = await readRunConfig(run);
+  const lines = await readMetrics(run);
+  const steps = lines.filter((l): l is StepEvent => l.event === "step");
+  const evals = lines.filter((l): l is EvalEvent => l.event === "eval" && l.split === "validation");
   const testPath = join(run, "eval-test.json");
   const test = await exists(testPath) ? await readJsonFile(testPath) as EvalReport : undefined;
 

@@ -28,10 +28,11 @@ import { VitLoraError } from "./errors.ts";
 import { type EvalMetrics, evaluateBatches, toEvalReport } from "./evaluate.ts";
 import { writeReport } from "./report.ts";
 import { startTrackers, type Tracker } from "./tracking.ts";
-import { exists, readJsonFile, writeFileAtomic } from "./files.ts";
+import { exists, writeFileAtomic } from "./files.ts";
 import { type Batch, batches, DecodePool, type SkippedImage } from "./loader.ts";
 import { AdamW, clipByGlobalNorm, linearSchedule } from "./optimizer.ts";
 import { openParquetDataset } from "./parquet.ts";
+import { readMetrics, readRunConfig } from "./run.ts";
 import { datasetFolder, type HubSettings } from "./hub.ts";
 import { Progress } from "./progress.ts";
 import { Random } from "./random.ts";
@@ -276,8 +277,7 @@ async function resolveConfig(
       );
     }
     const runDir = resolve(options.resume);
-    const saved = await readJsonFile(join(runDir, "config.json")) as { train?: TrainConfig };
-    if (!saved?.train) throw new VitLoraError(`${runDir}/config.json: not a training run's config`);
+    const saved = await readRunConfig(runDir);
     return { config: { ...DEFAULT_TRAIN_CONFIG, ...saved.train }, runDir };
   }
   const config: TrainConfig = { ...DEFAULT_TRAIN_CONFIG };
@@ -610,7 +610,7 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
       });
     }
 
-    const validation = await bestValidation(metrics.path, state.best?.epoch);
+    const validation = await bestValidation(runDir, state.best?.epoch);
     let test: EvalMetrics | undefined;
     if (!interrupted && state.best && split.test.length > 0) {
       await loadAdapterWeights(clf, join(runDir, "best"));
@@ -713,10 +713,9 @@ function batchGradients(clf: ViTClassifier, batch: Batch, chunkSize: number): Lo
   return { loss: loss!, grads: grads! };
 }
 
-async function bestValidation(path: string, epoch?: number): Promise<EvalEvent | undefined> {
+async function bestValidation(runDir: string, epoch?: number): Promise<EvalEvent | undefined> {
   if (epoch === undefined) return undefined;
-  const lines = (await Deno.readTextFile(path)).split("\n").filter((l) => l.trim());
-  return lines.map((l) => JSON.parse(l) as EvalEvent).findLast((e) =>
+  return (await readMetrics(runDir)).findLast((e): e is EvalEvent =>
     e.event === "eval" && e.split === "validation" && e.epoch === epoch
   );
 }
