@@ -30,6 +30,7 @@ import { createHash } from "node:crypto";
 import { listFiles } from "@huggingface/hub";
 import { VitLoraError } from "./errors.ts";
 import { exists } from "./files.ts";
+import { shardSplit } from "./parquet.ts";
 import { formatBytes, Progress } from "./progress.ts";
 
 /** The two kinds of repository this module reads. */
@@ -495,20 +496,10 @@ export async function downloadAdapter(
   return dirname(config);
 }
 
-/** Whether a relative path is a parquet shard of one of `splits`. */
-function shardOf(path: string, splits: readonly string[]): string | undefined {
-  if (!path.endsWith(".parquet")) return undefined;
-  const parts = path.split("/");
-  const base = parts.at(-1)!;
-  return splits.find((s) =>
-    base === `${s}.parquet` || base.startsWith(`${s}-`) || parts.slice(0, -1).includes(s)
-  );
-}
-
 /** Whether the shards named `…-0000k-of-0000n.parquet` of each split are all there. */
 function complete(paths: string[], splits: readonly string[]): boolean {
   return splits.every((split) => {
-    const mine = paths.filter((p) => shardOf(p, [split]));
+    const mine = paths.filter((p) => shardSplit(p, [split]));
     if (mine.length === 0) return false;
     const of = /-of-(\d+)\.parquet$/.exec(mine[0]);
     return !of || mine.length === Number(of[1]);
@@ -579,7 +570,7 @@ export async function downloadDataset(
             hubFetch(String(input instanceof Request ? input.url : input), init ?? {}, settings),
         })
       ) {
-        if (entry.type === "file" && shardOf(entry.path, splits)) files.push(entry.path);
+        if (entry.type === "file" && shardSplit(entry.path, splits)) files.push(entry.path);
       }
     } catch (e) {
       const status = (e as { statusCode?: number }).statusCode;

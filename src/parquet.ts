@@ -89,11 +89,18 @@ async function fileBuffer(path: string): Promise<AsyncBuffer & { close(): void }
 }
 
 /** Whether a shard's path (relative to the dataset root) belongs to `split`. */
-function inSplit(path: string, split: string): boolean {
+/**
+ * Which of `splits` a parquet shard belongs to, by the Hub's naming, from its path within the
+ * dataset: `data/train-00000-of-00008.parquet`, `train.parquet` or `plain_text/train/0000.parquet`
+ * are train's. Undefined for other files.
+ */
+export function shardSplit(path: string, splits: readonly string[]): string | undefined {
+  if (!path.endsWith(".parquet")) return undefined;
   const parts = path.split(/[\\/]/);
   const base = parts[parts.length - 1];
-  return base === `${split}.parquet` || base.startsWith(`${split}-`) ||
-    parts.slice(0, -1).includes(split);
+  return splits.find((s) =>
+    base === `${s}.parquet` || base.startsWith(`${s}-`) || parts.slice(0, -1).includes(s)
+  );
 }
 
 async function listParquet(dir: string): Promise<string[]> {
@@ -265,7 +272,7 @@ export async function openParquetDataset(
   let labels: string[] | undefined;
   for (const path of files) {
     const rel = relative(dir, path);
-    const split = ["train", "validation", "test"].find((s) => inSplit(rel, s));
+    const split = shardSplit(rel, ["train", "validation", "test"]);
     if (!split) continue;
     let metadata: FileMetaData;
     const buffer = await fileBuffer(path);
