@@ -14,6 +14,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
 import "@tensorflow/tfjs-backend-wasm";
+import { readEnv } from "./env.ts";
 import { VitLoraError } from "./errors.ts";
 
 /** The backends this module can run on. */
@@ -55,17 +56,6 @@ tf.removeBackend("webgpu");
 tf.registerBackend("webgpu", async () => (await openWebGPU()).backend, 3);
 fixAddN();
 
-/** Reads `VIT_LORA_BACKEND` when the environment may be read; undefined otherwise. */
-function envBackend(): string | undefined {
-  try {
-    const env = Deno.permissions.querySync({ name: "env", variable: "VIT_LORA_BACKEND" });
-    if (env.state !== "granted") return undefined;
-    return Deno.env.get("VIT_LORA_BACKEND") || undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /** Checks a backend name given by a user (flag or environment). */
 export function parseBackendName(name: string, source = "--backend"): BackendName {
   if ((BACKENDS as readonly string[]).includes(name)) return name as BackendName;
@@ -89,7 +79,7 @@ export async function initBackend(
   name?: BackendName,
   options: InitBackendOptions = {},
 ): Promise<BackendInfo> {
-  const fromEnv = envBackend();
+  const fromEnv = readEnv("VIT_LORA_BACKEND");
   let chosen = name ?? current ??
     (fromEnv ? parseBackendName(fromEnv, "VIT_LORA_BACKEND") : undefined);
   if (!chosen) {

@@ -28,6 +28,7 @@
 import { dirname, join, relative } from "node:path";
 import { createHash } from "node:crypto";
 import { listFiles } from "@huggingface/hub";
+import { readEnv } from "./env.ts";
 import { VitLoraError } from "./errors.ts";
 import { exists } from "./files.ts";
 import { shardSplit } from "./parquet.ts";
@@ -70,14 +71,6 @@ export interface HubDownloadOptions {
 
 const COMMIT = /^[0-9a-f]{40}$/;
 
-function env(name: string): string | undefined {
-  try {
-    return Deno.env.get(name) || undefined;
-  } catch {
-    return undefined; // no --allow-env for it: as if unset
-  }
-}
-
 /**
  * The Hub settings from the environment, as `huggingface_hub` reads them.
  *
@@ -89,12 +82,12 @@ function env(name: string): string | undefined {
  * ```
  */
 export function hubSettings(): HubSettings {
-  const home = env("HF_HOME") ??
-    join(env("HOME") ?? env("USERPROFILE") ?? ".", ".cache", "huggingface");
-  const cacheDir = env("HF_HUB_CACHE") ?? join(home, "hub");
-  let token = env("HF_TOKEN"), tokenSource = token ? "HF_TOKEN" : undefined;
+  const home = readEnv("HF_HOME") ??
+    join(readEnv("HOME") ?? readEnv("USERPROFILE") ?? ".", ".cache", "huggingface");
+  const cacheDir = readEnv("HF_HUB_CACHE") ?? join(home, "hub");
+  let token = readEnv("HF_TOKEN"), tokenSource = token ? "HF_TOKEN" : undefined;
   if (!token) {
-    const file = env("HF_TOKEN_PATH") ?? join(home, "token");
+    const file = readEnv("HF_TOKEN_PATH") ?? join(home, "token");
     try {
       token = Deno.readTextFileSync(file).trim() || undefined;
       tokenSource = token ? file : undefined;
@@ -102,9 +95,11 @@ export function hubSettings(): HubSettings {
       // no token file
     }
   }
-  const offline = ["1", "on", "yes", "true"].includes((env("HF_HUB_OFFLINE") ?? "").toLowerCase());
+  const offline = ["1", "on", "yes", "true"].includes(
+    (readEnv("HF_HUB_OFFLINE") ?? "").toLowerCase(),
+  );
   return {
-    endpoint: (env("HF_ENDPOINT") ?? "https://huggingface.co").replace(/\/+$/, ""),
+    endpoint: (readEnv("HF_ENDPOINT") ?? "https://huggingface.co").replace(/\/+$/, ""),
     token,
     tokenSource,
     cacheDir,

@@ -11,6 +11,7 @@
 
 import process from "node:process";
 import type { EvalEvent, StepEvent } from "./trainer.ts";
+import { readEnv } from "./env.ts";
 import { VitLoraError } from "./errors.ts";
 
 /** Where a run's metrics go besides `metrics.jsonl`. */
@@ -28,22 +29,14 @@ export interface Tracker {
 /** The trackers `reportTo` may name. */
 export const TRACKERS: readonly string[] = ["wandb", "none"];
 
-function env(name: string): string | undefined {
-  try {
-    return Deno.env.get(name) || undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /** A Weights & Biases run through @wandb/sdk. */
 async function wandbTracker(init: { name: string; config: unknown }): Promise<Tracker> {
   // the SDK's dependencies use Node's deprecated punycode module: keep its warning quiet
   (process as unknown as { noDeprecation: boolean }).noDeprecation = true;
   const { default: wandb } = await import("@wandb/sdk");
   const run = await wandb.init({
-    project: env("WANDB_PROJECT") ?? "vit-lora",
-    entity: env("WANDB_ENTITY"),
+    project: readEnv("WANDB_PROJECT") ?? "vit-lora",
+    entity: readEnv("WANDB_ENTITY"),
     name: init.name,
     config: init.config,
   });
@@ -91,7 +84,7 @@ export async function startTrackers(
         `--report-to: unknown tracker "${name}" (known: ${TRACKERS.join(", ")})`,
       );
     }
-    if (!env("WANDB_API_KEY")) {
+    if (!readEnv("WANDB_API_KEY")) {
       init.warn("warning: --report-to wandb: WANDB_API_KEY is not set, so nothing goes to W&B");
       continue;
     }
