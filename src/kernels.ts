@@ -190,42 +190,51 @@ function epsLiteral(eps: number): string {
   return text.includes(".") || text.includes("e") ? text : `${text}.0`;
 }
 
-tf.registerKernel({
-  kernelName: LAYER_NORM,
-  backendName: "webgpu",
-  kernelFunc: ({ inputs, backend, attrs }) => {
-    const { x, gamma, beta } = inputs as Record<string, TensorInfo>;
-    const eps = epsLiteral((attrs as { eps: number }).eps);
-    const program = new RowProgram(
-      x.shape,
-      ["X", "Gamma", "Beta"],
-      `vit_lora_ln_${eps}`,
-      `
-        let EPS = ${eps};${ROW_STATS}
+/**
+ * Registers a row kernel for WebGPU: its inputs (named, in order, as the WGSL reads them:
+ * the first is `X`, the `[rows, cols]` tensor the rows are of) and its body, which runs after
+ * the row's mean, `variance` and `inv` (1/σ) are computed.
+ */
+function registerRowKernel(
+  name: string,
+  inputs: Record<string, string>,
+  body: string,
+): void {
+  tf.registerKernel({
+    kernelName: name,
+    backendName: "webgpu",
+    kernelFunc: ({ inputs: given, backend, attrs }) => {
+      const tensors = Object.keys(inputs).map((k) => (given as Record<string, TensorInfo>)[k]);
+      const x = tensors[0];
+      const eps = epsLiteral((attrs as { eps: number }).eps);
+      const program = new RowProgram(
+        x.shape,
+        Object.values(inputs),
+        `vit_lora_${name}_${eps}`,
+        `\n        let EPS = ${eps};${ROW_STATS}${body}`,
+      );
+      return (backend as WebGPUBackend).runWebGPUProgram(program, tensors, "float32", [
+        { type: "int32", data: [x.shape[0]] },
+        { type: "int32", data: [x.shape[1]] },
+      ]);
+    },
+  });
+}
+
+registerRowKernel(
+  LAYER_NORM,
+  { x: "X", gamma: "Gamma", beta: "Beta" },
+  `
         for (var j = 0; j < n; j++) {
           setOutputAtIndex(base + j, (X[base + j] - mean) * inv * Gamma[j] + Beta[j]);
         }`,
-    );
-    return (backend as WebGPUBackend).runWebGPUProgram(program, [x, gamma, beta], "float32", [
-      { type: "int32", data: [x.shape[0]] },
-      { type: "int32", data: [x.shape[1]] },
-    ]);
-  },
-});
+);
 
-tf.registerKernel({
-  kernelName: LAYER_NORM_GRAD,
-  backendName: "webgpu",
-  kernelFunc: ({ inputs, backend, attrs }) => {
-    const { x, dy, gamma } = inputs as Record<string, TensorInfo>;
-    const eps = epsLiteral((attrs as { eps: number }).eps);
-    // dx = inv · (g − mean(g) − x̂ · mean(g · x̂)), g = dy · γ, x̂ = (x − mean) · inv
-    const program = new RowProgram(
-      x.shape,
-      ["X", "Dy", "Gamma"],
-      `vit_lora_ln_grad_${eps}`,
-      `
-        let EPS = ${eps};${ROW_STATS}
+// dx = inv · (g − mean(g) − x̂ · mean(g · x̂)), g = dy · γ, x̂ = (x − mean) · inv
+registerRowKernel(
+  LAYER_NORM_GRAD,
+  { x: "X", dy: "Dy", gamma: "Gamma" },
+  `
         var meanG = 0.0;
         var meanGX = 0.0;
         for (var j = 0; j < n; j++) {
@@ -240,13 +249,7 @@ tf.registerKernel({
           let xhat = (X[base + j] - mean) * inv;
           setOutputAtIndex(base + j, inv * (g - meanG - xhat * meanGX));
         }`,
-    );
-    return (backend as WebGPUBackend).runWebGPUProgram(program, [x, dy, gamma], "float32", [
-      { type: "int32", data: [x.shape[0]] },
-      { type: "int32", data: [x.shape[1]] },
-    ]);
-  },
-});
+);
 
 /** LayerNorm from plain ops (torch's: biased variance). */
 function plainLayerNorm(x: Tensor, gamma: Tensor, beta: Tensor, eps: number): Tensor {
