@@ -199,6 +199,24 @@ export class ViTClassifier {
   }
 
   /**
+   * The image transform this model takes its input through: the model's size, the
+   * normalisation of `preprocessor_config.json`, and training's augmentation when `augment`.
+   *
+   * @example
+   * ```ts ignore
+   * const pixels = transformImage(await decodeImage(bytes), clf.transformSpec());
+   * ```
+   */
+  transformSpec(augment = false): TransformSpec {
+    return {
+      size: this.config.image_size,
+      mean: this.preprocessor.image_mean,
+      std: this.preprocessor.image_std,
+      augment,
+    };
+  }
+
+  /**
    * Classifies images (encoded JPEG/PNG/TIFF bytes, or decoded RGB), with the evaluation
    * transform the model was trained with (shorter side to the model's size, center crop,
    * normalised by `preprocessor_config.json`): the `topK` classes of each, most probable
@@ -216,12 +234,7 @@ export class ViTClassifier {
   ): Promise<Prediction[][]> {
     this.#check();
     const size = this.config.image_size, plane = 3 * size * size;
-    const spec: TransformSpec = {
-      size,
-      mean: this.preprocessor.image_mean,
-      std: this.preprocessor.image_std,
-      augment: false,
-    };
+    const spec = this.transformSpec();
     const k = Math.min(options.topK ?? 5, this.labels.length);
     const batchSize = options.batchSize ?? 32;
     const out: Prediction[][] = [];

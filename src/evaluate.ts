@@ -19,7 +19,6 @@ import { Progress } from "./progress.ts";
 import { readRunConfig } from "./run.ts";
 import { epochRows, splitIndices } from "./sampler.ts";
 import { type Tensor1D, type Tensor4D, tf } from "./tf.ts";
-import type { TransformSpec } from "./transforms.ts";
 
 /** What {@link evaluateBatches} measures. */
 export interface EvalMetrics {
@@ -51,7 +50,7 @@ export interface EvalMetrics {
  * import { batches, epochRows, evaluateBatches, loadClassifier, openParquetDataset } from "@lora/vit";
  * const clf = await loadClassifier("model", { adapter: "run/best" });
  * const data = await openParquetDataset("food101");
- * const spec = { size: 224, mean: clf.preprocessor.image_mean, std: clf.preprocessor.image_std, augment: false };
+ * const spec = clf.transformSpec();
  * const m = await evaluateBatches(clf, batches(epochRows(data, "validation"), { spec, batchSize: 64 }));
  * console.log(m.accuracy, m.top5);
  * ```
@@ -241,13 +240,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
         }: its classifier has ${clf.labels.length} classes, the dataset ${dataset.labels.length}`,
       );
     }
-    const size = clf.config.image_size;
-    const spec: TransformSpec = {
-      size,
-      mean: clf.preprocessor.image_mean,
-      std: clf.preprocessor.image_std,
-      augment: false,
-    };
+    const spec = clf.transformSpec();
     progress.start(`evaluating on ${split}`, indices.length);
     const m = await evaluateBatches(
       clf,

@@ -38,7 +38,6 @@ import { Progress } from "./progress.ts";
 import { Random } from "./random.ts";
 import { epochRows, splitIndices } from "./sampler.ts";
 import { type Scalar, type Tensor, type Tensor1D, type Tensor4D, tf } from "./tf.ts";
-import type { TransformSpec } from "./transforms.ts";
 import { seedDropout } from "./vit.ts";
 
 /** The training configuration; every field has the reference recipe's default. */
@@ -445,10 +444,8 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
       for (const t of trackers) event.event === "step" ? t.step(event) : t.eval(event);
     };
 
-    const size = clf.config.image_size;
-    const mean = clf.preprocessor.image_mean, std = clf.preprocessor.image_std;
-    const evalSpec: TransformSpec = { size, mean, std, augment: false };
-    const trainSpec: TransformSpec = { ...evalSpec, augment: config.augment };
+    const evalSpec = clf.transformSpec();
+    const trainSpec = clf.transformSpec(config.augment);
     const reported = new Set<string>();
     const onSkip = (s: SkippedImage) => {
       const where = `${s.file}: row ${s.row}`;

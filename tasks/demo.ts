@@ -96,12 +96,7 @@ async function main(): Promise<void> {
   // 4. the best adapter back, on a few validation images
   const clf = await loadClassifier(modelDir, { adapter: join(runDir, "best"), backend });
   const dataset = await openParquetDataset(dataDir);
-  const spec = {
-    size: 32,
-    mean: clf.preprocessor.image_mean,
-    std: clf.preprocessor.image_std,
-    augment: false,
-  };
+  const spec = clf.transformSpec();
   const rows = [];
   for await (const row of epochRows(dataset, "validation")) {
     rows.push(row);
