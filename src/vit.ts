@@ -51,14 +51,8 @@ export class LoraLayer {
   /** The branch's output for `x` `[rows, in]`: `[rows, out]`. */
   apply(x: Tensor2D, training: boolean): Tensor2D {
     const input = dropout(x, this.dropout, training);
-    // tfjs-wasm runs transposed matMuls in a naive loop but plain ones through XNNPACK:
-    // there, transpose the small A and B first
-    const plain = tf.getBackend() === "wasm";
-    const down = plain
-      ? tf.matMul(input, this.A.transpose())
-      : tf.matMul(input, this.A, false, true); // [rows, r]
-    const up = plain ? tf.matMul(down, this.B.transpose()) : tf.matMul(down, this.B, false, true);
-    return up.mul(this.scaling); // [rows, out]
+    const down = tf.matMul(input, this.A, false, true); // [rows, r]
+    return tf.matMul(down, this.B, false, true).mul(this.scaling); // [rows, out]
   }
 
   /** `scaling · B A`, transposed: `[in, out]`, the update merging adds to `Wᵀ`. */
@@ -90,28 +84,10 @@ export class Linear {
 
   /** `x` `[rows, in]` → `[rows, out]`. */
   apply(x: Tensor2D, training: boolean): Tensor2D {
-    let y = tf.getBackend() === "wasm" ? this.#product(x) : tf.matMul(x, this.weightT); // [rows, out]
+    let y = tf.matMul(x, this.weightT); // [rows, out]
     if (this.bias) y = y.add(this.bias);
     if (this.lora) y = y.add(this.lora.apply(x, training));
     return y as Tensor2D;
-  }
-
-  /** `W` `[out, in]`, for the gradient on wasm: made on first use, kept with the layer. */
-  #weight?: Tensor2D;
-
-  /**
-   * `x Wᵀ` with a gradient `dy W` written as a plain matMul: autodiff would take `dy (Wᵀ)ᵀ`,
-   * a transposed matMul, which tfjs-wasm runs in a naive loop some 15× slower than XNNPACK.
-   */
-  #product(x: Tensor2D): Tensor2D {
-    const product = tf.customGrad((input, _save) => ({
-      value: tf.matMul(input as Tensor2D, this.weightT),
-      gradFunc: (dy) => {
-        this.#weight ??= tf.keep(tf.transpose(this.weightT)) as Tensor2D;
-        return tf.matMul(dy as Tensor2D, this.#weight);
-      },
-    }));
-    return product(x) as Tensor2D;
   }
 
   /** The weight with the LoRA update folded in, as the checkpoint stores it: `[out, in]`. */
@@ -125,7 +101,6 @@ export class Linear {
   /** Frees the weights and the LoRA branch. */
   dispose(): void {
     this.weightT.dispose();
-    this.#weight?.dispose();
     this.bias?.dispose();
     this.lora?.dispose();
   }
