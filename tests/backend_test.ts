@@ -42,3 +42,32 @@ Deno.test("backend names are checked", async () => {
   assert.deepEqual(await initBackend(), { name: "cpu" });
   assert.equal(tf.getBackend(), "cpu");
 });
+
+Deno.test("wasm: matMuls with transposeA/transposeB (made plain in the kernel) equal the cpu backend's", async () => {
+  const cases: [number[], number[], boolean, boolean][] = [
+    [[37, 19], [23, 19], false, true],
+    [[19, 37], [19, 23], true, false],
+    [[19, 37], [23, 19], true, true],
+    [[3, 11, 7], [3, 5, 7], false, true],
+    [[3, 7, 11], [3, 7, 5], true, false],
+  ];
+  for (const [sa, sb, ta, tb] of cases) {
+    const a = Float32Array.from({ length: sa.reduce((x, y) => x * y) }, (_, i) => Math.sin(i));
+    const b = Float32Array.from({ length: sb.reduce((x, y) => x * y) }, (_, i) => Math.cos(i));
+    const product = async () => {
+      const out = tf.matMul(tf.tensor(a, sa), tf.tensor(b, sb), ta, tb);
+      return { shape: out.shape, data: await out.data() };
+    };
+    await initBackend("cpu");
+    const ref = await product();
+    await initBackend("wasm");
+    const before = tf.memory().numTensors;
+    const got = await product();
+    assert.equal(tf.memory().numTensors, before + 3, "no transposed copy left behind");
+    assert.deepEqual(got.shape, ref.shape);
+    for (let i = 0; i < ref.data.length; i++) {
+      assert.ok(Math.abs(got.data[i] - ref.data[i]) < 1e-4, `[${sa}]·[${sb}] ${ta}/${tb} at ${i}`);
+    }
+  }
+  await initBackend("cpu");
+});
