@@ -80,3 +80,11 @@ export async function tempDir(): Promise<{ path: string } & AsyncDisposable> {
   const path = await Deno.makeTempDir({ prefix: "vit-lora-test-" });
   return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
 }
+
+/** Serves `handler` on a free port of 127.0.0.1 (quietly): the server and its URL. */
+export function serveLocal(
+  handler: (req: Request) => Response | Promise<Response>,
+): { server: Deno.HttpServer<Deno.NetAddr>; url: string } {
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, handler);
+  return { server, url: `http://127.0.0.1:${server.addr.port}` };
+}

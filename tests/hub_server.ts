@@ -18,6 +18,7 @@
  * `corrupt` serves altered bytes for a sha256.
  */
 
+import { serveLocal } from "./helpers.ts";
 import { createHash } from "node:crypto";
 
 /** A repository's state. */
@@ -61,19 +62,12 @@ export class FakeHub {
   #commitCount = 0;
 
   /** Starts a server on a free port of 127.0.0.1. */
-  static async start(): Promise<FakeHub> {
+  static start(): Promise<FakeHub> {
     const hub = new FakeHub();
-    await new Promise<void>((ready) => {
-      hub.#server = Deno.serve({
-        hostname: "127.0.0.1",
-        port: 0,
-        onListen: ({ port }) => {
-          hub.url = `http://127.0.0.1:${port}`;
-          ready();
-        },
-      }, (req) => hub.#handle(req));
-    });
-    return hub;
+    const { server, url } = serveLocal((req) => hub.#handle(req));
+    hub.#server = server;
+    hub.url = url;
+    return Promise.resolve(hub);
   }
 
   /** Adds (or replaces) a repository with one commit of `files`. */

@@ -4,6 +4,8 @@
  * arrives (point `WANDB_BASE_URL` at `url`).
  */
 
+import { serveLocal } from "./helpers.ts";
+
 /** The imitation; `await FakeWandb.start()`. */
 export class FakeWandb {
   /** Variables of each `UpsertBucket` (the run's creation; `config` is a JSON string). */
@@ -18,19 +20,12 @@ export class FakeWandb {
   #server?: Deno.HttpServer;
 
   /** Starts the server on a free port. */
-  static async start(): Promise<FakeWandb> {
+  static start(): Promise<FakeWandb> {
     const fake = new FakeWandb();
-    await new Promise<void>((ready) => {
-      fake.#server = Deno.serve({
-        hostname: "127.0.0.1",
-        port: 0,
-        onListen: ({ port }) => {
-          fake.url = `http://127.0.0.1:${port}`;
-          ready();
-        },
-      }, (req) => fake.#handle(req));
-    });
-    return fake;
+    const { server, url } = serveLocal((req) => fake.#handle(req));
+    fake.#server = server;
+    fake.url = url;
+    return Promise.resolve(fake);
   }
 
   /** Stops the server. */
