@@ -16,6 +16,7 @@ import { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
 import "@tensorflow/tfjs-backend-wasm";
 import { readEnv } from "./env.ts";
 import { VitLoraError } from "./errors.ts";
+import { registerWasmMatMul } from "./wasm_matmul.ts";
 
 /** The backends this module can run on. */
 export type BackendName = "webgpu" | "wasm" | "cpu";
@@ -55,7 +56,7 @@ function openWebGPU(): Promise<{ backend: WebGPUBackend; info: BackendInfo }> {
 tf.removeBackend("webgpu");
 tf.registerBackend("webgpu", async () => (await openWebGPU()).backend, 3);
 fixAddN();
-plainWasmMatMul();
+registerWasmMatMul();
 
 /** Checks a backend name given by a user (flag or environment). */
 export function parseBackendName(name: string, source = "--backend"): BackendName {
@@ -197,50 +198,6 @@ function fixAddN(): void {
         sum = next;
       }
       return sum;
-    },
-  });
-}
-
-/**
- * tfjs-wasm hands plain matMuls to XNNPACK (~20 GFLOP/s here) but runs a product with
- * `transposeA` or `transposeB` in a naive loop, some 15× slower; autodiff asks for such
- * products in every linear layer's backward pass. Transpose the operand first (a cheap copy)
- * and multiply plainly.
- */
-function plainWasmMatMul(): void {
-  const matMul = tf.getKernel(tf.BatchMatMul, "wasm");
-  const transpose = tf.getKernel(tf.Transpose, "wasm");
-  if (!matMul || !transpose) return;
-  tf.unregisterKernel(tf.BatchMatMul, "wasm");
-  tf.registerKernel({
-    ...matMul, // its setupFunc binds the wasm function when the backend starts
-    kernelFunc: (args) => {
-      const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
-      const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
-      if (!transposeA && !transposeB) return matMul.kernelFunc(args);
-      const backend = args.backend as { disposeData(id: unknown): void };
-      const swapLast = (t: tf.TensorInfo) => {
-        const perm = t.shape.map((_, i) => i);
-        [perm[perm.length - 2], perm[perm.length - 1]] = [
-          perm[perm.length - 1],
-          perm[perm.length - 2],
-        ];
-        return transpose.kernelFunc({
-          inputs: { x: t },
-          backend: args.backend,
-          attrs: { perm },
-        }) as tf.TensorInfo;
-      };
-      const at = transposeA ? swapLast(a) : a;
-      const bt = transposeB ? swapLast(b) : b;
-      const out = matMul.kernelFunc({
-        inputs: { a: at, b: bt },
-        backend: args.backend,
-        attrs: { ...args.attrs, transposeA: false, transposeB: false },
-      });
-      if (at !== a) backend.disposeData(at.dataId);
-      if (bt !== b) backend.disposeData(bt.dataId);
-      return out;
     },
   });
 }

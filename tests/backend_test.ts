@@ -43,13 +43,18 @@ Deno.test("backend names are checked", async () => {
   assert.equal(tf.getBackend(), "cpu");
 });
 
-Deno.test("wasm: matMuls with transposeA/transposeB (made plain in the kernel) equal the cpu backend's", async () => {
+Deno.test("wasm: transposed, batched and broadcast matMuls (XNNPACK products in our kernel) equal the cpu backend's", async () => {
   const cases: [number[], number[], boolean, boolean][] = [
     [[37, 19], [23, 19], false, true],
     [[19, 37], [19, 23], true, false],
     [[19, 37], [23, 19], true, true],
     [[3, 11, 7], [3, 5, 7], false, true],
     [[3, 7, 11], [3, 7, 5], true, false],
+    [[2, 3, 11, 7], [2, 3, 7, 5], false, false],
+    [[2, 3, 11, 7], [7, 5], false, false],
+    [[11, 7], [4, 7, 5], false, false],
+    [[4, 7, 11], [5, 7], true, true],
+    [[2, 1, 11, 7], [3, 7, 5], false, false],
   ];
   for (const [sa, sb, ta, tb] of cases) {
     const a = Float32Array.from({ length: sa.reduce((x, y) => x * y) }, (_, i) => Math.sin(i));
