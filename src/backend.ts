@@ -16,7 +16,7 @@ import { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
 import "@tensorflow/tfjs-backend-wasm";
 import { readEnv } from "./env.ts";
 import { VitLoraError } from "./errors.ts";
-import { registerWasmMatMul } from "./wasm_matmul.ts";
+import { registerWasmKernels } from "./wasm_kernels.ts";
 
 /** The backends this module can run on. */
 export type BackendName = "webgpu" | "wasm" | "cpu";
@@ -56,7 +56,7 @@ function openWebGPU(): Promise<{ backend: WebGPUBackend; info: BackendInfo }> {
 tf.removeBackend("webgpu");
 tf.registerBackend("webgpu", async () => (await openWebGPU()).backend, 3);
 fixAddN();
-registerWasmMatMul();
+registerWasmKernels();
 
 /** Checks a backend name given by a user (flag or environment). */
 export function parseBackendName(name: string, source = "--backend"): BackendName {
