@@ -88,7 +88,10 @@ export {
   ViTModel,
 } from "./src/vit.ts";
 export {
+  type BatchGradientOptions,
+  classifierFromSnapshot,
   type ClassifierOptions,
+  type ClassifierSnapshot,
   countParameters,
   createClassifier,
   loadClassifier,
@@ -96,8 +99,16 @@ export {
   type LossOptions,
   type ParameterCount,
   type Prediction,
+  snapshotClassifier,
   ViTClassifier,
 } from "./src/classifier.ts";
+export {
+  type ReplicaJob,
+  type ReplicaReply,
+  type ReplicaRequest,
+  Replicas,
+  splitRows,
+} from "./src/replicas.ts";
 export { Random } from "./src/random.ts";
 export {
   type ImageRow,

@@ -48,7 +48,9 @@ import {
   type SafetensorsFile,
   writeSafetensors,
 } from "./safetensors.ts";
-import { LoraLayer, takesTransposed, transposeWeight, ViTModel } from "./vit.ts";
+import { LoraLayer, seedDropout, takesTransposed, transposeWeight, ViTModel } from "./vit.ts";
+import { Random } from "./random.ts";
+import { Replicas, splitRows } from "./replicas.ts";
 import { decodeImage, type RgbImage } from "./image.ts";
 import { transformImage, type TransformSpec } from "./transforms.ts";
 import {
@@ -90,6 +92,14 @@ export interface ClassifierOptions {
   progress?: boolean;
   /** Hub settings for Hub ids (default: from the environment, see `hubSettings`). */
   hub?: HubSettings;
+  /**
+   * Replicas of the model in workers, so that the CPU path (tfjs-wasm, one thread an isolate)
+   * uses more than one core: batches are split between this isolate and the replicas (see
+   * {@link ViTClassifier.replicas}). Default: on the wasm backend, one per further core (up
+   * to 3) for models whose forward pass costs over a GFLOP an image (ViT-B/16: 17.5); none
+   * otherwise. 0 turns them off.
+   */
+  replicas?: number;
 }
 
 /** A class and its probability. */
@@ -114,6 +124,20 @@ export interface ParameterCount {
 export interface LossOptions {
   /** Turn dropout on, as in training (default false). */
   training?: boolean;
+}
+
+/** Options of {@link ViTClassifier.batchGradients}. */
+export interface BatchGradientOptions extends LossOptions {
+  /**
+   * Images a forward + backward pass takes at most (default: the whole batch): the batch goes
+   * through in chunks of this size, to bound memory (see `autoChunkSize`).
+   */
+  chunkSize?: number;
+  /**
+   * Seeds the dropout masks: chunk `k`'s come from `(dropoutSeed, k)`, wherever it is
+   * computed, so a step can be repeated exactly (default: unseeded masks).
+   */
+  dropoutSeed?: number;
 }
 
 /** The loss and the gradient of every trainable tensor, keyed as {@link ViTClassifier.trainableVariables}. */
@@ -168,6 +192,8 @@ export class ViTClassifier {
   readonly classifier: { weight: Variable; bias: Variable };
   #loraLayers: Map<string, LoraLayer>;
   #disposed = false;
+  #replicaCount: number | undefined;
+  #replicas?: Promise<Replicas | undefined>;
 
   /** Use {@link loadClassifier} or {@link createClassifier}. */
   constructor(init: {
@@ -179,6 +205,7 @@ export class ViTClassifier {
     vit: ViTModel;
     classifier: { weight: Tensor2D; bias: Tensor1D };
     loraLayers: Map<string, LoraLayer>;
+    replicas?: number;
   }) {
     this.config = init.config;
     this.preprocessor = init.preprocessor;
@@ -191,6 +218,7 @@ export class ViTClassifier {
       bias: tf.variable(init.classifier.bias, true),
     };
     this.#loraLayers = init.loraLayers;
+    this.#replicaCount = init.replicas;
   }
 
   #forward(pixelValues: Tensor4D, training: boolean): Tensor2D {
@@ -249,11 +277,14 @@ export class ViTClassifier {
           throw new VitLoraError(`image ${start + i}: ${(e as Error).message}`);
         }
       }
+      const x = tf.tensor4d(pixels, [chunk.length, 3, size, size]) as Tensor4D;
+      const logits = await this.predictLogits(x);
+      x.dispose();
       const [values, indices] = tf.tidy(() => {
-        const x = tf.tensor4d(pixels, [chunk.length, 3, size, size]) as Tensor4D;
-        const top = tf.topk(tf.softmax(this.logits(x)), k);
+        const top = tf.topk(tf.softmax(logits), k);
         return [top.values, top.indices];
       });
+      logits.dispose();
       const [p, idx] = [await values.data(), await indices.data()];
       tf.dispose([values, indices]);
       for (let i = 0; i < chunk.length; i++) {
@@ -276,6 +307,61 @@ export class ViTClassifier {
   logits(pixelValues: Tensor4D): Tensor2D {
     this.#check();
     return tf.tidy(() => this.#forward(pixelValues, false));
+  }
+
+  /**
+   * {@link ViTClassifier.logits}, on every core the backend can use: on wasm with replicas
+   * (see {@link ClassifierOptions.replicas}), the batch is split between this isolate and the
+   * replica workers, which run at the same time. The values are the same as `logits`'.
+   *
+   * @example
+   * ```ts ignore
+   * const logits = await clf.predictLogits(pixels); // [batch, labels]
+   * console.log(await logits.argMax(1).data());
+   * logits.dispose();
+   * ```
+   */
+  async predictLogits(pixelValues: Tensor4D): Promise<Tensor2D> {
+    this.#check();
+    const batch = pixelValues.shape[0];
+    const replicas = batch > 1 ? await this.replicas() : undefined;
+    if (!replicas) return this.logits(pixelValues);
+    await replicas.sync(this.trainableVariables());
+    const size = this.config.image_size, plane = 3 * size * size;
+    const [[, own], ...theirs] = splitRows(batch, replicas.size + 1);
+    const pixels = (await pixelValues.data()) as Float32Array;
+    const answers = theirs.map(([start, end], i) => {
+      const part = pixels.slice(start * plane, end * plane);
+      return replicas.request(i, { type: "logits", pixels: part, rows: end - start, size }, [
+        part.buffer,
+      ]);
+    });
+    const mine = tf.tidy(() => this.logits(pixelValues.slice(0, own) as Tensor4D));
+    try {
+      const parts = (await Promise.all(answers)).map((a, i) =>
+        tf.tensor2d(a.data!, [theirs[i][1] - theirs[i][0], this.labels.length])
+      );
+      const all = tf.concat([mine, ...parts]) as Tensor2D;
+      tf.dispose(parts);
+      return all;
+    } finally {
+      mine.dispose();
+    }
+  }
+
+  /**
+   * The replica workers this classifier splits batches with on the CPU path (see
+   * {@link ClassifierOptions.replicas}), started on the first call; undefined when it uses
+   * none. They stop when the classifier is disposed.
+   */
+  replicas(): Promise<Replicas | undefined> {
+    this.#check();
+    return this.#replicas ??= (async () => {
+      const count = this.#replicaCount ?? defaultReplicaCount(this.config);
+      if (count <= 0 || tf.getBackend() !== "wasm") return undefined;
+      const snapshot = await snapshotClassifier(this);
+      return await Replicas.start(snapshot, this.trainableVariables(), count);
+    })();
   }
 
   /** The CLS token after the final layernorm, `[batch, hidden]` (what the head reads). */
@@ -320,6 +406,106 @@ export class ViTClassifier {
     const byKey: Record<string, Tensor> = {};
     for (const [key, v] of Object.entries(vars)) byKey[key] = grads[v.name];
     return { loss: value, grads: byKey };
+  }
+
+  /**
+   * The batch's mean loss and its gradients, as {@link ViTClassifier.lossAndGradients} gives
+   * them for the whole batch, computed in chunks of at most `chunkSize` images, each weighted
+   * by its share of the batch. On wasm with replicas, the chunks are shared out between this
+   * isolate and the replicas (the batch is cut into at least as many chunks as there are
+   * isolates), which run at the same time. The sums are made in chunk order, so a given
+   * chunk size and replica count always give the same result.
+   *
+   * @example
+   * ```ts ignore
+   * const { loss, grads } = await clf.batchGradients(
+   *   { pixels, labels, size: 8 }, // Float32Array [8·3·224·224], Int32Array [8]
+   *   { chunkSize: 2, training: true, dropoutSeed: 42 },
+   * );
+   * ```
+   */
+  async batchGradients(
+    batch: { pixels: Float32Array; labels: Int32Array; size: number },
+    options: BatchGradientOptions = {},
+  ): Promise<LossAndGradients> {
+    this.#check();
+    const size = this.config.image_size, plane = 3 * size * size;
+    const training = options.training ?? false;
+    const replicas = batch.size > 1 ? await this.replicas() : undefined;
+    const isolates = (replicas?.size ?? 0) + 1;
+    const chunk = Math.min(options.chunkSize ?? batch.size, Math.ceil(batch.size / isolates));
+    const chunks: [number, number][] = [];
+    for (let start = 0; start < batch.size; start += chunk) {
+      chunks.push([start, Math.min(start + chunk, batch.size)]);
+    }
+    const seed = (k: number) =>
+      options.dropoutSeed === undefined ? undefined : Random.derive(options.dropoutSeed, k).state;
+    if (replicas) await replicas.sync(this.trainableVariables());
+    // the replicas' chunks first, so that they run while this isolate computes its own
+    const parts = new Array<LossAndGradients | Promise<LossAndGradients>>(chunks.length);
+    chunks.forEach(([start, end], k) => {
+      if (k % isolates === 0) return;
+      const pixels = batch.pixels.slice(start * plane, end * plane);
+      const labels = batch.labels.slice(start, end);
+      const request = { pixels, labels, rows: end - start, size, training, dropoutSeed: seed(k) };
+      parts[k] = replicas!
+        .request(k % isolates - 1, { type: "gradients", ...request }, [
+          pixels.buffer,
+          labels.buffer,
+        ])
+        .then((reply) => ({
+          loss: tf.scalar(reply.loss!),
+          grads: Object.fromEntries(
+            Object.entries(reply.grads!).map(([key, g]) => [key, tf.tensor(g, this.#shapeOf(key))]),
+          ),
+        }));
+    });
+    for (let k = 0; k < chunks.length; k += isolates) {
+      const [start, end] = chunks[k];
+      const x = tf.tensor4d(batch.pixels.subarray(start * plane, end * plane), [
+        end - start,
+        3,
+        size,
+        size,
+      ]) as Tensor4D;
+      const y = tf.tensor1d(batch.labels.subarray(start, end), "int32") as Tensor1D;
+      seedDropout(seed(k));
+      try {
+        parts[k] = this.lossAndGradients(x, y, { training });
+      } catch (e) {
+        parts[k] = Promise.reject(e);
+        break;
+      } finally {
+        seedDropout(undefined);
+        tf.dispose([x, y]);
+      }
+    }
+    const results = await Promise.allSettled(parts.filter((p) => p !== undefined));
+    const failed = results.find((r) => r.status === "rejected") as
+      | PromiseRejectedResult
+      | undefined;
+    const done = results.flatMap((r) => r.status === "fulfilled" ? [r.value] : []);
+    if (failed) {
+      for (const part of done) tf.dispose([part.loss, ...Object.values(part.grads)]);
+      throw failed.reason;
+    }
+    if (done.length === 1) return done[0];
+    return tf.tidy(() => {
+      const sum = (ts: Tensor[]) =>
+        ts.reduce(
+          (acc, t, k) => acc.add(t.mul((chunks[k][1] - chunks[k][0]) / batch.size)),
+          tf.scalar(0),
+        );
+      const loss = sum(done.map((p) => p.loss)) as Scalar;
+      const grads: Record<string, Tensor> = {};
+      for (const key of Object.keys(done[0].grads)) grads[key] = sum(done.map((p) => p.grads[key]));
+      for (const part of done) tf.dispose([part.loss, ...Object.values(part.grads)]);
+      return { loss, grads };
+    });
+  }
+
+  #shapeOf(key: string): number[] {
+    return this.trainableVariables()[key].shape;
   }
 
   /**
@@ -429,6 +615,7 @@ export class ViTClassifier {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
+    this.#replicas?.then((r) => r?.close(), () => {});
     this.vit.dispose(); // the LoRA layers hang on its linear layers
     this.classifier.weight.dispose();
     this.classifier.bias.dispose();
@@ -771,6 +958,7 @@ function assemble(
     vit,
     classifier: { weight, bias },
     loraLayers,
+    replicas: options.replicas,
   });
   tf.dispose([weight, bias]);
   return classifier;
@@ -861,5 +1049,89 @@ export async function createClassifier(
     return assemble(parts, adapter, options);
   } finally {
     if (adapter) tf.dispose([...adapter.tensors.values()]);
+  }
+}
+
+/**
+ * Replicas a classifier starts by default: on the wasm backend, one per further core (up to
+ * 3) when a forward pass costs over a GFLOP an image; none otherwise.
+ */
+function defaultReplicaCount(config: ViTConfig): number {
+  if (tf.getBackend() !== "wasm") return 0;
+  const { hidden_size: h, intermediate_size: i, num_hidden_layers: layers } = config;
+  const tokens = (config.image_size / config.patch_size) ** 2 + 1;
+  const flops = 2 * layers * tokens * (4 * h * h + 2 * h * i + 2 * tokens * h);
+  if (flops < 1e9) return 0;
+  return Math.max(0, Math.min(3, (navigator.hardwareConcurrency ?? 1) - 1));
+}
+
+/**
+ * A classifier as plain data (configs, labels, every tensor's values), from which
+ * {@link classifierFromSnapshot} builds an equal copy: what a worker receives to run a
+ * replica of the model (see `replicas.ts`).
+ */
+export interface ClassifierSnapshot {
+  /** {@link ViTClassifier.config}. */
+  config: ViTConfig;
+  /** {@link ViTClassifier.preprocessor}. */
+  preprocessor: PreprocessorConfig;
+  /** {@link ViTClassifier.labels}. */
+  labels: string[];
+  /** {@link ViTClassifier.lora}. */
+  lora: LoraConfig | undefined;
+  /** {@link ViTClassifier.baseModel}. */
+  baseModel: string;
+  /** The frozen encoder tensors, by `ViTModel` name (linear weights `[in, out]`). */
+  encoder: Record<string, Float32TensorData>;
+  /** The trainable tensors, by PEFT name (see {@link ViTClassifier.trainableVariables}). */
+  trainable: Record<string, Float32TensorData>;
+}
+
+/** Reads every tensor of `clf` into a {@link ClassifierSnapshot}. */
+export async function snapshotClassifier(clf: ViTClassifier): Promise<ClassifierSnapshot> {
+  const read = async (entries: Iterable<[string, Tensor]>) => {
+    const out: Record<string, Float32TensorData> = {};
+    for (const [name, t] of entries) {
+      out[name] = { shape: t.shape, data: (await t.data()) as Float32Array };
+    }
+    return out;
+  };
+  return {
+    config: clf.config,
+    preprocessor: clf.preprocessor,
+    labels: clf.labels,
+    lora: clf.lora,
+    baseModel: clf.baseModel,
+    encoder: await read(clf.vit.tensors()),
+    trainable: await read(Object.entries(clf.trainableVariables())),
+  };
+}
+
+/** Builds a classifier equal to the one `snapshot` was read from, on the current backend. */
+export function classifierFromSnapshot(snapshot: ClassifierSnapshot): ViTClassifier {
+  const tensor = ({ shape, data }: Float32TensorData) => tf.tensor(data, [...shape], "float32");
+  const trainable = new Map(
+    Object.entries(snapshot.trainable).map(([k, v]) => [k, tensor(v)] as [string, Tensor]),
+  );
+  const parts: Parts = {
+    config: snapshot.config,
+    preprocessor: snapshot.preprocessor,
+    baseModel: snapshot.baseModel,
+    encoder: (name) => tensor(snapshot.encoder[name]),
+  };
+  const options = { labels: snapshot.labels };
+  if (!snapshot.lora) {
+    parts.head = {
+      weight: trainable.get(PEFT_CLASSIFIER_KEYS.weight) as Tensor2D,
+      bias: trainable.get(PEFT_CLASSIFIER_KEYS.bias) as Tensor1D,
+      source: "(snapshot)",
+    };
+    return assemble(parts, undefined, options);
+  }
+  const adapter: Adapter = { config: snapshot.lora, tensors: trainable, source: "(snapshot)" };
+  try {
+    return assemble(parts, adapter, options);
+  } finally {
+    tf.dispose([...trainable.values()]);
   }
 }

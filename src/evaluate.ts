@@ -67,10 +67,11 @@ export async function evaluateBatches(
   const probabilities: number[] = [], indices: number[] = [];
   const start = performance.now();
   for await (const batch of source) {
+    const pixels = tf.tensor4d(batch.pixels, [batch.size, 3, size, size]) as Tensor4D;
+    const logits = await clf.predictLogits(pixels); // on every core (replicas on wasm)
+    pixels.dispose();
     const out = tf.tidy(() => {
-      const pixels = tf.tensor4d(batch.pixels, [batch.size, 3, size, size]) as Tensor4D;
       const y = tf.tensor1d(batch.labels, "int32") as Tensor1D;
-      const logits = clf.logits(pixels);
       const nll = tf.neg(tf.sum(tf.oneHot(y, clf.labels.length).mul(tf.logSoftmax(logits)), 1));
       const top = tf.topk(logits, k).indices; // [batch, k]
       const hit5 = tf.any(tf.equal(top, y.expandDims(1)), 1).cast("float32");
@@ -78,6 +79,7 @@ export async function evaluateBatches(
       const prob = tf.softmax(logits).max(1);
       return tf.concat([nll, hit5, pred, prob]);
     });
+    logits.dispose();
     const values = await out.data();
     out.dispose();
     const n = batch.size;
@@ -132,6 +134,8 @@ export interface EvaluateOptions {
   backend?: BackendName;
   /** Decoding workers (default cores - 1). */
   workers?: number;
+  /** Model replicas on the wasm backend (see `ClassifierOptions.replicas`). */
+  replicas?: number;
   /** Progress on stderr (default true). */
   progress?: boolean;
   /** Hub settings for Hub ids. */
@@ -229,6 +233,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
     backend: options.backend,
     progress: options.progress,
     hub: options.hub,
+    replicas: options.replicas,
   });
   const pool = new DecodePool({ workers: options.workers });
   const progress = new Progress(options.progress === false ? { write: () => {} } : {});

@@ -17,12 +17,7 @@ import {
   type TrainerState,
   writeFolderAtomic,
 } from "./checkpoint.ts";
-import {
-  loadClassifier,
-  type LossAndGradients,
-  type ParameterCount,
-  type ViTClassifier,
-} from "./classifier.ts";
+import { loadClassifier, type ParameterCount } from "./classifier.ts";
 import { autoChunkSize, DEFAULT_ACTIVATION_BUDGET } from "./memory.ts";
 import { VitLoraError } from "./errors.ts";
 import { type EvalMetrics, evaluateBatches, toEvalReport } from "./evaluate.ts";
@@ -37,8 +32,7 @@ import { datasetFolder, type HubSettings } from "./hub.ts";
 import { Progress } from "./progress.ts";
 import { Random } from "./random.ts";
 import { epochRows, splitIndices } from "./sampler.ts";
-import { type Scalar, type Tensor, type Tensor1D, type Tensor4D, tf } from "./tf.ts";
-import { seedDropout } from "./vit.ts";
+import { type Scalar, type Tensor, tf } from "./tf.ts";
 
 /** The training configuration; every field has the reference recipe's default. */
 export interface TrainConfig {
@@ -109,6 +103,12 @@ export interface TrainOptions extends Partial<TrainConfig> {
   backend?: BackendName;
   /** Decoding workers (default: cores - 1; 0 decodes on the main thread). */
   workers?: number;
+  /**
+   * Model replicas in workers on the wasm backend, which share each batch's gradients with
+   * this isolate (default: one per further core, up to 3, for big models; see
+   * `ClassifierOptions.replicas`).
+   */
+  replicas?: number;
   /** Batches decoded ahead (default 2). */
   prefetch?: number;
   /** Show progress on stderr (default true). */
@@ -339,6 +339,7 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
     loraDropout: config.loraDropout,
     progress: options.progress,
     hub: options.hub,
+    replicas: options.replicas,
   });
   if (clf.labels.length !== dataset.labels.length) {
     clf.dispose();
@@ -512,9 +513,11 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
         let lossSum: Scalar | undefined;
         while (!next.done && group.length < config.gradAccum) {
           const batch = next.value;
-          seedDropout(Random.derive(config.seed, 3, state.global_step, group.length).state);
-          const out = batchGradients(clf, batch, chunkSize);
-          seedDropout(undefined);
+          const out = await clf.batchGradients(batch, {
+            chunkSize,
+            training: true,
+            dropoutSeed: Random.derive(config.seed, 3, state.global_step, group.length).state,
+          });
           grads = accumulate(grads, out.grads);
           lossSum = accumulate(lossSum && { loss: lossSum }, { loss: out.loss }).loss as Scalar;
           group.push(batch);
@@ -673,41 +676,6 @@ function accumulate(
     tf.dispose([into[key], t]);
   }
   return out;
-}
-
-/**
- * The batch's mean loss and its gradients, computed `chunkSize` images at a time: each
- * chunk's mean loss and gradients weighted by its share of the batch, which adds up to the
- * batch's own (one pass when the batch fits).
- */
-function batchGradients(clf: ViTClassifier, batch: Batch, chunkSize: number): LossAndGradients {
-  const size = clf.config.image_size, plane = 3 * size * size;
-  let loss: Scalar | undefined;
-  let grads: Record<string, Tensor> | undefined;
-  for (let start = 0; start < batch.size; start += chunkSize) {
-    const n = Math.min(chunkSize, batch.size - start);
-    const x = tf.tensor4d(batch.pixels.subarray(start * plane, (start + n) * plane), [
-      n,
-      3,
-      size,
-      size,
-    ]) as Tensor4D;
-    const y = tf.tensor1d(batch.labels.subarray(start, start + n), "int32") as Tensor1D;
-    const out = clf.lossAndGradients(x, y, { training: true });
-    tf.dispose([x, y]);
-    if (n === batch.size) return out;
-    const w = n / batch.size;
-    const weighted = tf.tidy(() =>
-      Object.fromEntries(
-        Object.entries({ ...out.grads, "": out.loss }).map(([k, t]) => [k, t.mul(w)]),
-      )
-    );
-    tf.dispose([out.loss, ...Object.values(out.grads)]);
-    const { "": chunkLoss, ...chunkGrads } = weighted;
-    grads = accumulate(grads, chunkGrads);
-    loss = accumulate(loss && { loss }, { loss: chunkLoss }).loss as Scalar;
-  }
-  return { loss: loss!, grads: grads! };
 }
 
 async function bestValidation(runDir: string, epoch?: number): Promise<EvalEvent | undefined> {

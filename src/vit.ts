@@ -266,9 +266,16 @@ export class ViTModel {
   readonly layers: ViTLayer[];
   /** The final `layernorm`. */
   readonly layernorm: LayerNorm;
+  /** Every frozen tensor, by the name it was read under (see {@link ViTModel.tensors}). */
+  #stored = new Map<string, Tensor>();
 
-  private constructor(config: ViTConfig, get: TensorSource) {
+  private constructor(config: ViTConfig, read: TensorSource) {
     this.config = config;
+    const get = (name: string) => {
+      const t = read(name);
+      this.#stored.set(name, t);
+      return t;
+    };
     const linear = (name: string, hasBias = true) =>
       new Linear(
         get(`${name}.weight`) as Tensor2D,
@@ -313,6 +320,15 @@ export class ViTModel {
    */
   static fromTensors(config: ViTConfig, get: TensorSource): ViTModel {
     return new ViTModel(config, get);
+  }
+
+  /**
+   * The frozen tensors as this model holds them, by the names {@link ViTModel.fromTensors}
+   * reads (linear weights transposed, `[in, out]`): what a copy of the model is built from.
+   * They stay owned by the model; do not dispose them.
+   */
+  tensors(): ReadonlyMap<string, Tensor> {
+    return this.#stored;
   }
 
   /** Every linear layer of the encoder by module name (`encoder.layer.N.attention.attention.query`, …). */

@@ -22,6 +22,8 @@ usage: deno task eval --run RUN [--split test|validation] [--checkpoint best|epo
   --batch-size N      images a batch (default: the run's, else 64)
   --backend B         webgpu, wasm or cpu (default: webgpu on a GPU, else wasm)
   --workers N         decoding workers (default: cores - 1)
+  --replicas N        model copies in workers on wasm (default: one per further core, up
+                      to 3, for models of ViT-B's size)
   --json              print the whole report as JSON
   -h, --help          this text`;
 
@@ -39,6 +41,7 @@ if (import.meta.main) {
         "batch-size": { type: "string" },
         backend: { type: "string" },
         workers: { type: "string" },
+        replicas: { type: "string" },
         json: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -53,6 +56,7 @@ if (import.meta.main) {
       batchSize: countFlag("batch-size", values["batch-size"]),
       backend: values.backend ? parseBackendName(values.backend) : undefined,
       workers: countFlag("workers", values.workers),
+      replicas: countFlag("replicas", values.replicas),
     });
     console.log(values.json ? JSON.stringify(report, null, 2) : formatEvalReport(report));
     if (values.run) console.error(`written: ${values.run}/eval-${report.split}.json`);

@@ -55,6 +55,8 @@ run
   --backend NAME        webgpu, wasm or cpu (default: VIT_LORA_BACKEND, else webgpu on a
                         hardware GPU, else wasm)
   --workers N           decoding workers (default: cores - 1)
+  --replicas N          model copies in workers on wasm, to use every core (default: one
+                        per further core, up to 3, for models of ViT-B's size)
   --prefetch N          batches decoded ahead (default 2)
   --report-to wandb     also stream metrics to Weights & Biases (needs WANDB_API_KEY)
   --push-to-hub         upload the best adapter to the Hub at the end (deno task push)
@@ -94,6 +96,7 @@ export function parseTrainArgs(
       out: { type: "string" },
       backend: { type: "string" },
       workers: { type: "string" },
+      replicas: { type: "string" },
       prefetch: { type: "string" },
       "chunk-size": { type: "string" },
       "push-to-hub": { type: "boolean" },
@@ -129,6 +132,7 @@ export function parseTrainArgs(
     out: v.out,
     backend: v.backend === undefined ? undefined : parseBackendName(v.backend),
     workers: numberFlag("workers", v.workers),
+    replicas: numberFlag("replicas", v.replicas),
     prefetch: numberFlag("prefetch", v.prefetch),
     chunkSize: numberFlag("chunk-size", v["chunk-size"]),
     reportTo: v["report-to"]?.split(",").map((s) => s.trim()).filter(Boolean),

@@ -17,6 +17,7 @@ import "./image_test.ts";
 import "./kernels_test.ts";
 import "./memory_test.ts";
 import "./parity_test.ts";
+import "./replicas_test.ts";
 import "./results_test.ts";
 import "./safetensors_test.ts";
 import "./train_test.ts";
