@@ -64,7 +64,7 @@ if (results.some((r) => r.name.startsWith("ViT-B/16"))) {
   // the first Python that has torch: $PYTHON, python3, Debian's
   for (const python of [Deno.env.get("PYTHON"), "python3", "/usr/bin/python3"]) {
     if (!python) continue;
-    const py = await run(python, ["bench/peers/pytorch_vit.py", "--repeat", "1"]);
+    const py = await run(python, ["bench/peers/pytorch_vit.py", "--repeat", "2"]);
     if (py.ok) {
       peer = JSON.parse(py.stdout.trim().split("\n").at(-1)!);
       break;

@@ -10,21 +10,29 @@
  * Per-layer and per-image costs come from the differences between (L, B) = (1, 1), (2, 1)
  * and (1, 4).
  *
- * Usage: deno task bench:memory [--backend webgpu|cpu]
+ * It also measures loading: a generated ViT-B/16-sized `model.safetensors` (344 MB) read
+ * into a classifier with a new LoRA adapter, in a fresh process, as the growth of the peak
+ * resident memory over the load, against the file's size.
+ *
+ * Usage: deno task bench:memory [--backend webgpu|wasm|cpu]
  */
 
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import {
   autoChunkSize,
   type BackendName,
   createClassifier,
   initBackend,
+  loadClassifier,
   parseBackendName,
   parseViTConfig,
   type Tensor4D,
   tf,
   trainingBytesPerImage,
   VIT_BASE_CONFIG,
+  vitTensorShapes,
+  writeSafetensors,
 } from "../mod.ts";
 
 const MIB = 2 ** 20;
@@ -53,18 +61,37 @@ async function child(layers: number, batch: number, backend: BackendName): Promi
   return status("VmHWM") - before;
 }
 
+/** One load, in this process: bytes the load added to the peak. */
+async function loadChild(dir: string, backend: BackendName): Promise<number> {
+  await initBackend(backend, { quiet: true });
+  const before = status("VmRSS");
+  const clf = await loadClassifier(dir, { labels: ["a", "b"], lora: { r: 32, alpha: 16 } });
+  const grown = status("VmHWM") - before;
+  clf.dispose();
+  return grown;
+}
+
 const { values } = parseArgs({
   args: Deno.args,
-  options: { backend: { type: "string", default: "webgpu" }, child: { type: "string" } },
+  options: {
+    backend: { type: "string", default: "webgpu" },
+    child: { type: "string" },
+    load: { type: "string" },
+  },
 });
 const backend = parseBackendName(values.backend!);
+if (values.load) {
+  console.log(JSON.stringify({ bytes: await loadChild(values.load, backend) }));
+  Deno.exit(0);
+}
 if (values.child) {
   const [layers, batch] = values.child.split(",").map(Number);
   console.log(JSON.stringify({ bytes: await child(layers, batch, backend) }));
   Deno.exit(0);
 }
 
-async function measure(layers: number, batch: number): Promise<number> {
+/** Runs this file in a fresh process with `args`; the bytes it reports. */
+async function inChild(args: string[]): Promise<number> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -74,13 +101,16 @@ async function measure(layers: number, batch: number): Promise<number> {
       new URL(import.meta.url).pathname,
       "--backend",
       backend,
-      "--child",
-      `${layers},${batch}`,
+      ...args,
     ],
     stderr: "inherit",
   }).output();
-  if (!out.success) throw new Error(`measurement (${layers} layers, batch ${batch}) failed`);
-  const { bytes } = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
+  if (!out.success) throw new Error(`measurement (${args.join(" ")}) failed`);
+  return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!).bytes;
+}
+
+async function measure(layers: number, batch: number): Promise<number> {
+  const bytes = await inChild(["--child", `${layers},${batch}`]);
   console.log(`  ${layers} layer(s), batch ${batch}: +${(bytes / MIB).toFixed(0)} MiB`);
   return bytes;
 }
@@ -105,3 +135,27 @@ ViT-B/16, batch 64 in one pass:   ${(full / 2 ** 30).toFixed(1)} GiB
 ViT-B/16, batch 64 in chunks of ${chunk} (the default): ${(chunked / 2 ** 30).toFixed(1)} GiB${
   chunked < 16e9 ? " (fits 16 GB)" : " (does NOT fit 16 GB)"
 }`);
+
+// loading: a generated ViT-B/16-sized checkpoint, in a fresh process
+const dir = await Deno.makeTempDir({ prefix: "vit-lora-memory-" });
+try {
+  const tensors: Record<string, { shape: number[]; data: Float32Array }> = {};
+  for (const [name, shape] of vitTensorShapes(VIT_BASE_CONFIG)) {
+    const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
+    for (let i = 0; i < data.length; i += 97) data[i] = (i % 13) / 100;
+    tensors[name] = { shape, data };
+  }
+  await writeSafetensors(join(dir, "model.safetensors"), tensors);
+  await Deno.writeTextFile(join(dir, "config.json"), JSON.stringify(VIT_BASE_CONFIG));
+  const size = (await Deno.stat(join(dir, "model.safetensors"))).size;
+  const bytes = await inChild(["--load", dir]);
+  console.log(
+    `\nloading ViT-B/16 (${
+      (size / 1e6).toFixed(0)
+    } MB) + a new LoRA r 32 on ${backend}: peak RSS +${(bytes / MIB).toFixed(0)} MiB, ${
+      (bytes / size).toFixed(2)
+    }× the file`,
+  );
+} finally {
+  await Deno.remove(dir, { recursive: true });
+}

@@ -6,7 +6,7 @@
  * `batchGradients`): on wasm, the batch is split between this isolate and the model's
  * replica workers, one per further core, as the trainer and evaluation do. Each
  * name says how many images an iteration handles: images/s = images / time. The first call
- * (kernel set-up) is excluded as warm-up.
+ * (kernel set-up) is excluded as warm-up; the time is the mean of two more.
  *
  * WebGPU on Mesa's software adapter takes over a minute an image at this size, so it is left
  * out here; on a machine with a real GPU, set VIT_BENCH_BACKEND=webgpu.
@@ -44,7 +44,7 @@ for (const batch of [1, 8]) {
   Deno.bench({
     name: `ViT-B/16 forward, batch ${batch} (${batch} images), ${backend}`,
     group: "ViT-B/16 forward",
-    n: 1,
+    n: 2,
     warmup: 1,
     async fn(b) {
       const clf = await classifier();
@@ -62,7 +62,7 @@ for (const batch of [1, 8]) {
 Deno.bench({
   name: `ViT-B/16 LoRA training step, batch 8 (8 images), ${backend}`,
   group: "ViT-B/16 train step",
-  n: 1,
+  n: 2,
   warmup: 1,
   async fn(b) {
     const clf = await classifier();

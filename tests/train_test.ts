@@ -238,21 +238,45 @@ Deno.test("resume: stopped mid-epoch and at an epoch's end, then resumed, equals
   assert.deepEqual(resumedTest, wholeTest);
 });
 
-Deno.test("the tensor count is flat across training steps and epochs", async () => {
-  await useBackend("cpu");
-  await using dir = await tempDir();
-  const counts: number[] = [];
-  await train({
-    ...TINY_RECIPE,
-    gradAccum: 1,
-    loraDropout: 0.1,
-    augment: true,
-    out: join(dir.path, "run"),
-    onStep: () => counts.push(tf.memory().numTensors),
+for (const backend of BACKENDS) {
+  Deno.test(`${backend}: the tensor count, and the memory in use, are flat across training steps and epochs`, async () => {
+    await useBackend(backend);
+    await using dir = await tempDir();
+    const seen: { tensors: number; bytes: number; gpu?: number; gpuAllocated?: number }[] = [];
+    await train({
+      ...TINY_RECIPE,
+      gradAccum: 1,
+      loraDropout: 0.1,
+      augment: true,
+      backend,
+      out: join(dir.path, "run"),
+      onStep: () => {
+        const m = tf.memory() as ReturnType<typeof tf.memory> & {
+          numBytesInGPU?: number;
+          numBytesAllocatedInGPU?: number;
+        };
+        seen.push({
+          tensors: m.numTensors,
+          bytes: m.numBytes,
+          gpu: m.numBytesInGPU,
+          gpuAllocated: m.numBytesAllocatedInGPU,
+        });
+      },
+    });
+    assert.equal(seen.length, 16);
+    const show = (k: keyof (typeof seen)[0]) => seen.map((s) => s[k]).join(" ");
+    for (const key of ["tensors", "bytes", "gpu"] as const) {
+      assert.ok(seen.every((s) => s[key] === seen[0][key]), `${key}: ${show(key)}`);
+    }
+    if (backend === "webgpu") {
+      // GPU buffers: the pool tfjs reuses stops growing once every shape has been seen
+      // (the first epoch: steps 1–8)
+      assert.ok(seen[0].gpu! > 0 && seen[0].gpuAllocated! > 0, "WebGPU reports its buffers");
+      const late = seen.slice(8).map((s) => s.gpuAllocated);
+      assert.ok(late.every((b) => b === late[0]), `GPU bytes allocated: ${show("gpuAllocated")}`);
+    }
   });
-  assert.equal(counts.length, 16);
-  assert.ok(counts.every((c) => c === counts[0]), `tensor counts ${counts.join(" ")}`);
-});
+}
 
 Deno.test("AdamW, the linear schedule and clipping follow PyTorch's formulas", async () => {
   await useBackend("cpu");
