@@ -17,7 +17,6 @@
  * Usage: deno task bench:memory [--backend webgpu|wasm|cpu]
  */
 
-import { join } from "node:path";
 import { parseArgs } from "node:util";
 import {
   autoChunkSize,
@@ -31,9 +30,8 @@ import {
   tf,
   trainingBytesPerImage,
   VIT_BASE_CONFIG,
-  vitTensorShapes,
-  writeSafetensors,
 } from "../mod.ts";
+import { writeGeneratedViTBase } from "./generated.ts";
 
 const MIB = 2 ** 20;
 
@@ -139,15 +137,7 @@ ViT-B/16, batch 64 in chunks of ${chunk} (the default): ${(chunked / 2 ** 30).to
 // loading: a generated ViT-B/16-sized checkpoint, in a fresh process
 const dir = await Deno.makeTempDir({ prefix: "vit-lora-memory-" });
 try {
-  const tensors: Record<string, { shape: number[]; data: Float32Array }> = {};
-  for (const [name, shape] of vitTensorShapes(VIT_BASE_CONFIG)) {
-    const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-    for (let i = 0; i < data.length; i += 97) data[i] = (i % 13) / 100;
-    tensors[name] = { shape, data };
-  }
-  await writeSafetensors(join(dir, "model.safetensors"), tensors);
-  await Deno.writeTextFile(join(dir, "config.json"), JSON.stringify(VIT_BASE_CONFIG));
-  const size = (await Deno.stat(join(dir, "model.safetensors"))).size;
+  const size = await writeGeneratedViTBase(dir);
   const bytes = await inChild(["--load", dir]);
   console.log(
     `\nloading ViT-B/16 (${
