@@ -222,3 +222,4 @@ export {
 export { openInChromium, type ReportFiles, type ReportOptions, writeReport } from "./src/report.ts";
 export { startTrackers, type Tracker, TRACKERS } from "./src/tracking.ts";
 export { gelu, layerNorm } from "./src/kernels.ts";
+export { fusedAttention } from "./src/attention.ts";

@@ -27,6 +27,7 @@ import {
 } from "./tf.ts";
 import { type HiddenAct, LAYER_LINEARS, numTokens, patchGrid, type ViTConfig } from "./config.ts";
 import { formatShape, VitLoraError } from "./errors.ts";
+import { fusedAttention } from "./attention.ts";
 import { gelu, layerNorm } from "./kernels.ts";
 
 /** A LoRA branch on one linear layer: `B(A(dropout(x))) · scaling`. */
@@ -393,15 +394,23 @@ export class ViTModel {
         t,
         d,
       ]) as Tensor3D;
-    const q = split(layer.attention.query.apply(x, training)); // [batch·heads, tokens, d]
-    const k = split(layer.attention.key.apply(x, training));
-    const v = split(layer.attention.value.apply(x, training));
-    const scores = tf.matMul(q, k, false, true).mul(1 / Math.sqrt(d)); // [batch·heads, tokens, tokens]
-    const probs = dropout(tf.softmax(scores), this.config.attention_probs_dropout_prob, training);
-    const context = tf.matMul(probs, v) // [batch·heads, tokens, d]
-      .reshape([batch, heads, t, d])
-      .transpose([0, 2, 1, 3])
-      .reshape([batch * t, h]) as Tensor2D;
+    const query = layer.attention.query.apply(x, training); // [batch·tokens, hidden]
+    const key = layer.attention.key.apply(x, training);
+    const value = layer.attention.value.apply(x, training);
+    const dropProbs = training && this.config.attention_probs_dropout_prob > 0;
+    let context: Tensor2D; // [batch·tokens, hidden]
+    if (tf.getBackend() === "webgpu" && !dropProbs) {
+      // one WGSL kernel each way, heads read and written in place (see attention.ts)
+      context = fusedAttention(query, key, value, { heads, tokens: t });
+    } else {
+      const [q, k, v] = [query, key, value].map(split); // [batch·heads, tokens, d]
+      const scores = tf.matMul(q, k, false, true).mul(1 / Math.sqrt(d)); // [batch·heads, tokens, tokens]
+      const probs = dropout(tf.softmax(scores), this.config.attention_probs_dropout_prob, training);
+      context = tf.matMul(probs, v) // [batch·heads, tokens, d]
+        .reshape([batch, heads, t, d])
+        .transpose([0, 2, 1, 3])
+        .reshape([batch * t, h]) as Tensor2D;
+    }
     return dropout(
       layer.attention.output.apply(context, training),
       this.config.hidden_dropout_prob,

@@ -1,7 +1,7 @@
 /** The fused kernels against the plain-op versions they replace, on every backend. */
 
 import assert from "node:assert/strict";
-import { gelu, layerNorm, type Tensor, tf } from "../mod.ts";
+import { fusedAttention, gelu, layerNorm, type Tensor, type Tensor2D, tf } from "../mod.ts";
 import { BACKENDS, relError, useBackend } from "./helpers.ts";
 
 const plainGelu = (t: Tensor) => t.mul(tf.erf(t.mul(Math.SQRT1_2)).add(1)).mul(0.5);
@@ -52,3 +52,49 @@ for (const backend of BACKENDS) {
     }
   });
 }
+
+Deno.test("on webgpu: fused attention and its gradients (Q, K, V) equal the plain ops", async () => {
+  await useBackend("webgpu");
+  // ViT-B's head size at a few tokens; a small head over more rows than a workgroup has
+  for (const [batch, tokens, heads, d] of [[2, 17, 2, 64], [1, 70, 3, 16]]) {
+    const h = heads * d;
+    const [q, k, v, dy] = [1, 2, 3, 4].map((seed) =>
+      tf.randomNormal([batch * tokens, h], 0, 1.5, "float32", seed) as Tensor2D
+    );
+    const plain = (qi: Tensor, ki: Tensor, vi: Tensor) => {
+      const split = (y: Tensor) =>
+        y.reshape([batch, tokens, heads, d]).transpose([0, 2, 1, 3]).reshape([
+          batch * heads,
+          tokens,
+          d,
+        ]);
+      const probs = tf.softmax(tf.matMul(split(qi), split(ki), false, true).mul(1 / Math.sqrt(d)));
+      return tf.matMul(probs, split(vi)).reshape([batch, heads, tokens, d])
+        .transpose([0, 2, 1, 3]).reshape([batch * tokens, h]);
+    };
+    const fused = (qi: Tensor, ki: Tensor, vi: Tensor) =>
+      fusedAttention(qi as Tensor2D, ki as Tensor2D, vi as Tensor2D, { heads, tokens });
+    const [y, ref] = [fused(q, k, v), plain(q, k, v)];
+    const forward = relError(await y.data(), await ref.data());
+    assert.ok(forward < 1e-5, `[${batch}, ${tokens}, ${heads}, ${d}] forward: ${forward}`);
+    const grads = tf.grads((a: Tensor, b: Tensor, c: Tensor) => fused(a, b, c).mul(dy).sum())([
+      q,
+      k,
+      v,
+    ]);
+    const refs = tf.grads((a: Tensor, b: Tensor, c: Tensor) => plain(a, b, c).mul(dy).sum())([
+      q,
+      k,
+      v,
+    ]);
+    for (const [i, name] of ["dQ", "dK", "dV"].entries()) {
+      const err = relError(await grads[i].data(), await refs[i].data());
+      assert.ok(err < 1e-5, `[${batch}, ${tokens}, ${heads}, ${d}] ${name}: ${err}`);
+    }
+    // the tape keeps q, k, v and the output: no [heads, tokens, tokens] tensor survives
+    const before = tf.memory().numTensors;
+    const again = tf.grads((a: Tensor, b: Tensor, c: Tensor) => fused(a, b, c).sum())([q, k, v]);
+    assert.equal(tf.memory().numTensors, before + 3);
+    tf.dispose([q, k, v, dy, y, ref, ...grads, ...refs, ...again]);
+  }
+});
