@@ -85,8 +85,10 @@ export class Linear {
 
   /** `x` `[rows, in]` → `[rows, out]`. */
   apply(x: Tensor2D, training: boolean): Tensor2D {
-    let y = tf.matMul(x, this.weightT); // [rows, out]
-    if (this.bias) y = y.add(this.bias);
+    // the bias in the product's epilogue: one kernel (tfjs's fused matMul), not two
+    let y: Tensor2D = this.bias
+      ? tf.fused.matMul({ a: x, b: this.weightT, bias: this.bias }) as Tensor2D
+      : tf.matMul(x, this.weightT); // [rows, out]
     if (this.lora) y = y.add(this.lora.apply(x, training));
     return y as Tensor2D;
   }

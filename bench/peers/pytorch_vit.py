@@ -8,7 +8,9 @@ same shapes and arithmetic (Debian's python3-torch is enough; install libopenbla
 or PyTorch falls back to the reference BLAS and runs some 25x slower).
 
 Prints one JSON object: images/s for each measurement, the implementation and thread count.
-Usage: python3 bench/peers/pytorch_vit.py [--repeat N] [--small]
+Usage: python3 bench/peers/pytorch_vit.py [--repeat N] [--small] [--device cuda]
+       [--forward-batches 1,8] [--train-batch 8]
+On a GPU (--device cuda, as bench/gpu.sh runs it): float32, timed with CUDA synchronisation.
 """
 import argparse
 import json
@@ -23,7 +25,11 @@ import torch.nn.functional as F
 parser = argparse.ArgumentParser()
 parser.add_argument("--repeat", type=int, default=2)
 parser.add_argument("--small", action="store_true", help="the small config of the bench suite")
+parser.add_argument("--device", default="cpu")
+parser.add_argument("--forward-batches", default="1,8")
+parser.add_argument("--train-batch", type=int, default=8)
 args = parser.parse_args()
+device = torch.device(args.device)
 torch.set_num_threads(os.cpu_count() or 1)
 torch.manual_seed(0)
 
@@ -106,19 +112,26 @@ def build():
 
 
 model, impl, logits_of = build()
-labels = torch.randint(0, LABELS, (8,))
+model.to(device)
+
+
+def sync():
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def rate(fn, batch):
     fn()  # warm-up
+    sync()
     start = time.perf_counter()
     for _ in range(args.repeat):
         fn()
+    sync()
     return batch * args.repeat / (time.perf_counter() - start)
 
 
 def forward(batch):
-    x = torch.randn(batch, 3, S, S)
+    x = torch.randn(batch, 3, S, S, device=device)
     model.eval()
 
     def run():
@@ -128,8 +141,9 @@ def forward(batch):
     return run
 
 
-def train_step():
-    x = torch.randn(8, 3, S, S)
+def train_step(batch):
+    x = torch.randn(batch, 3, S, S, device=device)
+    labels = torch.randint(0, LABELS, (batch,), device=device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=5e-3, weight_decay=0.0)
     model.train()
@@ -144,12 +158,14 @@ def train_step():
     return run
 
 
-print(json.dumps({
+result = {
     "implementation": impl,
     "torch": torch.__version__,
+    "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
     "threads": torch.get_num_threads(),
     "config": "small" if args.small else "ViT-B/16",
-    "forward_b1_images_per_s": rate(forward(1), 1),
-    "forward_b8_images_per_s": rate(forward(8), 8),
-    "train_step_b8_images_per_s": rate(train_step(), 8),
-}))
+}
+for b in (int(n) for n in args.forward_batches.split(",")):
+    result[f"forward_b{b}_images_per_s"] = rate(forward(b), b)
+result[f"train_step_b{args.train_batch}_images_per_s"] = rate(train_step(args.train_batch), args.train_batch)
+print(json.dumps(result))

@@ -1,0 +1,106 @@
+/**
+ * The GPU benchmark, for a machine with a real GPU (run by `bench/gpu.sh`, bundled; a script,
+ * not a `deno bench` file, so `deno task bench` leaves it out): ViT-B/16 at 224 on WebGPU
+ * (random weights, no download), through the public API the trainer uses:
+ * forward (`predictLogits`) at batch 1, 8 and 64, and one LoRA training step at batch 64
+ * (`batchGradients` in the trainer's chunks, then AdamW). Warm-up (shader compilation) is
+ * timed apart. Prints the adapter first (a software adapter makes the numbers void), then one
+ * JSON object with images/s for each measurement.
+ *
+ * Usage: deno run -A bench/gpu.ts [--small] [--repeat N] [--backend webgpu|wasm|cpu]
+ */
+
+import { parseArgs } from "node:util";
+import {
+  AdamW,
+  autoChunkSize,
+  type BackendName,
+  createClassifier,
+  initBackend,
+  parseBackendName,
+  parseViTConfig,
+  type Tensor4D,
+  tf,
+  VIT_BASE_CONFIG,
+} from "../mod.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    small: { type: "boolean" },
+    repeat: { type: "string", default: "2" },
+    backend: { type: "string", default: "webgpu" },
+  },
+});
+const backend: BackendName = parseBackendName(values.backend!);
+const repeat = Number(values.repeat);
+const info = await initBackend(backend); // prints the adapter's description
+const config = values.small
+  ? parseViTConfig({
+    hidden_size: 64,
+    num_hidden_layers: 3,
+    num_attention_heads: 4,
+    intermediate_size: 256,
+    image_size: 48,
+    patch_size: 16,
+  })
+  : VIT_BASE_CONFIG;
+const clf = await createClassifier(config, {
+  labels: Array.from({ length: 101 }, (_, i) => `class_${i}`),
+  lora: { r: 32, alpha: 16, dropout: 0.1, targetModules: ["query", "value"] },
+});
+const size = config.image_size;
+
+/** Times `fn` once as warm-up, then `repeat` times: images/s and the warm-up's seconds. */
+async function rate(images: number, fn: () => Promise<void>) {
+  let start = performance.now();
+  await fn();
+  const warmup = (performance.now() - start) / 1000;
+  start = performance.now();
+  for (let i = 0; i < repeat; i++) await fn();
+  const seconds = (performance.now() - start) / 1000 / repeat;
+  return { images_per_s: images / seconds, warmup_s: warmup };
+}
+
+const result: Record<string, unknown> = {
+  backend: info.name,
+  adapter: info.adapter,
+  software: info.software ?? false,
+  config: values.small ? "small" : "ViT-B/16",
+  deno: Deno.version.deno,
+  tfjs: tf.version.tfjs,
+};
+for (const batch of [1, 8, 64]) {
+  const pixels = tf.randomNormal([batch, 3, size, size]) as Tensor4D;
+  result[`forward_b${batch}`] = await rate(batch, async () => {
+    const logits = await clf.predictLogits(pixels);
+    await logits.data();
+    logits.dispose();
+  });
+  pixels.dispose();
+  console.error(`forward b${batch}:`, result[`forward_b${batch}`]);
+}
+
+const batch = {
+  pixels: Float32Array.from({ length: 64 * 3 * size * size }, (_, i) => Math.sin(i)),
+  labels: Int32Array.from({ length: 64 }, (_, i) => i % 101),
+  size: 64,
+};
+const chunkSize = autoChunkSize(config, 64);
+const vars = clf.trainableVariables();
+const adam = new AdamW(vars);
+result.chunk_size = chunkSize;
+result.train_step_b64 = await rate(64, async () => {
+  const { loss, grads } = await clf.batchGradients(batch, {
+    chunkSize,
+    training: true,
+    dropoutSeed: 1,
+  });
+  adam.step(grads, 5e-3);
+  await loss.data(); // the one host sync of a step, as in the trainer
+  tf.dispose([loss, ...Object.values(grads)]);
+});
+console.error("train step b64:", result.train_step_b64);
+adam.dispose();
+clf.dispose();
+console.log(JSON.stringify(result));
