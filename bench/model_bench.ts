@@ -3,7 +3,10 @@
  * 48×48, patch 16), forward at batch 8 and one LoRA forward + backward at batch 8, on each
  * backend. ViT-B/16 is in vit_bench.ts; the PyTorch peers in peers/
  *
- * Run with `deno task bench`. WebGPU shader compilation is paid in the warm-up iterations.
+ * Run with `deno task bench`. The steady-state benchmarks exclude their warm-up iterations;
+ * what a first pass costs (tfjs's kernel set-up, and WebGPU's shader compilation: every shader
+ * is compiled on first use in a process) is reported apart, by the "warm-up" benchmarks, which
+ * run first, on a fresh classifier, once.
  */
 
 import {
@@ -43,6 +46,22 @@ async function measure(
   b.end();
   tf.dispose([...results, pixels, labels]);
   clf.dispose();
+}
+
+for (const backend of ["webgpu", "wasm", "cpu"] as BackendName[]) {
+  Deno.bench({
+    name: `tiny ViT warm-up: first forward + backward in the process, ${backend}`,
+    group: "warm-up",
+    n: 1,
+    warmup: 0,
+    async fn(b) {
+      await measure(b, backend, async (clf, pixels, labels) => {
+        const { loss, grads } = clf.lossAndGradients(pixels, labels, { training: true });
+        await loss.data();
+        return [loss, ...Object.values(grads)];
+      });
+    },
+  });
 }
 
 for (const backend of ["webgpu", "wasm", "cpu"] as BackendName[]) {
