@@ -364,6 +364,8 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
     // wasm's memory is 4 GiB at most, weights included
     const budget = backend.name === "wasm" ? 2 * 2 ** 30 : DEFAULT_ACTIVATION_BUDGET;
     const chunkSize = config.chunkSize ?? autoChunkSize(clf.config, config.batchSize, budget);
+    // the model's replicas in workers (CPU path), started now rather than in the first step
+    const replicas = (await clf.replicas())?.size ?? 0;
     const lora = clf.lora;
     const metrics = new MetricsLog(join(runDir, "metrics.jsonl"));
     let state: TrainerState = {
@@ -424,6 +426,7 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
             },
             schedule: { steps_per_epoch: stepsPerEpoch, total_steps: totalSteps, epochs },
             chunk_size: chunkSize,
+            replicas,
             versions: { deno: Deno.version.deno, tfjs: tf.version.tfjs, vit_lora: "0.1.0" },
           },
           null,
@@ -435,7 +438,7 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
     trackers.push(
       ...await startTrackers(options.reportTo ?? [], {
         name: basename(runDir),
-        config: { ...config, backend, parameters, chunk_size: chunkSize },
+        config: { ...config, backend, parameters, chunk_size: chunkSize, replicas },
         warn: (line) => progress.line(line),
       }),
     );

@@ -425,3 +425,33 @@ Deno.test("deno task train: Ctrl-C saves a checkpoint and exits 130; --resume fi
   assert.match(text, new RegExp(`resuming .* \\(step ${step}\\)`));
   assert.match(text, /done in .* 180 steps/);
 });
+
+Deno.test("wasm: training with a model replica in a worker gives the same run, bit for bit, as without", async () => {
+  await useBackend("wasm");
+  await using dir = await tempDir();
+  // augmentation, shuffling and dropout on; two chunks a batch, one of them in the replica
+  const recipe: TrainOptions = {
+    ...TINY_RECIPE,
+    backend: "wasm",
+    augment: true,
+    shuffle: true,
+    loraDropout: 0.1,
+    chunkSize: 2,
+  };
+  const alone = await train({ ...recipe, replicas: 0, out: join(dir.path, "alone") });
+  const split = await train({ ...recipe, replicas: 1, out: join(dir.path, "split") });
+  assert.equal(split.steps, 8);
+  const used = async (run: string) =>
+    JSON.parse(await Deno.readTextFile(join(run, "config.json"))).replicas;
+  assert.equal(await used(split.runDir), 1, "the run recorded its replica");
+  assert.equal(await used(alone.runDir), 0);
+  const strip = (m: Record<string, unknown>[]) => m.map(({ images_per_s: _, ...rest }) => rest);
+  assert.deepEqual(strip(await readMetrics(split.runDir)), strip(await readMetrics(alone.runDir)));
+  assert.deepEqual(
+    await Deno.readFile(join(split.runDir, "best/adapter_model.safetensors")),
+    await Deno.readFile(join(alone.runDir, "best/adapter_model.safetensors")),
+  );
+  const { imagesPerSecond: _a, ...splitTest } = split.test!;
+  const { imagesPerSecond: _b, ...aloneTest } = alone.test!;
+  assert.deepEqual(splitTest, aloneTest);
+});
