@@ -1087,7 +1087,15 @@ export interface ClassifierSnapshot {
   trainable: Record<string, Float32TensorData>;
 }
 
-/** Reads every tensor of `clf` into a {@link ClassifierSnapshot}. */
+/**
+ * Reads every tensor of `clf` into a {@link ClassifierSnapshot}.
+ *
+ * @example
+ * ```ts ignore
+ * const snapshot = await snapshotClassifier(clf); // plain data: postMessage it to a worker
+ * const copy = classifierFromSnapshot(snapshot); // there: the same model
+ * ```
+ */
 export async function snapshotClassifier(clf: ViTClassifier): Promise<ClassifierSnapshot> {
   const read = async (entries: Iterable<[string, Tensor]>) => {
     const out: Record<string, Float32TensorData> = {};
@@ -1107,7 +1115,14 @@ export async function snapshotClassifier(clf: ViTClassifier): Promise<Classifier
   };
 }
 
-/** Builds a classifier equal to the one `snapshot` was read from, on the current backend. */
+/**
+ * Builds a classifier equal to the one `snapshot` was read from, on the current backend.
+ *
+ * @example
+ * ```ts ignore
+ * self.onmessage = (e) => { clf = classifierFromSnapshot(e.data.snapshot); };
+ * ```
+ */
 export function classifierFromSnapshot(snapshot: ClassifierSnapshot): ViTClassifier {
   const tensor = ({ shape, data }: Float32TensorData) => tf.tensor(data, [...shape], "float32");
   const trainable = new Map(

@@ -56,7 +56,16 @@ export type ReplicaJob = ReplicaRequest extends infer R
   ? R extends { id: number } ? Omit<R, "id"> : never
   : never;
 
-/** Replica workers of one classifier. */
+/**
+ * Replica workers of one classifier. A classifier starts its own (see
+ * `ViTClassifier.replicas`); this class is what it holds.
+ *
+ * @example
+ * ```ts ignore
+ * const replicas = await clf.replicas(); // undefined off wasm, or for small models
+ * console.log(replicas?.size); // 1 on a 2-core machine
+ * ```
+ */
 export class Replicas {
   readonly #workers: Worker[];
   readonly #pending = new Map<
@@ -156,6 +165,12 @@ export class Replicas {
 /**
  * Splits `rows` into `parts` contiguous ranges as equal as can be, the larger ones first:
  * `[start, end)` each; empty ranges are left out.
+ *
+ * @example
+ * ```ts
+ * import { splitRows } from "@lora/vit";
+ * console.log(splitRows(5, 2)); // [[0, 3], [3, 5]]
+ * ```
  */
 export function splitRows(rows: number, parts: number): [number, number][] {
   const out: [number, number][] = [];

@@ -115,10 +115,23 @@ Deno.test("replicas: batchGradients with a worker equals it without, bit for bit
   }
 });
 
-Deno.test("replicas: stopped when the classifier is disposed; none off wasm or for small models by default", async () => {
+Deno.test("replicas: a failure in a worker is a clear error; stopped when the classifier is disposed; none off wasm or for small models by default", async () => {
   await useBackend("wasm");
   const clf = await tiny(1);
   const replicas = (await clf.replicas())!;
+  // 2 rows announced, pixels for 1: the worker's tfjs refuses the shape
+  await assert.rejects(
+    replicas.request(0, { type: "logits", pixels: new Float32Array(3072), rows: 2, size: 32 }),
+    (e: Error) => e.name === "VitLoraError" && /^a model replica failed: .*shape/.test(e.message),
+  );
+  // the replica still answers after a failed request
+  const ok = await replicas.request(0, {
+    type: "logits",
+    pixels: new Float32Array(3072),
+    rows: 1,
+    size: 32,
+  });
+  assert.equal(ok.data?.length, clf.labels.length);
   clf.dispose();
   await new Promise((r) => setTimeout(r, 0));
   await assert.rejects(
