@@ -3,7 +3,8 @@
  * result: Hugging Face's ViT + PEFT recipe without Python.
  *
  * The model (`google/vit-base-patch16-224-in21k` and any ViT in Hugging Face layout) runs on
- * tfjs, on Deno's WebGPU by default or on tfjs's CPU backend, and matches transformers +
+ * tfjs: on Deno's WebGPU when there is a GPU, else on tfjs's wasm backend (XNNPACK, with
+ * replicas of the model in workers so that every core works), and matches transformers +
  * PEFT to float32 rounding: logits, features, loss and the gradient of every adapter tensor.
  * Adapters load and save in PEFT's own format; merged checkpoints in transformers' format.
  *
