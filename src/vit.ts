@@ -85,12 +85,26 @@ export class Linear {
 
   /** `x` `[rows, in]` → `[rows, out]`. */
   apply(x: Tensor2D, training: boolean): Tensor2D {
-    // the bias in the product's epilogue: one kernel (tfjs's fused matMul), not two
-    let y: Tensor2D = this.bias
-      ? tf.fused.matMul({ a: x, b: this.weightT, bias: this.bias }) as Tensor2D
-      : tf.matMul(x, this.weightT); // [rows, out]
+    let y = this.#frozen(x); // [rows, out]
     if (this.lora) y = y.add(this.lora.apply(x, training));
     return y as Tensor2D;
+  }
+
+  /**
+   * `x Wᵀ + b` with the bias in the product's epilogue (tfjs's fused matMul: one kernel, not
+   * two), and a gradient for `x` alone: tfjs's own gradient of the fused op would also compute
+   * the frozen weight's and bias's, a wasted product as large as the forward one.
+   */
+  #frozen(x: Tensor2D): Tensor2D {
+    const { weightT, bias } = this;
+    if (!bias) return tf.matMul(x, weightT);
+    const op = tf.customGrad(
+      ((input: Tensor) => ({
+        value: tf.fused.matMul({ a: input as Tensor2D, b: weightT, bias }),
+        gradFunc: (dy: Tensor) => tf.matMul(dy as Tensor2D, weightT, false, true), // [rows, in]
+      })) as unknown as Parameters<typeof tf.customGrad>[0],
+    );
+    return op(x) as Tensor2D;
   }
 
   /** The weight with the LoRA update folded in, as the checkpoint stores it: `[out, in]`. */
