@@ -1,12 +1,29 @@
 /**
- * A ViT-B/16-sized checkpoint for the benchmarks, generated (no download): `config.json` and a
- * 344 MB `model.safetensors` of float32 with a few non-zero values.
+ * What the benchmarks generate instead of downloading: the small ViT config of the quick
+ * benchmarks, and a ViT-B/16-sized checkpoint (`config.json` and a 344 MB `model.safetensors`
+ * of float32 with a few non-zero values).
  *
  * @module
  */
 
 import { join } from "node:path";
-import { VIT_BASE_CONFIG, vitTensorShapes, writeSafetensors } from "../mod.ts";
+import {
+  parseViTConfig,
+  VIT_BASE_CONFIG,
+  type ViTConfig,
+  vitTensorShapes,
+  writeSafetensors,
+} from "../mod.ts";
+
+/** The small ViT of the quick benchmarks: vit-tiny-b's shape (hidden 64, 3 layers, 48×48). */
+export const SMALL_VIT_CONFIG: ViTConfig = parseViTConfig({
+  hidden_size: 64,
+  num_hidden_layers: 3,
+  num_attention_heads: 4,
+  intermediate_size: 256,
+  image_size: 48,
+  patch_size: 16,
+});
 
 /** Writes the checkpoint into `dir`; returns the size of its `model.safetensors` in bytes. */
 export async function writeGeneratedViTBase(dir: string): Promise<number> {

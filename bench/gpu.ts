@@ -18,11 +18,11 @@ import {
   createClassifier,
   initBackend,
   parseBackendName,
-  parseViTConfig,
   type Tensor4D,
   tf,
   VIT_BASE_CONFIG,
 } from "../mod.ts";
+import { SMALL_VIT_CONFIG } from "./generated.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -35,16 +35,7 @@ const { values } = parseArgs({
 const backend: BackendName = parseBackendName(values.backend!);
 const repeat = Number(values.repeat);
 const info = await initBackend(backend); // prints the adapter's description
-const config = values.small
-  ? parseViTConfig({
-    hidden_size: 64,
-    num_hidden_layers: 3,
-    num_attention_heads: 4,
-    intermediate_size: 256,
-    image_size: 48,
-    patch_size: 16,
-  })
-  : VIT_BASE_CONFIG;
+const config = values.small ? SMALL_VIT_CONFIG : VIT_BASE_CONFIG;
 const clf = await createClassifier(config, {
   labels: Array.from({ length: 101 }, (_, i) => `class_${i}`),
   lora: { r: 32, alpha: 16, dropout: 0.1, targetModules: ["query", "value"] },

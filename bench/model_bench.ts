@@ -13,22 +13,15 @@ import {
   type BackendName,
   createClassifier,
   initBackend,
-  parseViTConfig,
   type Tensor,
   type Tensor1D,
   type Tensor4D,
   tf,
   type ViTClassifier,
 } from "../mod.ts";
+import { SMALL_VIT_CONFIG } from "./generated.ts";
 
-const config = parseViTConfig({
-  hidden_size: 64,
-  num_hidden_layers: 3,
-  num_attention_heads: 4,
-  intermediate_size: 256,
-  image_size: 48,
-  patch_size: 16,
-});
+const config = SMALL_VIT_CONFIG;
 const BATCH = 8;
 
 /** A fresh classifier and batch on `backend`; `run` is what the benchmark times. */
@@ -48,6 +41,13 @@ async function measure(
   clf.dispose();
 }
 
+/** One LoRA forward + backward pass. */
+async function trainStep(clf: ViTClassifier, pixels: Tensor4D, labels: Tensor1D) {
+  const { loss, grads } = clf.lossAndGradients(pixels, labels, { training: true });
+  await loss.data();
+  return [loss, ...Object.values(grads)];
+}
+
 for (const backend of ["webgpu", "wasm", "cpu"] as BackendName[]) {
   Deno.bench({
     name: `tiny ViT warm-up: first forward + backward in the process, ${backend}`,
@@ -55,11 +55,7 @@ for (const backend of ["webgpu", "wasm", "cpu"] as BackendName[]) {
     n: 1,
     warmup: 0,
     async fn(b) {
-      await measure(b, backend, async (clf, pixels, labels) => {
-        const { loss, grads } = clf.lossAndGradients(pixels, labels, { training: true });
-        await loss.data();
-        return [loss, ...Object.values(grads)];
-      });
+      await measure(b, backend, trainStep);
     },
   });
 }
@@ -84,11 +80,7 @@ for (const backend of ["webgpu", "wasm", "cpu"] as BackendName[]) {
     baseline: backend === "cpu",
     warmup: 3,
     async fn(b) {
-      await measure(b, backend, async (clf, pixels, labels) => {
-        const { loss, grads } = clf.lossAndGradients(pixels, labels, { training: true });
-        await loss.data();
-        return [loss, ...Object.values(grads)];
-      });
+      await measure(b, backend, trainStep);
     },
   });
 }
