@@ -155,19 +155,25 @@ async function createWebGPU(): Promise<{ backend: WebGPUBackend; info: BackendIn
       maxComputeInvocationsPerWorkgroup: limits.maxComputeInvocationsPerWorkgroup,
     },
   });
-  // Release the device before the runtime tears down: leaving it to process exit lets
-  // wgpu/Mesa free it while their threads still run (heap corruption at exit, seen here).
-  globalThis.addEventListener("unload", () => device.destroy());
+  const backend = new WebGPUBackend(device, adapter.info);
+  // Release the GPU objects, then the device, before the runtime tears down: leaving them to
+  // process exit lets wgpu/Mesa free them while their threads still run (heap corruption at
+  // exit, seen here now and then after every test had passed). tfjs's buffers, textures and
+  // query sets go first, so that nothing outlives the device.
+  globalThis.addEventListener("unload", () => {
+    try {
+      backend.dispose();
+    } finally {
+      device.destroy();
+    }
+  });
   const info = adapter.info;
   const description = info.description ||
     [info.vendor, info.architecture, info.device].filter(Boolean).join(" ") ||
     "an unnamed adapter";
   const software = (info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter ??
     /llvmpipe|lavapipe|swiftshader|software/i.test(description);
-  return {
-    backend: new WebGPUBackend(device, info),
-    info: { name: "webgpu", adapter: description, software },
-  };
+  return { backend, info: { name: "webgpu", adapter: description, software } };
 }
 
 /**
