@@ -24,8 +24,8 @@
  */
 
 import type { TensorInfo } from "@tensorflow/tfjs";
-import type { WebGPUBackend, WebGPUProgram } from "@tensorflow/tfjs-backend-webgpu";
-import { webgpu_util } from "@tensorflow/tfjs-backend-webgpu";
+import type { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
+import { RowsProgram } from "./kernels.ts";
 import { type Tensor, type Tensor2D, tf } from "./tf.ts";
 
 const FORWARD = "VitLoraAttention";
@@ -33,48 +33,22 @@ const STATS = "VitLoraAttentionStats";
 const GRAD_Q = "VitLoraAttentionGradQ";
 const GRAD_KV = "VitLoraAttentionGradKV";
 
-/** One invocation a (batch, head, token) row; `D` (the head size) is a constant. */
-class AttentionProgram implements WebGPUProgram {
-  variableNames: string[];
-  size = true;
-  uniforms = "rows : i32, tokens : i32, heads : i32, scale : f32,";
-  workgroupSize: [number, number, number] = [64, 1, 1];
-  outputShape: number[];
-  dispatchLayout: { x: number[] };
-  dispatch: [number, number, number];
-  shaderKey: string;
-  #head: number;
-  #body: string;
-
-  constructor(
-    options: { rows: number; head: number; outputShape: number[]; inputs: string[] },
-    key: string,
-    body: string,
-  ) {
-    this.outputShape = options.outputShape;
-    this.variableNames = options.inputs;
-    this.dispatchLayout = webgpu_util.flatDispatchLayout([options.rows]);
-    this.dispatch = webgpu_util.computeDispatch(
-      this.dispatchLayout,
-      [options.rows],
-      this.workgroupSize,
-    );
-    this.#head = options.head;
-    this.shaderKey = `vit_lora_${key}_${options.head}`;
-    this.#body = body;
-  }
-
-  getUserCode(): string {
-    const has = (name: string) => this.variableNames.includes(name);
-    // the dot product of a row of A and a row of B (head-sized, starting at a and b)
-    const dot = (name: string, a: string, b: string) => `
+/**
+ * The code of an attention kernel: one invocation a (batch, head, token) row, with `D` (the
+ * head size) a constant, the row's position worked out, and the dot products of head-sized
+ * rows its inputs allow; then `body`.
+ */
+function attentionCode(head: number, inputs: string[], body: string): string {
+  const has = (name: string) => inputs.includes(name);
+  // the dot product of a row of A and a row of B (head-sized, starting at a and b)
+  const dot = (name: string, a: string, b: string) => `
       fn dot${name}(a : i32, b : i32) -> f32 {
         var s = 0.0;
         for (var c = 0; c < D; c++) { s += ${a}[a + c] * ${b}[b + c]; }
         return s;
       }`;
-    return `
-      const D = ${this.#head};
+  return `
+      const D = ${head};
       ${dot("QK", "Q", "K")}
       ${has("Dy") && has("V") ? dot("DyV", "Dy", "V") : ""}
       ${has("Dy") && has("O") ? dot("DyO", "Dy", "O") : ""}
@@ -90,9 +64,8 @@ class AttentionProgram implements WebGPUProgram {
         let row = (b * T + i) * H + hd * D; // this row's start in [batch·tokens, hidden]
         let first = b * T * H + hd * D; // the head's first row
         let scale = uniforms.scale;
-        ${this.#body}
+        ${body}
       }`;
-  }
 }
 
 function run(
@@ -106,11 +79,14 @@ function run(
   const hidden = q.shape[1];
   const head = hidden / attrs.heads;
   const rows = (q.shape[0] / attrs.tokens) * attrs.heads * attrs.tokens;
-  const program = new AttentionProgram(
-    { rows, head, outputShape: attrs.outputShape, inputs: Object.keys(inputs) },
-    name,
-    body,
-  );
+  const program = new RowsProgram({
+    rows,
+    outputShape: attrs.outputShape,
+    inputs: Object.keys(inputs),
+    uniforms: "rows : i32, tokens : i32, heads : i32, scale : f32,",
+    key: `vit_lora_${name}_${head}`,
+    code: attentionCode(head, Object.keys(inputs), body),
+  });
   return backend.runWebGPUProgram(program, Object.values(inputs), "float32", [
     { type: "int32", data: [rows] },
     { type: "int32", data: [attrs.tokens] },

@@ -440,7 +440,8 @@ export class ViTClassifier {
     }
     const seed = (k: number) =>
       options.dropoutSeed === undefined ? undefined : Random.derive(options.dropoutSeed, k).state;
-    if (replicas) await replicas.sync(this.trainableVariables());
+    const vars = this.trainableVariables();
+    if (replicas) await replicas.sync(vars);
     // the replicas' chunks first, so that they run while this isolate computes its own
     const parts = new Array<LossAndGradients | Promise<LossAndGradients>>(chunks.length);
     chunks.forEach(([start, end], k) => {
@@ -456,7 +457,7 @@ export class ViTClassifier {
         .then((reply) => ({
           loss: tf.scalar(reply.loss!),
           grads: Object.fromEntries(
-            Object.entries(reply.grads!).map(([key, g]) => [key, tf.tensor(g, this.#shapeOf(key))]),
+            Object.entries(reply.grads!).map(([key, g]) => [key, tf.tensor(g, vars[key].shape)]),
           ),
         }));
     });
@@ -502,10 +503,6 @@ export class ViTClassifier {
       for (const part of done) tf.dispose([part.loss, ...Object.values(part.grads)]);
       return { loss, grads };
     });
-  }
-
-  #shapeOf(key: string): number[] {
-    return this.trainableVariables()[key].shape;
   }
 
   /**

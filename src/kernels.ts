@@ -136,40 +136,45 @@ export function gelu<T extends Tensor>(x: T): T {
   return op(x) as T;
 }
 
-/** A WGSL program with one invocation a row of a `[rows, cols]` tensor. */
-class RowProgram implements WebGPUProgram {
+/**
+ * A WGSL program with one invocation a row, over `rows` rows (64 a workgroup): its inputs,
+ * uniforms and whole code (a `fn main(row : i32)`) are the caller's. LayerNorm's kernels and
+ * attention's (`attention.ts`) are made of it.
+ */
+export class RowsProgram implements WebGPUProgram {
   variableNames: string[];
   size = true;
-  uniforms = "rows : i32, cols : i32,";
+  uniforms: string;
   workgroupSize: [number, number, number] = [64, 1, 1];
   outputShape: number[];
   dispatchLayout: { x: number[] };
   dispatch: [number, number, number];
   shaderKey: string;
-  #body: string;
+  #code: string;
 
-  constructor(shape: number[], variables: string[], key: string, body: string) {
-    this.outputShape = shape;
-    this.variableNames = variables;
-    // one invocation a row: dispatch over [rows]
-    this.dispatchLayout = webgpu_util.flatDispatchLayout([shape[0]]);
+  constructor(options: {
+    rows: number;
+    outputShape: number[];
+    inputs: string[];
+    uniforms: string;
+    key: string;
+    code: string;
+  }) {
+    this.outputShape = options.outputShape;
+    this.variableNames = options.inputs;
+    this.uniforms = options.uniforms;
+    this.dispatchLayout = webgpu_util.flatDispatchLayout([options.rows]);
     this.dispatch = webgpu_util.computeDispatch(
       this.dispatchLayout,
-      [shape[0]],
+      [options.rows],
       this.workgroupSize,
     );
-    this.shaderKey = key;
-    this.#body = body;
+    this.shaderKey = options.key;
+    this.#code = options.code;
   }
 
   getUserCode(): string {
-    return `
-      fn main(row : i32) {
-        if (row >= uniforms.rows) { return; }
-        let n = uniforms.cols;
-        let base = row * n;
-        ${this.#body}
-      }`;
+    return this.#code;
   }
 }
 
@@ -207,12 +212,21 @@ function registerRowKernel(
       const tensors = Object.keys(inputs).map((k) => (given as Record<string, TensorInfo>)[k]);
       const x = tensors[0];
       const eps = epsLiteral((attrs as { eps: number }).eps);
-      const program = new RowProgram(
-        x.shape,
-        Object.values(inputs),
-        `vit_lora_${name}_${eps}`,
-        `\n        let EPS = ${eps};${ROW_STATS}${body}`,
-      );
+      // one invocation a row of the `[rows, cols]` tensor X
+      const program = new RowsProgram({
+        rows: x.shape[0],
+        outputShape: x.shape,
+        inputs: Object.values(inputs),
+        uniforms: "rows : i32, cols : i32,",
+        key: `vit_lora_${name}_${eps}`,
+        code: `
+      fn main(row : i32) {
+        if (row >= uniforms.rows) { return; }
+        let n = uniforms.cols;
+        let base = row * n;
+        let EPS = ${eps};${ROW_STATS}${body}
+      }`,
+      });
       return (backend as WebGPUBackend).runWebGPUProgram(program, tensors, "float32", [
         { type: "int32", data: [x.shape[0]] },
         { type: "int32", data: [x.shape[1]] },
