@@ -184,7 +184,12 @@ export {
   type SyntheticDatasetOptions,
   writeSyntheticDataset,
 } from "./src/synthetic.ts";
-export { autoChunkSize, DEFAULT_ACTIVATION_BUDGET, trainingBytesPerImage } from "./src/memory.ts";
+export {
+  activationBudget,
+  autoChunkSize,
+  DEFAULT_ACTIVATION_BUDGET,
+  trainingBytesPerImage,
+} from "./src/memory.ts";
 export {
   datasetFolder,
   downloadAdapter,

@@ -1,6 +1,6 @@
 /**
  * What the benchmarks generate instead of downloading: the small ViT config of the quick
- * benchmarks, and a ViT-B/16-sized checkpoint (`config.json` and a 344 MB `model.safetensors`
+ * benchmarks, a classifier with the recipe's LoRA, and a ViT-B/16-sized checkpoint (`config.json` and a 344 MB `model.safetensors`
  * of float32 with a few non-zero values).
  *
  * @module
@@ -8,12 +8,25 @@
 
 import { join } from "node:path";
 import {
+  createClassifier,
   parseViTConfig,
   VIT_BASE_CONFIG,
+  type ViTClassifier,
   type ViTConfig,
   vitTensorShapes,
   writeSafetensors,
 } from "../mod.ts";
+
+/**
+ * A classifier with random weights at `config`'s shapes and the recipe's LoRA (r 32, alpha
+ * 16, dropout 0.1 on query and value) over Food-101's 101 classes, on the current backend.
+ */
+export function recipeClassifier(config: ViTConfig): Promise<ViTClassifier> {
+  return createClassifier(config, {
+    labels: Array.from({ length: 101 }, (_, i) => `class_${i}`),
+    lora: { r: 32, alpha: 16, dropout: 0.1, targetModules: ["query", "value"] },
+  });
+}
 
 /** The small ViT of the quick benchmarks: vit-tiny-b's shape (hidden 64, 3 layers, 48×48). */
 export const SMALL_VIT_CONFIG: ViTConfig = parseViTConfig({

@@ -12,17 +12,17 @@
 
 import { parseArgs } from "node:util";
 import {
+  activationBudget,
   AdamW,
   autoChunkSize,
   type BackendName,
-  createClassifier,
   initBackend,
   parseBackendName,
   type Tensor4D,
   tf,
   VIT_BASE_CONFIG,
 } from "../mod.ts";
-import { SMALL_VIT_CONFIG } from "./generated.ts";
+import { recipeClassifier, SMALL_VIT_CONFIG } from "./generated.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -36,10 +36,7 @@ const backend: BackendName = parseBackendName(values.backend!);
 const repeat = Number(values.repeat);
 const info = await initBackend(backend); // prints the adapter's description
 const config = values.small ? SMALL_VIT_CONFIG : VIT_BASE_CONFIG;
-const clf = await createClassifier(config, {
-  labels: Array.from({ length: 101 }, (_, i) => `class_${i}`),
-  lora: { r: 32, alpha: 16, dropout: 0.1, targetModules: ["query", "value"] },
-});
+const clf = await recipeClassifier(config);
 const size = config.image_size;
 
 /** Times `fn` once as warm-up, then `repeat` times: images/s and the warm-up's seconds. */
@@ -77,7 +74,7 @@ const batch = {
   labels: Int32Array.from({ length: 64 }, (_, i) => i % 101),
   size: 64,
 };
-const chunkSize = autoChunkSize(config, 64);
+const chunkSize = autoChunkSize(config, 64, activationBudget(backend));
 const vars = clf.trainableVariables();
 const adam = new AdamW(vars);
 result.chunk_size = chunkSize;

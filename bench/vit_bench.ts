@@ -16,27 +16,24 @@
  */
 
 import {
+  activationBudget,
   AdamW,
   autoChunkSize,
   type BackendName,
-  createClassifier,
-  DEFAULT_ACTIVATION_BUDGET,
   initBackend,
   type Tensor4D,
   tf,
   VIT_BASE_CONFIG,
   type ViTClassifier,
 } from "../mod.ts";
+import { recipeClassifier } from "./generated.ts";
 
 const backend = (Deno.env.get("VIT_BENCH_BACKEND") ?? "wasm") as BackendName;
 let shared: ViTClassifier | undefined;
 
 async function classifier(): Promise<ViTClassifier> {
   await initBackend(backend, { quiet: true });
-  shared ??= await createClassifier(VIT_BASE_CONFIG, {
-    labels: Array.from({ length: 101 }, (_, i) => `class_${i}`),
-    lora: { r: 32, alpha: 16, dropout: 0.1, targetModules: ["query", "value"] },
-  });
+  shared ??= await recipeClassifier(VIT_BASE_CONFIG);
   return shared;
 }
 
@@ -75,8 +72,7 @@ Deno.bench({
       size: 8,
     };
     // the chunk size the trainer picks for this backend
-    const budget = backend === "wasm" ? 2 * 2 ** 30 : DEFAULT_ACTIVATION_BUDGET;
-    const chunkSize = autoChunkSize(clf.config, batch.size, budget);
+    const chunkSize = autoChunkSize(clf.config, batch.size, activationBudget(backend));
     b.start();
     const { loss, grads } = await clf.batchGradients(batch, {
       chunkSize,

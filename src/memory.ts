@@ -9,6 +9,7 @@
  * @module
  */
 
+import type { BackendName } from "./backend.ts";
 import { numTokens, type ViTConfig } from "./config.ts";
 
 /**
@@ -33,9 +34,24 @@ export function trainingBytesPerImage(config: ViTConfig): number {
 export const DEFAULT_ACTIVATION_BUDGET: number = 12 * 2 ** 30;
 
 /**
+ * The activation budget for a backend: 2 GiB on wasm, whose memory cannot grow past 4 GiB
+ * (weights included); {@link DEFAULT_ACTIVATION_BUDGET} elsewhere. What the trainer sizes its
+ * chunks by.
+ *
+ * @example
+ * ```ts
+ * import { activationBudget, autoChunkSize, VIT_BASE_CONFIG } from "@lora/vit";
+ * console.log(autoChunkSize(VIT_BASE_CONFIG, 64, activationBudget("wasm"))); // 2
+ * ```
+ */
+export function activationBudget(backend: BackendName): number {
+  return backend === "wasm" ? 2 * 2 ** 30 : DEFAULT_ACTIVATION_BUDGET;
+}
+
+/**
  * Images a forward + backward pass should take so that its activations fit `budget` bytes
- * (default 12 GiB: ViT-B/16 on a 16 GB GPU; the trainer gives 2 GiB on the wasm backend,
- * whose memory cannot grow past 4 GiB), at most `batchSize`, at least 1.
+ * (default 12 GiB: ViT-B/16 on a 16 GB GPU; see {@link activationBudget} for the trainer's
+ * per backend), at most `batchSize`, at least 1.
  *
  * @example
  * ```ts

@@ -18,7 +18,7 @@ import {
   writeFolderAtomic,
 } from "./checkpoint.ts";
 import { loadClassifier, type ParameterCount } from "./classifier.ts";
-import { autoChunkSize, DEFAULT_ACTIVATION_BUDGET } from "./memory.ts";
+import { activationBudget, autoChunkSize } from "./memory.ts";
 import { VitLoraError } from "./errors.ts";
 import { type EvalMetrics, evaluateBatches, toEvalReport } from "./evaluate.ts";
 import { writeReport } from "./report.ts";
@@ -361,9 +361,8 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
       warmupSteps: Math.ceil(config.warmupRatio * totalSteps),
     });
     const parameters = clf.parameterCount();
-    // wasm's memory is 4 GiB at most, weights included
-    const budget = backend.name === "wasm" ? 2 * 2 ** 30 : DEFAULT_ACTIVATION_BUDGET;
-    const chunkSize = config.chunkSize ?? autoChunkSize(clf.config, config.batchSize, budget);
+    const chunkSize = config.chunkSize ??
+      autoChunkSize(clf.config, config.batchSize, activationBudget(backend.name));
     // the model's replicas in workers (CPU path), started now rather than in the first step
     const replicas = (await clf.replicas())?.size ?? 0;
     const lora = clf.lora;
