@@ -18,7 +18,7 @@ import {
   type TrainOptions,
   VitLoraError,
 } from "../mod.ts";
-import { numberFlag, parseFlags, runTask } from "./cli.ts";
+import { countFlag, numberFlag, parseFlags, runTask } from "./cli.ts";
 
 const HELP =
   `Fine-tune a ViT with LoRA on an image-classification dataset in the Hub's parquet layout.
@@ -132,7 +132,7 @@ export function parseTrainArgs(
     out: v.out,
     backend: v.backend === undefined ? undefined : parseBackendName(v.backend),
     workers: numberFlag("workers", v.workers),
-    replicas: numberFlag("replicas", v.replicas),
+    replicas: countFlag("replicas", v.replicas),
     prefetch: numberFlag("prefetch", v.prefetch),
     chunkSize: numberFlag("chunk-size", v["chunk-size"]),
     reportTo: v["report-to"]?.split(",").map((s) => s.trim()).filter(Boolean),

@@ -359,6 +359,8 @@ Deno.test("deno task train: flags map onto train()'s options; bad ones are one c
   assert.throws(() => parseTrainArgs(["--epochs", "five"]), /--epochs: not a number/);
   assert.throws(() => parseTrainArgs(["--bogus"]), /Unknown option '--bogus'/);
   assert.throws(() => parseTrainArgs(["--backend", "tpu"]), /tpu/);
+  assert.equal(parseTrainArgs(["--replicas", "2"]).replicas, 2);
+  assert.throws(() => parseTrainArgs(["--replicas", "1.5"]), /--replicas: not a count: 1.5/);
 });
 
 Deno.test("deno task train: Ctrl-C saves a checkpoint and exits 130; --resume finishes the run", async () => {
