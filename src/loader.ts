@@ -7,6 +7,7 @@
  * @module
  */
 
+import { VitLoraError } from "./errors.ts";
 import type { ImageRow } from "./parquet.ts";
 import { prepareImage } from "./prepare.ts";
 import type { TransformSpec } from "./transforms.ts";
@@ -65,6 +66,9 @@ export class DecodePool {
   /** Starts the workers (default: one per core but one, at least one). */
   constructor(options: { workers?: number } = {}) {
     this.workers = options.workers ?? Math.max(1, navigator.hardwareConcurrency - 1);
+    if (!Number.isInteger(this.workers) || this.workers < 0) {
+      throw new VitLoraError(`--workers must be a count (0 or more), not ${options.workers}`);
+    }
     for (let i = 0; i < this.workers; i++) {
       const worker = new Worker(new URL("./decode_worker.ts", import.meta.url).href, {
         type: "module",

@@ -231,6 +231,11 @@ export function checkTrainConfig(config: TrainConfig): void {
   ) {
     throw new VitLoraError(`--max-steps must be a positive integer, not ${config.maxSteps}`);
   }
+  if (
+    config.chunkSize !== undefined && (!Number.isInteger(config.chunkSize) || config.chunkSize < 1)
+  ) {
+    throw new VitLoraError(`--chunk-size must be a positive integer, not ${config.chunkSize}`);
+  }
   if (config.targetModules.length === 0) throw new VitLoraError("--target-modules is empty");
 }
 

@@ -131,10 +131,10 @@ export function parseTrainArgs(
     resume: v.resume,
     out: v.out,
     backend: v.backend === undefined ? undefined : parseBackendName(v.backend),
-    workers: numberFlag("workers", v.workers),
+    workers: countFlag("workers", v.workers),
     replicas: countFlag("replicas", v.replicas),
-    prefetch: numberFlag("prefetch", v.prefetch),
-    chunkSize: numberFlag("chunk-size", v["chunk-size"]),
+    prefetch: countFlag("prefetch", v.prefetch),
+    chunkSize: countFlag("chunk-size", v["chunk-size"], 1),
     reportTo: v["report-to"]?.split(",").map((s) => s.trim()).filter(Boolean),
   };
 }

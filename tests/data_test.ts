@@ -176,6 +176,8 @@ Deno.test("workers: the same batches as decoding in place, with augmentation; ba
     return { got, skipped };
   };
   const inPlace = await run();
+  assert.throws(() => new DecodePool({ workers: -1 }), /--workers must be a count.*-1/);
+  assert.throws(() => new DecodePool({ workers: 1.5 }), /--workers must be a count.*1\.5/);
   const pool = new DecodePool({ workers: 2 });
   try {
     const pooled = await run(pool);

@@ -4,7 +4,9 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
   AdamW,
+  checkTrainConfig,
   clipByGlobalNorm,
+  DEFAULT_TRAIN_CONFIG,
   linearSchedule,
   loadClassifier,
   readSafetensors,
@@ -361,6 +363,15 @@ Deno.test("deno task train: flags map onto train()'s options; bad ones are one c
   assert.throws(() => parseTrainArgs(["--backend", "tpu"]), /tpu/);
   assert.equal(parseTrainArgs(["--replicas", "2"]).replicas, 2);
   assert.throws(() => parseTrainArgs(["--replicas", "1.5"]), /--replicas: not a count: 1.5/);
+  assert.throws(() => parseTrainArgs(["--workers", "1.5"]), /--workers: not a count: 1.5/);
+  assert.throws(() => parseTrainArgs(["--prefetch=-1"]), /--prefetch: not a count: -1/);
+  assert.throws(() => parseTrainArgs(["--chunk-size", "0"]), /--chunk-size: not a positive count/);
+  assert.equal(parseTrainArgs(["--workers", "0"]).workers, 0);
+  const checked = (o: Record<string, unknown>) => () =>
+    checkTrainConfig({ ...DEFAULT_TRAIN_CONFIG, ...o } as typeof DEFAULT_TRAIN_CONFIG);
+  assert.throws(checked({ chunkSize: 0 }), /--chunk-size must be a positive integer, not 0/);
+  assert.throws(checked({ batchSize: 2.5 }), /--batch-size must be a positive integer, not 2.5/);
+  assert.doesNotThrow(checked({ chunkSize: 4 }));
 });
 
 Deno.test("deno task train: Ctrl-C saves a checkpoint and exits 130; --resume finishes the run", async () => {
