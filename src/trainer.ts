@@ -209,10 +209,14 @@ export const DEFAULT_TRAIN_CONFIG: Readonly<TrainConfig> = Object.freeze({
 export function checkTrainConfig(config: TrainConfig): void {
   const flag = (key: string) => "--" + key.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
   const positiveInt = ["epochs", "batchSize", "gradAccum", "loraR", "shuffleWindow"] as const;
-  for (const key of positiveInt) {
-    if (!Number.isInteger(config[key]) || config[key] < 1) {
-      throw new VitLoraError(`${flag(key)} must be a positive integer, not ${config[key]}`);
+  const checkPositiveInt = (key: string, value: number) => {
+    if (!Number.isInteger(value) || value < 1) {
+      throw new VitLoraError(`${flag(key)} must be a positive integer, not ${value}`);
     }
+  };
+  for (const key of positiveInt) checkPositiveInt(key, config[key]);
+  for (const key of ["maxSteps", "chunkSize"] as const) {
+    if (config[key] !== undefined) checkPositiveInt(key, config[key]);
   }
   const finite = ["lr", "weightDecay", "loraAlpha", "maxGradNorm", "seed"] as const;
   for (const key of finite) {
@@ -225,16 +229,6 @@ export function checkTrainConfig(config: TrainConfig): void {
     if (!(config[key] >= 0 && config[key] < max)) {
       throw new VitLoraError(`${flag(key)} must be in [0, ${max}), not ${config[key]}`);
     }
-  }
-  if (
-    config.maxSteps !== undefined && (!Number.isInteger(config.maxSteps) || config.maxSteps < 1)
-  ) {
-    throw new VitLoraError(`--max-steps must be a positive integer, not ${config.maxSteps}`);
-  }
-  if (
-    config.chunkSize !== undefined && (!Number.isInteger(config.chunkSize) || config.chunkSize < 1)
-  ) {
-    throw new VitLoraError(`--chunk-size must be a positive integer, not ${config.chunkSize}`);
   }
   if (config.targetModules.length === 0) throw new VitLoraError("--target-modules is empty");
 }
