@@ -70,13 +70,23 @@ export {
 export {
   type LoraConfig,
   loraConfig,
+  loraConfigIn,
   type LoraOptions,
   type LoraTarget,
   loraTargets,
   parseAdapterConfig,
-  PEFT_CLASSIFIER_KEYS,
-  peftLoraKey,
 } from "./src/lora.ts";
+export {
+  DEFAULT_PEFT_FORMAT,
+  parsePeftFormat,
+  parsePeftKey,
+  PEFT_CLASSIFIER_KEYS,
+  PEFT_FORMATS,
+  type PeftFormat,
+  type PeftKey,
+  peftLoraKey,
+  peftModuleName,
+} from "./src/peft_format.ts";
 export {
   LayerNorm,
   Linear,

@@ -13,6 +13,7 @@ import type { ViTClassifier } from "./classifier.ts";
 import { VitLoraError } from "./errors.ts";
 import { exists, readJsonFile, writeFileAtomic } from "./files.ts";
 import type { AdamW } from "./optimizer.ts";
+import { parsePeftKey } from "./peft_format.ts";
 import { readSafetensors, writeSafetensors } from "./safetensors.ts";
 import { tf } from "./tf.ts";
 
@@ -117,13 +118,20 @@ export async function latestCheckpoint(
 
 /**
  * Sets a classifier's trainable tensors (LoRA A/B, classifier) from the
- * `adapter_model.safetensors` in `dir`, which must hold every one of them.
+ * `adapter_model.safetensors` in `dir`, which must hold every one of them, in either
+ * generation's names (see `peft_format.ts`).
  */
 export async function loadAdapterWeights(classifier: ViTClassifier, dir: string): Promise<void> {
   const path = join(dir, "adapter_model.safetensors");
   const tensors = await readSafetensors(path);
+  /** A key's meaning, the same in either naming. */
+  const id = (key: string) => {
+    const k = parsePeftKey(key);
+    return k.kind === "lora" ? `${k.module}/${k.which}` : k.kind === "classifier" ? k.part : key;
+  };
+  const byId = new Map([...tensors].map(([key, t]) => [id(key), t]));
   for (const [key, v] of Object.entries(classifier.trainableVariables())) {
-    const t = tensors.get(key);
+    const t = byId.get(id(key));
     if (!t || t.data.length !== v.size) {
       throw new VitLoraError(`${path}: ${key} is missing or of the wrong size for this model`);
     }

@@ -22,7 +22,7 @@ import { join } from "node:path";
 import { type BackendName, initBackend } from "./backend.ts";
 import {
   configLabels,
-  LAYER_LINEARS,
+  linearModules,
   linearShape,
   parsePreprocessorConfig,
   parseViTConfig,
@@ -35,12 +35,21 @@ import { exists, readJsonFile, writeFileAtomic } from "./files.ts";
 import {
   type LoraConfig,
   loraConfig,
+  loraConfigIn,
   type LoraOptions,
+  type LoraTarget,
   loraTargets,
   parseAdapterConfig,
-  PEFT_CLASSIFIER_KEYS,
-  peftLoraKey,
 } from "./lora.ts";
+import {
+  DEFAULT_PEFT_FORMAT,
+  keysFormat,
+  parsePeftKey,
+  PEFT_CLASSIFIER_KEYS,
+  PEFT_FORMATS,
+  type PeftFormat,
+  peftLoraKey,
+} from "./peft_format.ts";
 import {
   type Float32TensorData,
   isFloatDtype,
@@ -84,6 +93,13 @@ export interface ClassifierOptions {
   backend?: BackendName;
   /** Seed for new weights (head, LoRA A); default 0. */
   seed?: number;
+  /**
+   * The naming of the adapter's tensors and config: the keys of
+   * {@link ViTClassifier.trainableVariables} and what {@link ViTClassifier.saveAdapter} writes
+   * (`transformers-5`, what PEFT reads on today's transformers, or `transformers-4`, the seed
+   * era's; see `peft_format.ts`). Default: a loaded adapter's own, else `transformers-5`.
+   */
+  peftFormat?: PeftFormat;
   /** LoRA dropout in training, replacing the adapter's own (e.g. 0 for exact repeats). */
   loraDropout?: number;
   /** The Hub revision (branch, tag, commit) of a model given by Hub id (default `main`). */
@@ -182,8 +198,13 @@ export class ViTClassifier {
   readonly preprocessor: PreprocessorConfig;
   /** Class names, by index. */
   readonly labels: string[];
-  /** The LoRA configuration, in PEFT's form; undefined when the classifier has no LoRA. */
+  /**
+   * The LoRA configuration, in PEFT's form and in {@link ViTClassifier.peftFormat}'s names;
+   * undefined when the classifier has no LoRA.
+   */
   readonly lora: LoraConfig | undefined;
+  /** The naming of the adapter's keys and config (see {@link ClassifierOptions.peftFormat}). */
+  readonly peftFormat: PeftFormat;
   /** Where the base model came from (a folder, or a Hub id), as recorded in saved adapters. */
   readonly baseModel: string;
   /** The encoder. */
@@ -191,6 +212,7 @@ export class ViTClassifier {
   /** The head, trained in full: weight `[labels, hidden]`, bias `[labels]`. */
   readonly classifier: { weight: Variable; bias: Variable };
   #loraLayers: Map<string, LoraLayer>;
+  #targets: LoraTarget[];
   #disposed = false;
   #replicaCount: number | undefined;
   #replicas?: Promise<Replicas | undefined>;
@@ -201,6 +223,8 @@ export class ViTClassifier {
     preprocessor: PreprocessorConfig;
     labels: string[];
     lora: LoraConfig | undefined;
+    peftFormat: PeftFormat;
+    targets: LoraTarget[];
     baseModel: string;
     vit: ViTModel;
     classifier: { weight: Tensor2D; bias: Tensor1D };
@@ -211,6 +235,8 @@ export class ViTClassifier {
     this.preprocessor = init.preprocessor;
     this.labels = init.labels;
     this.lora = init.lora;
+    this.peftFormat = init.peftFormat;
+    this.#targets = init.targets;
     this.baseModel = init.baseModel;
     this.vit = init.vit;
     this.classifier = {
@@ -506,15 +532,16 @@ export class ViTClassifier {
   }
 
   /**
-   * The trainable tensors, keyed by their names in PEFT's `adapter_model.safetensors`: every
-   * `lora_A`/`lora_B`, then the classifier's weight and bias.
+   * The trainable tensors, keyed by their names in PEFT's `adapter_model.safetensors` (in
+   * {@link ViTClassifier.peftFormat}'s naming): every `lora_A`/`lora_B`, then the
+   * classifier's weight and bias.
    */
   trainableVariables(): Record<string, Variable> {
     this.#check();
     const out: Record<string, Variable> = {};
     for (const [module, layer] of this.#loraLayers) {
-      out[peftLoraKey(module, "lora_A")] = layer.A;
-      out[peftLoraKey(module, "lora_B")] = layer.B;
+      out[peftLoraKey(module, "lora_A", this.peftFormat)] = layer.A;
+      out[peftLoraKey(module, "lora_B", this.peftFormat)] = layer.B;
     }
     out[PEFT_CLASSIFIER_KEYS.weight] = this.classifier.weight;
     out[PEFT_CLASSIFIER_KEYS.bias] = this.classifier.bias;
@@ -535,18 +562,40 @@ export class ViTClassifier {
    * Saves the adapter in PEFT's format: `adapter_config.json` and
    * `adapter_model.safetensors` (LoRA A and B of every targeted module, the classifier), each
    * written to a temporary name and renamed. The folder is created if needed.
+   *
+   * Names follow `peftFormat` (default: {@link ViTClassifier.peftFormat}): `transformers-5`
+   * is what `PeftModel.from_pretrained` reads on transformers 5, `transformers-4` what it
+   * reads on transformers 4. The config's targets are rewritten into that naming when needed.
+   *
+   * @example
+   * ```ts ignore
+   * await clf.saveAdapter("adapter"); // for PEFT on transformers 5
+   * await clf.saveAdapter("adapter-t4", { peftFormat: "transformers-4" }); // for transformers 4
+   * ```
    */
-  async saveAdapter(dir: string): Promise<void> {
+  async saveAdapter(dir: string, options: { peftFormat?: PeftFormat } = {}): Promise<void> {
     this.#check();
-    const config = this.lora;
-    if (!config) {
+    const format = options.peftFormat ?? this.peftFormat;
+    if (!this.lora) {
       throw new VitLoraError(
         "this classifier has no LoRA adapter to save (load one or pass lora options)",
       );
     }
+    const config = loraConfigIn(this.lora, this.#targets, linearModules(this.config), format);
     const tensors: Record<string, Float32TensorData> = {};
-    for (const [key, v] of Object.entries(this.trainableVariables())) {
-      tensors[key] = { shape: v.shape, data: (await v.data()) as Float32Array };
+    for (const [module, layer] of this.#loraLayers) {
+      for (const [which, v] of [["lora_A", layer.A], ["lora_B", layer.B]] as const) {
+        tensors[peftLoraKey(module, which, format)] = {
+          shape: v.shape,
+          data: (await v.data()) as Float32Array,
+        };
+      }
+    }
+    for (const [part, v] of Object.entries(this.classifier)) {
+      tensors[PEFT_CLASSIFIER_KEYS[part as "weight" | "bias"]] = {
+        shape: v.shape,
+        data: (await v.data()) as Float32Array,
+      };
     }
     const json: Record<string, unknown> = { ...config, base_model_name_or_path: this.baseModel };
     const sorted = Object.fromEntries(Object.keys(json).sort().map((k) => [k, json[k]]));
@@ -652,14 +701,6 @@ export function countParameters(
   return { trainable, total: frozen + trainable };
 }
 
-/** The names of the linear modules LoRA may target, in layer order. */
-function linearModules(config: ViTConfig): string[] {
-  return Array.from(
-    { length: config.num_hidden_layers },
-    (_, i) => LAYER_LINEARS.map((m) => `encoder.layer.${i}.${m}`),
-  ).flat();
-}
-
 /** Where tensors come from when a classifier is assembled. */
 interface Parts {
   config: ViTConfig;
@@ -673,9 +714,24 @@ interface Parts {
 
 /** An adapter read from disk and checked against the model. */
 interface Adapter {
+  /** Its config, as read. */
   config: LoraConfig;
-  tensors: Map<string, Tensor>;
+  /** The naming of its keys and config. */
+  format: PeftFormat;
+  /** The modules it targets, with their ranks and alphas. */
+  targets: LoraTarget[];
+  /** LoRA's A and B by module (this module's own names). */
+  lora: Map<string, { A: Tensor2D; B: Tensor2D }>;
+  /** The classifier, when `modules_to_save` names it. */
+  head?: { weight: Tensor2D; bias: Tensor1D };
+  /** Where it came from. */
   source: string;
+}
+
+/** Every tensor of an adapter, to dispose. */
+function adapterTensors(adapter: Adapter): Tensor[] {
+  const head: Tensor[] = adapter.head ? [adapter.head.weight, adapter.head.bias] : [];
+  return [...adapter.lora.values()].flatMap(({ A, B }): Tensor[] => [A, B]).concat(head);
 }
 
 /** An adapter's folder: `source` itself, or its download when it is a Hub id. */
@@ -685,6 +741,12 @@ async function adapterFolder(source: string, hub: HubDownloadOptions): Promise<s
   return await downloadAdapter(id, { progress: hub.progress, settings: hub.settings, revision });
 }
 
+/**
+ * Reads a PEFT adapter folder, in either generation's names (see `peft_format.ts`): its
+ * tensors' keys say which, and its config must target exactly the modules they hold, as PEFT
+ * would load them. Anything else (keys of both generations, a config naming the other
+ * generation's modules, a missing, extra or misshapen tensor) is one clear error.
+ */
 async function readAdapter(dir: string, config: ViTConfig): Promise<Adapter> {
   const configPath = join(dir, "adapter_config.json");
   const lora = parseAdapterConfig(await readJsonFile(configPath), configPath);
@@ -695,31 +757,56 @@ async function readAdapter(dir: string, config: ViTConfig): Promise<Adapter> {
     );
   }
   using file = await openSafetensors(path);
-  const expected = new Map<string, number[]>();
-  for (const t of loraTargets(lora, linearModules(config))) {
-    const [out, inp] = linearShape(config, t.module);
-    expected.set(peftLoraKey(t.module, "lora_A"), [t.r, inp]);
-    expected.set(peftLoraKey(t.module, "lora_B"), [out, t.r]);
-  }
-  if (expected.size === 0) {
-    throw new VitLoraError(
-      `${configPath}: target_modules ${
-        JSON.stringify(lora.target_modules)
-      } matches no linear layer of the ViT`,
-    );
-  }
-  const tensors = new Map<string, Tensor>();
-  try {
-    for (const [key, shape] of expected) {
-      tensors.set(
-        key,
-        await readChecked(
-          file,
-          key,
-          shape,
-          `${configPath} (r ${lora.r}, hidden_size ${config.hidden_size})`,
-        ),
+  const modules = linearModules(config);
+  const targetsIn = (f: PeftFormat) => {
+    try {
+      return loraTargets(lora, modules, f);
+    } catch (e) {
+      throw new VitLoraError(`${configPath}: ${(e as Error).message}`);
+    }
+  };
+  // the tensors' names say which generation wrote them; without LoRA tensors, the config does
+  const format = keysFormat(file.entries.keys(), path) ??
+    PEFT_FORMATS.find((f) => targetsIn(f).length > 0) ?? DEFAULT_PEFT_FORMAT;
+  const targets = targetsIn(format);
+  const described = `target_modules ${JSON.stringify(lora.target_modules)}${
+    lora.layers_to_transform != null
+      ? ` (layers_to_transform ${JSON.stringify(lora.layers_to_transform)})`
+      : ""
+  }`;
+  if (targets.length === 0) {
+    const other = PEFT_FORMATS.find((f) => f !== format)!;
+    if (targetsIn(other).length > 0) {
+      const example = [...file.entries.keys()].find((k) => parsePeftKey(k).kind === "lora");
+      throw new VitLoraError(
+        `${configPath}: ${described} names ${other}'s modules, but the tensors of ${path} use ${format}'s names ('${example}'): the config and the tensors disagree, and PEFT would not load this adapter`,
       );
+    }
+    throw new VitLoraError(`${configPath}: ${described} matches no linear layer of the ViT`);
+  }
+  const adapter: Adapter = { config: lora, format, targets, lora: new Map(), source: dir };
+  const read = new Set<string>();
+  const readTensor = async (key: string, shape: number[], expectation: string) => {
+    read.add(key);
+    return await readChecked(file, key, shape, expectation) as Tensor2D;
+  };
+  try {
+    for (const t of targets) {
+      const [out, inp] = linearShape(config, t.module);
+      const expectation =
+        `${configPath} (r ${t.r} for ${t.module}, hidden_size ${config.hidden_size})`;
+      const A = await readTensor(peftLoraKey(t.module, "lora_A", format), [t.r, inp], expectation);
+      try {
+        const B = await readTensor(
+          peftLoraKey(t.module, "lora_B", format),
+          [out, t.r],
+          expectation,
+        );
+        adapter.lora.set(t.module, { A, B });
+      } catch (e) {
+        A.dispose();
+        throw e;
+      }
     }
     if (lora.modules_to_save?.includes("classifier")) {
       for (const key of Object.values(PEFT_CLASSIFIER_KEYS)) {
@@ -729,36 +816,36 @@ async function readAdapter(dir: string, config: ViTConfig): Promise<Adapter> {
           );
         }
       }
-      const w = file.entries.get(PEFT_CLASSIFIER_KEYS.weight)!;
-      const numLabels = w.shape[0];
-      tensors.set(
+      const numLabels = file.entries.get(PEFT_CLASSIFIER_KEYS.weight)!.shape[0];
+      const weight = await readTensor(
         PEFT_CLASSIFIER_KEYS.weight,
-        await readChecked(
-          file,
-          PEFT_CLASSIFIER_KEYS.weight,
-          [numLabels, config.hidden_size],
-          `hidden_size ${config.hidden_size}`,
-        ),
+        [numLabels, config.hidden_size],
+        `hidden_size ${config.hidden_size}`,
       );
-      tensors.set(
-        PEFT_CLASSIFIER_KEYS.bias,
-        await readChecked(file, PEFT_CLASSIFIER_KEYS.bias, [numLabels], `${numLabels} classes`),
-      );
+      try {
+        const bias = await readTensor(
+          PEFT_CLASSIFIER_KEYS.bias,
+          [numLabels],
+          `${numLabels} classes`,
+        );
+        adapter.head = { weight, bias: bias as unknown as Tensor1D };
+      } catch (e) {
+        weight.dispose();
+        throw e;
+      }
     }
     for (const key of file.entries.keys()) {
-      if (!tensors.has(key)) {
+      if (!read.has(key)) {
         throw new VitLoraError(
-          `${path}: tensor '${key}' is not one that ${configPath} describes (target_modules ${
-            JSON.stringify(lora.target_modules)
-          })`,
+          `${path}: tensor '${key}' is not one that ${configPath} describes (${described}, ${format}'s names)`,
         );
       }
     }
   } catch (e) {
-    tf.dispose([...tensors.values()]);
+    tf.dispose(adapterTensors(adapter));
     throw e;
   }
-  return { config: lora, tensors, source: dir };
+  return adapter;
 }
 
 /**
@@ -878,7 +965,7 @@ function assemble(
 ): ViTClassifier {
   const { config } = parts;
   const loraSeed = seeds(options.seed ?? 0, STREAM.lora);
-  const adapterHead = adapter?.tensors.get(PEFT_CLASSIFIER_KEYS.weight);
+  const adapterHead = adapter?.head?.weight;
   const headRows = adapterHead?.shape[0] ?? parts.head?.weight.shape[0];
   const headSource = adapterHead
     ? join(adapter!.source, "adapter_model.safetensors")
@@ -898,18 +985,31 @@ function assemble(
     throw new VitLoraError("labels: class names must be distinct");
   }
 
-  const vit = ViTModel.fromTensors(config, parts.encoder);
-  const loraLayers = new Map<string, LoraLayer>();
+  // the LoRA config (an adapter's, or a new one), in the classifier's naming
+  const modules = linearModules(config);
+  const peftFormat = options.peftFormat ?? adapter?.format ?? DEFAULT_PEFT_FORMAT;
   let lora = adapter?.config ??
     (options.lora ? loraConfig(options.lora, parts.baseModel) : undefined);
+  const targets = adapter?.targets ?? (lora ? loraTargets(lora, modules) : []);
+  if (lora && targets.length === 0) {
+    throw new VitLoraError(
+      `lora.targetModules ${
+        JSON.stringify(lora.target_modules)
+      } matches no linear layer of the ViT`,
+    );
+  }
+  if (lora) lora = loraConfigIn(lora, targets, modules, peftFormat);
   if (lora && options.loraDropout !== undefined) {
     lora = { ...lora, lora_dropout: options.loraDropout };
   }
+
+  const vit = ViTModel.fromTensors(config, parts.encoder);
+  const loraLayers = new Map<string, LoraLayer>();
   if (lora) {
     const linears = vit.linears();
-    for (const t of loraTargets(lora, [...linears.keys()])) {
+    for (const t of targets) {
       const [out, inp] = linearShape(config, t.module);
-      const A = adapter?.tensors.get(peftLoraKey(t.module, "lora_A")) as Tensor2D | undefined ??
+      const A = adapter?.lora.get(t.module)?.A ??
         // kaiming_uniform_(a=√5) on [r, in]: bound = gain·√(3/fan_in) = 1/√in.
         tf.randomUniform(
           [t.r, inp],
@@ -918,8 +1018,7 @@ function assemble(
           "float32",
           loraSeed(),
         );
-      const B = adapter?.tensors.get(peftLoraKey(t.module, "lora_B")) as Tensor2D | undefined ??
-        tf.zeros([out, t.r]);
+      const B = adapter?.lora.get(t.module)?.B ?? tf.zeros([out, t.r]);
       const layer = new LoraLayer(A, B, t.scaling, lora.lora_dropout);
       A.dispose();
       B.dispose();
@@ -929,8 +1028,8 @@ function assemble(
   }
   let weight: Tensor2D, bias: Tensor1D;
   if (adapterHead) {
-    weight = adapterHead as Tensor2D;
-    bias = adapter!.tensors.get(PEFT_CLASSIFIER_KEYS.bias) as Tensor1D;
+    weight = adapterHead;
+    bias = adapter!.head!.bias;
     if (parts.head) tf.dispose([parts.head.weight, parts.head.bias]);
   } else if (parts.head) {
     ({ weight, bias } = parts.head);
@@ -951,6 +1050,8 @@ function assemble(
     preprocessor: parts.preprocessor,
     labels,
     lora,
+    peftFormat,
+    targets: lora ? targets : [],
     baseModel: parts.baseModel,
     vit,
     classifier: { weight, bias },
@@ -990,12 +1091,12 @@ export async function loadClassifier(
       ? await readAdapter(await adapterFolder(options.adapter, hub), model.config)
       : undefined;
     const clf = assemble(model, adapter, options);
-    if (adapter) tf.dispose([...adapter.tensors.values()]);
+    if (adapter) tf.dispose(adapterTensors(adapter));
     return clf;
   } catch (e) {
     tf.dispose([...model.tensors.values()]);
     if (model.head) tf.dispose([model.head.weight, model.head.bias]);
-    if (adapter) tf.dispose([...adapter.tensors.values()]);
+    if (adapter) tf.dispose(adapterTensors(adapter));
     throw e;
   }
 }
@@ -1045,7 +1146,7 @@ export async function createClassifier(
   try {
     return assemble(parts, adapter, options);
   } finally {
-    if (adapter) tf.dispose([...adapter.tensors.values()]);
+    if (adapter) tf.dispose(adapterTensors(adapter));
   }
 }
 
@@ -1076,6 +1177,8 @@ export interface ClassifierSnapshot {
   labels: string[];
   /** {@link ViTClassifier.lora}. */
   lora: LoraConfig | undefined;
+  /** {@link ViTClassifier.peftFormat}. */
+  peftFormat: PeftFormat;
   /** {@link ViTClassifier.baseModel}. */
   baseModel: string;
   /** The frozen encoder tensors, by `ViTModel` name (linear weights `[in, out]`). */
@@ -1106,6 +1209,7 @@ export async function snapshotClassifier(clf: ViTClassifier): Promise<Classifier
     preprocessor: clf.preprocessor,
     labels: clf.labels,
     lora: clf.lora,
+    peftFormat: clf.peftFormat,
     baseModel: clf.baseModel,
     encoder: await read(clf.vit.tensors()),
     trainable: await read(Object.entries(clf.trainableVariables())),
@@ -1131,16 +1235,31 @@ export function classifierFromSnapshot(snapshot: ClassifierSnapshot): ViTClassif
     baseModel: snapshot.baseModel,
     encoder: (name) => tensor(snapshot.encoder[name]),
   };
-  const options = { labels: snapshot.labels };
+  const options = { labels: snapshot.labels, peftFormat: snapshot.peftFormat };
+  const head = {
+    weight: trainable.get(PEFT_CLASSIFIER_KEYS.weight) as Tensor2D,
+    bias: trainable.get(PEFT_CLASSIFIER_KEYS.bias) as Tensor1D,
+  };
   if (!snapshot.lora) {
-    parts.head = {
-      weight: trainable.get(PEFT_CLASSIFIER_KEYS.weight) as Tensor2D,
-      bias: trainable.get(PEFT_CLASSIFIER_KEYS.bias) as Tensor1D,
-      source: "(snapshot)",
-    };
+    parts.head = { ...head, source: "(snapshot)" };
     return assemble(parts, undefined, options);
   }
-  const adapter: Adapter = { config: snapshot.lora, tensors: trainable, source: "(snapshot)" };
+  const lora = new Map<string, { A: Tensor2D; B: Tensor2D }>();
+  for (const [key, t] of trainable) {
+    const k = parsePeftKey(key);
+    if (k.kind !== "lora") continue;
+    const entry = lora.get(k.module) ?? {} as { A: Tensor2D; B: Tensor2D };
+    entry[k.which === "lora_A" ? "A" : "B"] = t as Tensor2D;
+    lora.set(k.module, entry);
+  }
+  const adapter: Adapter = {
+    config: snapshot.lora,
+    format: snapshot.peftFormat,
+    targets: loraTargets(snapshot.lora, linearModules(snapshot.config), snapshot.peftFormat),
+    lora,
+    head,
+    source: "(snapshot)",
+  };
   try {
     return assemble(parts, adapter, options);
   } finally {

@@ -196,6 +196,17 @@ export const LAYER_LINEARS = [
   "output.dense",
 ] as const;
 
+/**
+ * The names of the linear modules LoRA may target (`encoder.layer.N.<linear>`, the names
+ * checkpoints use on disk), in layer order.
+ */
+export function linearModules(config: ViTConfig): string[] {
+  return Array.from(
+    { length: config.num_hidden_layers },
+    (_, i) => LAYER_LINEARS.map((m) => `encoder.layer.${i}.${m}`),
+  ).flat();
+}
+
 /** `[out, in]` of one of {@link LAYER_LINEARS}. */
 export function linearShape(config: ViTConfig, module: string): [number, number] {
   const h = config.hidden_size, m = config.intermediate_size;

@@ -14,6 +14,8 @@ import { exists } from "./files.ts";
 import { type HubSettings, hubSettings } from "./hub.ts";
 import { parseMetrics, readRunConfig, type RunConfig } from "./run.ts";
 import type { EvalEvent, TrainConfig } from "./trainer.ts";
+import { keysFormat, type PeftFormat } from "./peft_format.ts";
+import { openSafetensors } from "./safetensors.ts";
 
 /** Options of {@link pushRun}. */
 export interface PushOptions {
@@ -28,6 +30,11 @@ export interface PushOptions {
   private?: boolean;
   /** Also upload the merged transformers checkpoint, under `merged/` (default false). */
   merged?: boolean;
+  /**
+   * The adapter's naming (see `peft_format.ts`): `transformers-5` for PEFT on transformers 5,
+   * `transformers-4` for PEFT on transformers 4.x (default: the run's own, as saved).
+   */
+  peftFormat?: PeftFormat;
   /** Hub settings (default: from the environment). */
   settings?: HubSettings;
 }
@@ -80,8 +87,13 @@ export function modelCard(init: {
   config: RunConfig;
   metrics: (EvalEvent | { event: string })[];
   endpoint: string;
+  /** The uploaded adapter's naming and targets (default: the run's configuration). */
+  adapter?: { peftFormat: PeftFormat; targetModules: string[] | string };
 }): string {
   const { repo, config, metrics } = init;
+  const peftFormat = init.adapter?.peftFormat ?? config.train.peftFormat ?? "transformers-4";
+  const targets = init.adapter?.targetModules ?? config.train.targetModules;
+  const targetList = typeof targets === "string" ? [targets] : targets;
   const t = config.train;
   const evals = metrics.filter((m): m is EvalEvent => m.event === "eval");
   const validation = evals.filter((e) => e.split === "validation");
@@ -113,8 +125,11 @@ export function modelCard(init: {
 A LoRA adapter for [${t.model}](${init.endpoint}/${t.model}) fine-tuned for image classification
 on ${dataset.length ? `[${dataset[0]}](${init.endpoint}/datasets/${dataset[0]})` : `\`${t.data}\``}
 (${labels} classes) with [vit-lora](https://jsr.io/@lora/vit), a Deno module that runs Hugging
-Face's ViT + PEFT recipe on WebGPU. The adapter is in PEFT's format: LoRA on
-${t.targetModules.map((m) => `\`${m}\``).join(", ")}, and the classifier trained in full${
+Face's ViT + PEFT recipe on WebGPU. The adapter is in PEFT's format, with ${
+    peftFormat === "transformers-5"
+      ? "transformers 5's module names (`q_proj`, `v_proj`, …)"
+      : "transformers 4's module names (`query`, `value`, …)"
+  }: LoRA on ${targetList.map((m) => `\`${m}\``).join(", ")}, and the classifier trained in full${
     config.parameters
       ? ` (${config.parameters.trainable.toLocaleString("en-US")} trainable of ${
         config.parameters.total.toLocaleString("en-US")
@@ -153,7 +168,8 @@ ${
       ["optimizer", `AdamW (betas 0.9, 0.999, eps 1e-8, weight decay ${t.weightDecay})`],
       ["gradient clipping", `global norm ${t.maxGradNorm}`],
       ["LoRA", `r ${t.loraR}, alpha ${t.loraAlpha}, dropout ${t.loraDropout}`],
-      ["target modules", t.targetModules],
+      ["target modules", targetList],
+      ["adapter format", peftFormat],
       ["augmentation", t.augment ? "RandomResizedCrop + horizontal flip" : "none"],
       ["seed", t.seed],
       [
@@ -178,7 +194,11 @@ rate and gradient norm and every evaluation.
 
 ## Use it
 
-In Python, with transformers and PEFT:
+In Python, with ${
+    peftFormat === "transformers-5"
+      ? "transformers 5 and PEFT (checked with transformers 5.18 and PEFT 0.21; for transformers 4.x, push the run again with `--peft-format transformers-4`)"
+      : "transformers 4.x and PEFT (checked with transformers 4.57 and PEFT 0.21; for transformers 5, push the run again with `--peft-format transformers-5`)"
+  }:
 
 \`\`\`python
 import json
@@ -203,6 +223,13 @@ import { loadClassifier } from "jsr:@lora/vit";
 const classifier = await loadClassifier("${t.model}", { adapter: "${repo}" });
 \`\`\`
 `;
+}
+
+/** The naming of a saved adapter's keys (see `peft_format.ts`). */
+async function adapterFormat(dir: string): Promise<PeftFormat> {
+  const path = join(dir, "adapter_model.safetensors");
+  using file = await openSafetensors(path);
+  return keysFormat(file.entries.keys(), path) ?? "transformers-5";
 }
 
 function hubError(e: unknown, settings: HubSettings, what: string): VitLoraError {
@@ -298,17 +325,49 @@ export async function pushRun(options: PushOptions): Promise<PushResult> {
   const files = new Map<string, Blob>();
   const file = async (path: string, source: string) =>
     files.set(path, new Blob([await Deno.readFile(source)]));
-  await file("adapter_config.json", join(best, "adapter_config.json"));
-  await file("adapter_model.safetensors", join(best, "adapter_model.safetensors"));
+  // the adapter in the naming asked for: as saved, or written again in the other
+  let adapterDir = best;
+  const saved = await adapterFormat(best);
+  const peftFormat = options.peftFormat ?? saved;
+  const tmpDirs: string[] = [];
+  if (peftFormat !== saved) {
+    adapterDir = await Deno.makeTempDir({ prefix: "vit-lora-adapter-" });
+    tmpDirs.push(adapterDir);
+    const clf = await loadClassifier(config.train.model, {
+      adapter: best,
+      labels: config.dataset?.labels,
+      progress: false,
+      hub: settings,
+    });
+    try {
+      await clf.saveAdapter(adapterDir, { peftFormat });
+    } finally {
+      clf.dispose();
+    }
+  }
+  await file("adapter_config.json", join(adapterDir, "adapter_config.json"));
+  await file("adapter_model.safetensors", join(adapterDir, "adapter_model.safetensors"));
+  const adapterConfig = JSON.parse(
+    await Deno.readTextFile(join(adapterDir, "adapter_config.json")),
+  );
   await file("training_config.json", join(run, "config.json"));
   files.set("metrics.jsonl", new Blob([metricsText]));
   files.set(
     "README.md",
-    new Blob([modelCard({ repo, config, metrics, endpoint: settings.endpoint })]),
+    new Blob([
+      modelCard({
+        repo,
+        config,
+        metrics,
+        endpoint: settings.endpoint,
+        adapter: { peftFormat, targetModules: adapterConfig.target_modules },
+      }),
+    ]),
   );
   let mergedDir: string | undefined;
   if (options.merged) {
     mergedDir = await Deno.makeTempDir({ prefix: "vit-lora-merged-" });
+    tmpDirs.push(mergedDir);
     const clf = await loadClassifier(config.train.model, {
       adapter: best,
       labels: config.dataset?.labels,
@@ -345,6 +404,6 @@ export async function pushRun(options: PushOptions): Promise<PushResult> {
   } catch (e) {
     throw hubError(e, settings, `cannot commit to ${repo}`);
   } finally {
-    if (mergedDir) await Deno.remove(mergedDir, { recursive: true }).catch(() => {});
+    for (const dir of tmpDirs) await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 }

@@ -33,6 +33,7 @@ import { Progress } from "./progress.ts";
 import { Random } from "./random.ts";
 import { epochRows, splitIndices } from "./sampler.ts";
 import { type Scalar, type Tensor, tf } from "./tf.ts";
+import { DEFAULT_PEFT_FORMAT, parsePeftFormat, type PeftFormat } from "./peft_format.ts";
 
 /** The training configuration; every field has the reference recipe's default. */
 export interface TrainConfig {
@@ -69,8 +70,16 @@ export interface TrainConfig {
   loraAlpha: number;
   /** Dropout on the LoRA branch's input (default 0.1). */
   loraDropout: number;
-  /** Modules that get LoRA (default `query`, `value`). */
+  /**
+   * Modules that get LoRA (default `query`, `value`), in either generation's names: `query`
+   * and `q_proj` mean the same modules.
+   */
   targetModules: string[];
+  /**
+   * The naming the adapters are saved in (default `transformers-5`, what PEFT reads on
+   * today's transformers; `transformers-4` for PEFT on transformers 4.x). See `peft_format.ts`.
+   */
+  peftFormat: PeftFormat;
   /** Seed of the split, the order, the augmentation, dropout and new weights (default 42). */
   seed: number;
   /** RandomResizedCrop + flip in training (default true; false uses the eval transform). */
@@ -133,7 +142,10 @@ export interface StepEvent {
   epoch: number;
   /** The step (from 1). */
   step: number;
-  /** Mean loss over the step's micro-batches, before the update. */
+  /**
+   * Mean cross-entropy over the step's images, before the update (HF Trainer's logged loss:
+   * micro-batches weighted by their sizes).
+   */
   loss: number;
   /** The learning rate this step used. */
   lr: number;
@@ -197,6 +209,7 @@ export const DEFAULT_TRAIN_CONFIG: Readonly<TrainConfig> = Object.freeze({
   loraAlpha: 16,
   loraDropout: 0.1,
   targetModules: ["query", "value"],
+  peftFormat: DEFAULT_PEFT_FORMAT,
   seed: 42,
   augment: true,
   shuffle: true,
@@ -231,6 +244,7 @@ export function checkTrainConfig(config: TrainConfig): void {
     }
   }
   if (config.targetModules.length === 0) throw new VitLoraError("--target-modules is empty");
+  parsePeftFormat(config.peftFormat);
 }
 
 function timestamp(): string {
@@ -276,7 +290,9 @@ async function resolveConfig(
     }
     const runDir = resolve(options.resume);
     const saved = await readRunConfig(runDir);
-    return { config: { ...DEFAULT_TRAIN_CONFIG, ...saved.train }, runDir };
+    // runs from before peftFormat existed saved their adapters in transformers 4's names
+    const before: Partial<TrainConfig> = { peftFormat: "transformers-4" };
+    return { config: { ...DEFAULT_TRAIN_CONFIG, ...before, ...saved.train }, runDir };
   }
   const config: TrainConfig = { ...DEFAULT_TRAIN_CONFIG };
   for (const key of configKeys) {
@@ -336,6 +352,7 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
     backend: options.backend,
     seed: config.seed,
     loraDropout: config.loraDropout,
+    peftFormat: config.peftFormat,
     progress: options.progress,
     hub: options.hub,
     replicas: options.replicas,
@@ -407,6 +424,7 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
             train: config,
             backend,
             adapter: lora && {
+              peft_format: clf.peftFormat,
               r: lora.r,
               lora_alpha: lora.lora_alpha,
               lora_dropout: lora.lora_dropout,
@@ -507,7 +525,9 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
 
       let next = await source.next();
       while (!next.done && state.global_step < totalSteps) {
-        // one optimizer step: up to gradAccum micro-batches, the epoch's last may be fewer
+        // one optimizer step: up to gradAccum micro-batches, the epoch's last may be fewer or
+        // shorter. As HF Trainer (≥ 4.46) does, the step's loss and gradient are the mean over
+        // all of its images: each micro-batch's mean is weighted by its share of them.
         const stepStart = performance.now();
         const group: Batch[] = [];
         let grads: Record<string, Tensor> | undefined;
@@ -519,12 +539,21 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
             training: true,
             dropoutSeed: Random.derive(config.seed, 3, state.global_step, group.length).state,
           });
-          grads = accumulate(grads, out.grads);
-          lossSum = accumulate(lossSum && { loss: lossSum }, { loss: out.loss }).loss as Scalar;
+          // sums over the micro-batch's images: its mean × its size
+          const summed = tf.tidy(() => ({
+            loss: out.loss.mul(batch.size),
+            ...Object.fromEntries(
+              Object.entries(out.grads).map(([k, g]) => [k, g.mul(batch.size)]),
+            ),
+          }));
+          tf.dispose([out.loss, ...Object.values(out.grads)]);
+          const { loss: microLoss, ...microGrads } = summed;
+          grads = accumulate(grads, microGrads);
+          lossSum = accumulate(lossSum && { loss: lossSum }, { loss: microLoss }).loss as Scalar;
           group.push(batch);
           next = await source.next();
         }
-        const n = group.length;
+        const n = group.reduce((s, b) => s + b.size, 0); // the step's images
         const lr = schedule(state.global_step);
         const mean = tf.tidy(() =>
           Object.fromEntries(Object.entries(grads!).map(([k, g]) => [k, g.div(n)]))

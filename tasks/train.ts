@@ -13,6 +13,7 @@ import {
   DEFAULT_TRAIN_CONFIG,
   hubSettings,
   parseBackendName,
+  parsePeftFormat,
   pushRun,
   train,
   type TrainOptions,
@@ -44,7 +45,10 @@ recipe (defaults: the reference run)
   --lora-r N            LoRA rank (default 32)
   --lora-alpha X        LoRA alpha (default 16)
   --lora-dropout X      dropout on the LoRA input (default 0.1)
-  --target-modules A,B  modules that get LoRA (default query,value)
+  --target-modules A,B  modules that get LoRA, in either generation's names: query,value
+                        and q_proj,v_proj are the same (default query,value)
+  --peft-format F       the adapters' naming: transformers-5 (PEFT on transformers 5, the
+                        default) or transformers-4 (PEFT on transformers 4.x)
   --seed N              seed of split, order, augmentation, dropout, new weights (default 42)
   --no-augment          train on the evaluation transform (no random crop or flip)
   --no-shuffle          train in file order
@@ -87,6 +91,7 @@ export function parseTrainArgs(
       "lora-alpha": { type: "string" },
       "lora-dropout": { type: "string" },
       "target-modules": { type: "string" },
+      "peft-format": { type: "string" },
       seed: { type: "string" },
       augment: { type: "boolean" },
       shuffle: { type: "boolean" },
@@ -123,6 +128,7 @@ export function parseTrainArgs(
     loraAlpha: numberFlag("lora-alpha", v["lora-alpha"]),
     loraDropout: numberFlag("lora-dropout", v["lora-dropout"]),
     targetModules: v["target-modules"]?.split(",").map((s) => s.trim()).filter(Boolean),
+    peftFormat: v["peft-format"] === undefined ? undefined : parsePeftFormat(v["peft-format"]),
     seed: numberFlag("seed", v.seed),
     augment: v.augment,
     shuffle: v.shuffle,

@@ -12,6 +12,7 @@ import "./backend_test.ts";
 import "./checkpoint_test.ts";
 import "./config_test.ts";
 import "./data_test.ts";
+import "./hf5_test.ts";
 import "./hub_test.ts";
 import "./image_test.ts";
 import "./kernels_test.ts";
