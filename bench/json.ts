@@ -58,12 +58,13 @@ for (const b of parsed.benches ?? []) {
   });
 }
 
-// the PyTorch peer
+// the PyTorch peer: transformers + PEFT on pip's torch, what a user installs today. $PYTHON
+// when set (and only it), else the first python3 on the PATH that runs it; its own stderr
+// says why one cannot.
 let peer: Record<string, unknown> | undefined;
 if (results.some((r) => r.name.startsWith("ViT-B/16"))) {
-  // the first Python that has torch: $PYTHON, python3, Debian's
-  for (const python of [Deno.env.get("PYTHON"), "python3", "/usr/bin/python3"]) {
-    if (!python) continue;
+  const given = Deno.env.get("PYTHON");
+  for (const python of given ? [given] : ["python3", "/usr/bin/python3"]) {
     const py = await run(python, ["bench/peers/pytorch_vit.py", "--repeat", "2"]);
     if (py.ok) {
       peer = JSON.parse(py.stdout.trim().split("\n").at(-1)!);
@@ -71,7 +72,9 @@ if (results.some((r) => r.name.startsWith("ViT-B/16"))) {
     }
   }
   if (!peer) {
-    console.error("bench:json: the PyTorch peer did not run (a python3 with torch needed)");
+    console.error(
+      "bench:json: error: the PyTorch peer did not run: it needs a python3 with torch, transformers and peft (pip install torch transformers peft); set PYTHON to choose one",
+    );
   }
 }
 const ratio = (ours: string, theirs: string) => {
@@ -122,7 +125,7 @@ console.log(`| benchmark | time | images/s |\n| --- | --- | --- |\n${rows.join("
 if (peer) {
   const pct = (x?: number) => (x === undefined ? "–" : `${(100 * x).toFixed(0)}%`);
   console.log(
-    `\nPyTorch peer (${peer.implementation}, torch ${peer.torch}, ${peer.threads} threads), this module / PyTorch:` +
+    `\nPyTorch peer (${peer.implementation}: torch ${peer.torch}, transformers ${peer.transformers}, peft ${peer.peft}, ${peer.threads} threads on ${peer.cpu}), this module / PyTorch:` +
       `\n| ViT-B/16 | forward b1 | forward b8 | train step b8 |\n| --- | --- | --- | --- |` +
       `\n| images/s ratio | ${pct(ratios?.forward_b1)} | ${pct(ratios?.forward_b8)} | ${
         pct(ratios?.train_step_b8)
@@ -130,3 +133,4 @@ if (peer) {
   );
 }
 console.log(`\nwritten: ${path}`);
+if (results.some((r) => r.name.startsWith("ViT-B/16")) && !peer) Deno.exit(1);
