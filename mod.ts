@@ -159,6 +159,7 @@ export {
   clipByGlobalNorm,
   linearSchedule,
   type ScheduleOptions,
+  trainerNoDecay,
 } from "./src/optimizer.ts";
 export {
   type EvalMetrics,

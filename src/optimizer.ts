@@ -19,6 +19,26 @@ export interface AdamWOptions {
   eps?: number;
   /** Decoupled weight decay (default 0). */
   weightDecay?: number;
+  /**
+   * Which parameters weight decay leaves alone (default: none). HF Trainer's rule is
+   * {@link trainerNoDecay}: biases (and LayerNorm weights, never trainable here).
+   */
+  noDecay?: (name: string) => boolean;
+}
+
+/**
+ * HF Trainer's rule for the parameters weight decay skips (`get_decay_parameter_names`):
+ * every bias (and LayerNorm's weights, which LoRA training here never updates).
+ *
+ * @example
+ * ```ts
+ * import { trainerNoDecay } from "@lora/vit";
+ * console.log(trainerNoDecay("base_model.model.classifier.bias")); // true
+ * console.log(trainerNoDecay("base_model.model.classifier.weight")); // false
+ * ```
+ */
+export function trainerNoDecay(name: string): boolean {
+  return name.includes("bias") || /layernorm|layer_norm/i.test(name);
 }
 
 /**
@@ -45,6 +65,7 @@ export class AdamW {
   readonly #betas: readonly [number, number];
   readonly #eps: number;
   readonly #weightDecay: number;
+  readonly #noDecay: (name: string) => boolean;
 
   /** An optimizer for `params` (keyed by name), with zero moments. */
   constructor(params: Record<string, Variable>, options: AdamWOptions = {}) {
@@ -52,6 +73,7 @@ export class AdamW {
     this.#betas = options.betas ?? [0.9, 0.999];
     this.#eps = options.eps ?? 1e-8;
     this.#weightDecay = options.weightDecay ?? 0;
+    this.#noDecay = options.noDecay ?? (() => false);
     for (const [key, p] of Object.entries(params)) {
       this.#m.set(key, tf.variable(tf.zerosLike(p), false));
       this.#v.set(key, tf.variable(tf.zerosLike(p), false));
@@ -70,7 +92,8 @@ export class AdamW {
         if (!g) throw new Error(`AdamW: no gradient for ${key}`);
         const m = this.#m.get(key)!;
         const v = this.#v.get(key)!;
-        const decayed = this.#weightDecay !== 0 ? p.mul(1 - lr * this.#weightDecay) : p;
+        const decay = this.#noDecay(key) ? 0 : this.#weightDecay;
+        const decayed = decay !== 0 ? p.mul(1 - lr * decay) : p;
         const m1 = m.mul(b1).add(g.mul(1 - b1));
         const v1 = v.mul(b2).add(g.square().mul(1 - b2));
         const denom = v1.sqrt().div(bias2Sqrt).add(this.#eps);

@@ -25,7 +25,7 @@ import { writeReport } from "./report.ts";
 import { startTrackers, type Tracker } from "./tracking.ts";
 import { exists, writeFileAtomic } from "./files.ts";
 import { type Batch, batches, DecodePool, type SkippedImage } from "./loader.ts";
-import { AdamW, clipByGlobalNorm, linearSchedule } from "./optimizer.ts";
+import { AdamW, clipByGlobalNorm, linearSchedule, trainerNoDecay } from "./optimizer.ts";
 import { openParquetDataset } from "./parquet.ts";
 import { readMetrics, readRunConfig } from "./run.ts";
 import { datasetFolder, type HubSettings } from "./hub.ts";
@@ -364,7 +364,10 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
     );
   }
   const pool = new DecodePool({ workers: options.workers });
-  const optimizer = new AdamW(clf.trainableVariables(), { weightDecay: config.weightDecay });
+  const optimizer = new AdamW(clf.trainableVariables(), {
+    weightDecay: config.weightDecay,
+    noDecay: trainerNoDecay,
+  });
   const trackers: Tracker[] = [];
   try {
     const microPerEpoch = Math.ceil(trainSize / config.batchSize);

@@ -372,3 +372,168 @@ Deno.test("train --peft-format transformers-4 saves the seed era's names; the de
     assert.ok(keys.every((k) => parsePeftKey(k).kind !== "other"), keys.join(", "));
   }
 });
+
+// ---- fixtures/hf5-more: other shapes, PEFT's targeting in full, two more Trainer runs ----
+
+const MORE = fixture("hf5-more");
+const MORE_MODEL = join(MORE, "model");
+const VARIANTS = ["list", "all", "regex", "layers"] as const;
+
+for (const backend of BACKENDS) {
+  Deno.test(`on ${backend}: PEFT's targeting (lists, regex, layers_to_transform, rank/alpha patterns, rsLoRA) in both generations matches PyTorch`, async () => {
+    await useBackend(backend);
+    for (const variant of VARIANTS) {
+      for (const suffix of ["", "-t4"]) {
+        const dir = join(MORE, `adapter-${variant}${suffix}`);
+        const e = await readSafetensors(join(dir, "expected.safetensors"));
+        const px = e.get("pixel_values")!;
+        const x = tf.tensor4d(px.data, px.shape as [number, number, number, number]);
+        const y = tf.tensor1d(Int32Array.from(e.get("labels")!.data, Number), "int32");
+        const clf = await loadClassifier(MORE_MODEL, { adapter: dir, backend });
+        try {
+          assert.equal(clf.peftFormat, suffix ? "transformers-4" : "transformers-5");
+          const what = `adapter-${variant}${suffix}`;
+          const logits = clf.logits(x);
+          const err = relError(await logits.data(), e.get("logits")!.data);
+          assert.ok(err < 1e-4, `${what} logits: ${err.toExponential(2)}`);
+          const { loss, grads } = clf.lossAndGradients(x, y);
+          const lossErr = relError(await loss.data(), e.get("loss")!.data);
+          assert.ok(lossErr < 1e-4, `${what} loss: ${lossErr.toExponential(2)}`);
+          const gradKeys = [...e.keys()].filter((k) => k.startsWith("grad.")).map((k) =>
+            k.slice(5)
+          );
+          assert.deepEqual(Object.keys(grads).sort(), gradKeys.sort(), `${what}: gradient keys`);
+          for (const key of gradKeys) {
+            const g = relError(await grads[key].data(), e.get(`grad.${key}`)!.data);
+            assert.ok(g < 1e-3, `${what} grad ${key}: ${g.toExponential(2)}`);
+          }
+          tf.dispose([logits, loss, ...Object.values(grads)]);
+        } finally {
+          clf.dispose();
+          tf.dispose([x, y]);
+        }
+      }
+    }
+  });
+}
+
+Deno.test("adapters with PEFT's full targeting, saved in either generation, are what PEFT saved", async () => {
+  await useBackend("cpu");
+  await using tmp = await tempDir();
+  const modules = Array.from({ length: 3 }, (_, i) =>
+    [
+      "attention.attention.query",
+      "attention.attention.key",
+      "attention.attention.value",
+      "attention.output.dense",
+      "intermediate.dense",
+      "output.dense",
+    ].map((m) => `encoder.layer.${i}.${m}`)).flat();
+  for (const variant of VARIANTS) {
+    const peft = {
+      "transformers-5": join(MORE, `adapter-${variant}`),
+      "transformers-4": join(MORE, `adapter-${variant}-t4`),
+    } as const;
+    for (const [from, source] of Object.entries(peft)) {
+      const clf = await loadClassifier(MORE_MODEL, { adapter: source });
+      try {
+        for (const [to, reference] of Object.entries(peft)) {
+          const out = join(tmp.path, `${variant}-${from}-${to}`);
+          await clf.saveAdapter(out, { peftFormat: to as keyof typeof peft });
+          if (from === to) {
+            await assertSameAdapter(out, reference); // written as read
+            continue;
+          }
+          // rewritten into the other names: the same tensors, and a config that PEFT resolves
+          // to the same modules, ranks and alphas as PEFT's own
+          const [a, b] = [
+            await readSafetensors(join(out, "adapter_model.safetensors")),
+            await readSafetensors(join(reference, "adapter_model.safetensors")),
+          ];
+          assert.deepEqual([...a.keys()].sort(), [...b.keys()].sort(), `${variant} ${from}→${to}`);
+          for (const [key, t] of b) assert.deepEqual(a.get(key)!.data, t.data, key);
+          const format = to as keyof typeof peft;
+          const ours = (await import("../mod.ts")).parseAdapterConfig(
+            await readJson(join(out, "adapter_config.json")),
+          );
+          const theirs = (await import("../mod.ts")).parseAdapterConfig(
+            await readJson(join(reference, "adapter_config.json")),
+          );
+          assert.deepEqual(
+            loraTargets(ours, modules, format),
+            loraTargets(theirs, modules, format),
+            `${variant} ${from}→${to}: targets`,
+          );
+        }
+      } finally {
+        clf.dispose();
+      }
+    }
+  }
+});
+
+for (const name of ["trainer-a", "trainer-b"]) {
+  for (const backend of BACKENDS) {
+    Deno.test(`on ${backend}: train() matches transformers.Trainer's ${name} (uneven split, weight decay, warmup)`, async () => {
+      await useBackend(backend);
+      await using tmp = await tempDir();
+      const trainer = await readJson(join(MORE, name, "trainer_run.json")) as {
+        args: Record<string, number>;
+        start_adapter: string;
+        data: { root: string };
+        steps: { step: number; loss: number; lr: number; grad_norm: number; sizes: number[] }[];
+        validation_logits: number[][];
+      };
+      const a = trainer.args;
+      const steps: StepEvent[] = [];
+      const result = await train({
+        model: MORE_MODEL,
+        adapter: join(MORE, trainer.start_adapter),
+        data: join(MORE, trainer.data.root),
+        out: join(tmp.path, "run"),
+        epochs: a.num_train_epochs,
+        batchSize: a.per_device_train_batch_size,
+        gradAccum: a.gradient_accumulation_steps,
+        lr: a.learning_rate,
+        weightDecay: a.weight_decay,
+        warmupRatio: a.warmup_steps, // below 1: transformers 5 takes it as a ratio
+        maxGradNorm: a.max_grad_norm,
+        augment: false,
+        shuffle: false,
+        loraDropout: 0,
+        workers: 0,
+        progress: false,
+        backend,
+        onStep: (e) => steps.push(e),
+      });
+      assert.equal(steps.length, trainer.steps.length);
+      assert.ok(trainer.steps.some((s) => new Set(s.sizes).size > 1), "a step mixes sizes");
+      let worst = 0;
+      for (const [i, e] of trainer.steps.entries()) {
+        for (const key of ["loss", "lr", "grad_norm"] as const) {
+          const rel = e[key] === 0
+            ? Math.abs(steps[i][key])
+            : Math.abs(steps[i][key] - e[key]) / Math.abs(e[key]);
+          worst = Math.max(worst, rel);
+          assert.ok(rel < 1e-4, `${name} step ${e.step} ${key}: ${steps[i][key]} vs ${e[key]}`);
+        }
+      }
+      const clf = await loadClassifier(MORE_MODEL, {
+        adapter: join(result.runDir, "checkpoints", `epoch-${a.num_train_epochs}`),
+        backend,
+      });
+      const t = (await readSafetensors(join(MORE, trainer.data.root, "pixels.safetensors")))
+        .get("validation.pixels")!;
+      const x = tf.tidy(() =>
+        tf.tensor4d(Float32Array.from(t.data), t.shape as [number, number, number, number])
+          .div(255).sub(MEAN).div(STD).transpose([0, 3, 1, 2])
+      ) as Tensor4D;
+      const logits = clf.logits(x);
+      const err = relError(await logits.data(), trainer.validation_logits.flat());
+      tf.dispose([x, logits]);
+      clf.dispose();
+      assert.ok(err < 1e-4, `${name} validation logits: ${err.toExponential(2)}`);
+      console.log(`  worst step error ${worst.toExponential(2)}, logits ${err.toExponential(2)}`);
+    });
+  }
+}
