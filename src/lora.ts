@@ -103,7 +103,11 @@ export function loraConfig(
 ): LoraConfig {
   const config: LoraConfig = {
     alpha_pattern: {},
-    auto_mapping: null,
+    // what PEFT writes for a ViTForImageClassification, so that AutoPeftModel can load it
+    auto_mapping: {
+      base_model_class: "ViTForImageClassification",
+      parent_library: "transformers.models.vit.modeling_vit",
+    },
     base_model_name_or_path: baseModel,
     bias: "none",
     fan_in_fan_out: false,

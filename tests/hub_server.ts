@@ -7,7 +7,13 @@
  *   `X-Repo-Commit`, `X-Linked-Etag` (sha256) and `X-Linked-Size`; 401 for a private repo
  *   without the token, 404 with `X-Error-Code` (`RepoNotFound`, `RevisionNotFound`,
  *   `EntryNotFound`).
- * - `GET /cdn/<sha256>`: the bytes, with range requests (206).
+ * - `GET /cdn/<sha256>`: the bytes, with range requests (206). The redirects point at `cdnUrl`
+ *   (default: this server); the real CDN is another host, which `huggingface_hub`'s HEAD does not
+ *   follow (it reads the file's metadata off the 302 itself), so a Python client needs `cdnUrl`
+ *   set to another host name of this server, e.g. `http://localhost:<port>`.
+ * - `GET /api/{models,datasets}/owner/name[/revision/<rev>]`: the repository's info (`sha`,
+ *   `siblings`, with `?blobs=true` their sizes and LFS details), as `model_info`/`dataset_info`
+ *   and transformers' `resolve_revision` read it.
  * - `GET /api/{models,datasets}/owner/name/tree/<rev>[/<path>]`: the listing, paginated by
  *   `Link: <…>; rel="next"`.
  * - `GET /api/whoami-v2`, `POST /api/repos/create`, `POST /api/…/preupload/<rev>`,
@@ -58,7 +64,13 @@ export class FakeHub {
   /** LFS objects uploaded. */
   readonly lfs = new Map<string, Uint8Array>();
   url = "";
+  /**
+   * Where LFS files are redirected to (default: `url`): another name of this server, such as
+   * `http://localhost:<port>`, stands for the Hub's CDN host.
+   */
+  cdnUrl?: string;
   #server?: Deno.HttpServer;
+  #started = new Date().toISOString();
   #commitCount = 0;
 
   /** Starts a server on a free port of 127.0.0.1. */
@@ -157,7 +169,7 @@ export class FakeHub {
         const sha = sha256(file);
         headers.set("X-Linked-Etag", `"${sha}"`);
         headers.set("X-Linked-Size", String(file.length));
-        headers.set("Location", `${this.url}/cdn/${sha}`);
+        headers.set("Location", `${this.cdnUrl ?? this.url}/cdn/${sha}`);
         return new Response(null, { status: 302, headers });
       }
       headers.set("Content-Length", String(file.length));
@@ -194,6 +206,13 @@ export class FakeHub {
         headers.set("Link", `<${next.href}>; rel="next"`);
       }
       return Response.json(page, { headers });
+    }
+
+    if (
+      (m = path.match(/^\/api\/(models|datasets)\/([^/]+\/[^/]+?)(?:\/revision\/([^/]+))?$/)) &&
+      (req.method === "GET" || req.method === "HEAD")
+    ) {
+      return this.#info(req, m[1] === "datasets" ? "dataset" : "model", m[2], m[3], url);
     }
 
     // what a push needs: a token for all of it
@@ -293,6 +312,54 @@ export class FakeHub {
     }
 
     return this.#error(404, `no route for ${req.method} ${path}`);
+  }
+
+  /** `GET /api/{models,datasets}/<id>[/revision/<rev>]`: what `model_info` reads. */
+  #info(
+    req: Request,
+    type: "model" | "dataset",
+    id: string,
+    rev: string | undefined,
+    url: URL,
+  ): Response {
+    const repo = this.#repo(req, type, id);
+    if (repo instanceof Response) return repo;
+    const commit = this.#commitOf(repo, decodeURIComponent(rev ?? "main"));
+    if (!commit) {
+      return this.#error(404, `Invalid rev id: ${rev}`, "RevisionNotFound");
+    }
+    const blobs = url.searchParams.get("blobs") === "true";
+    const siblings = [...commit.files.entries()]
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([p, b]) => ({
+        rfilename: p,
+        ...(blobs
+          ? {
+            blobId: gitOid(b),
+            size: b.length,
+            ...(isLfs(p, b)
+              ? { lfs: { sha256: sha256(b), size: b.length, pointerSize: 134 } }
+              : {}),
+          }
+          : {}),
+      }));
+    const owner = id.split("/")[0];
+    return Response.json({
+      _id: createHash("sha1").update(`${type}:${id}`).digest("hex").slice(0, 24),
+      id,
+      ...(type === "model" ? { modelId: id } : {}),
+      author: owner,
+      sha: commit.oid,
+      lastModified: this.#started,
+      createdAt: this.#started,
+      private: repo.private,
+      gated: false,
+      disabled: false,
+      downloads: 0,
+      likes: 0,
+      tags: [],
+      siblings,
+    });
   }
 
   #cdn(req: Request, sha: string): Response {
