@@ -70,6 +70,13 @@ export function defaultRepoName(config: TrainConfig, date: Date = new Date()): s
   return name.replace(/[^\w.-]/g, "-").slice(0, 96);
 }
 
+/** A local folder by its last name only (a user's paths stay on their machine); Hub ids as they are. */
+function shown(source: string): string {
+  return source.startsWith("/") || source.startsWith(".") || /^[A-Za-z]:[\\/]/.test(source)
+    ? lastSegment(source)
+    : source;
+}
+
 function yamlList(items: string[]): string {
   return items.map((i) => `- ${JSON.stringify(i)}`).join("\n");
 }
@@ -95,6 +102,7 @@ export function modelCard(init: {
   const targets = init.adapter?.targetModules ?? config.train.targetModules;
   const targetList = typeof targets === "string" ? [targets] : targets;
   const t = config.train;
+  const model = shown(t.model);
   const evals = metrics.filter((m): m is EvalEvent => m.event === "eval");
   const validation = evals.filter((e) => e.split === "validation");
   const test = evals.find((e) => e.split === "test");
@@ -105,7 +113,7 @@ export function modelCard(init: {
   const front = [
     "---",
     "library_name: peft",
-    `base_model: ${JSON.stringify(t.model.replace(/@.*$/, ""))}`,
+    `base_model: ${JSON.stringify(model.replace(/@.*$/, ""))}`,
     ...(dataset.length ? ["datasets:", yamlList(dataset)] : []),
     "metrics:",
     yamlList(["accuracy"]),
@@ -122,8 +130,12 @@ export function modelCard(init: {
 
 # ${repo.split("/")[1]}
 
-A LoRA adapter for [${t.model}](${init.endpoint}/${t.model}) fine-tuned for image classification
-on ${dataset.length ? `[${dataset[0]}](${init.endpoint}/datasets/${dataset[0]})` : `\`${t.data}\``}
+A LoRA adapter for [${model}](${init.endpoint}/${model}) fine-tuned for image classification
+on ${
+    dataset.length
+      ? `[${dataset[0]}](${init.endpoint}/datasets/${dataset[0]})`
+      : `\`${shown(t.data)}\``
+  }
 (${labels} classes) with [vit-lora](https://jsr.io/@lora/vit), a Deno module that runs Hugging
 Face's ViT + PEFT recipe on WebGPU. The adapter is in PEFT's format, with ${
     peftFormat === "transformers-5"
@@ -159,8 +171,8 @@ ${
 | --- | --- |
 ${
     rows([
-      ["base model", t.model],
-      ["dataset", t.data],
+      ["base model", model],
+      ["dataset", shown(t.data)],
       ["epochs", t.epochs],
       ["batch size", t.batchSize],
       ["gradient accumulation", t.gradAccum],
@@ -207,12 +219,13 @@ from transformers import AutoImageProcessor, ViTForImageClassification
 from peft import PeftModel
 
 # the class names are in the run's configuration (a PEFT adapter carries none)
-names = json.load(open(hf_hub_download("${repo}", "training_config.json")))["dataset"]["labels"]
+with open(hf_hub_download("${repo}", "training_config.json")) as f:
+    names = json.load(f)["dataset"]["labels"]
 base = ViTForImageClassification.from_pretrained(
-    "${t.model}", num_labels=len(names),
+    "${model}", num_labels=len(names),
     id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
 model = PeftModel.from_pretrained(base, "${repo}")
-processor = AutoImageProcessor.from_pretrained("${t.model}")
+processor = AutoImageProcessor.from_pretrained("${model}")
 \`\`\`
 
 In Deno, with vit-lora:
@@ -220,7 +233,7 @@ In Deno, with vit-lora:
 \`\`\`ts
 import { loadClassifier } from "jsr:@lora/vit";
 
-const classifier = await loadClassifier("${t.model}", { adapter: "${repo}" });
+const classifier = await loadClassifier("${model}", { adapter: "${repo}" });
 \`\`\`
 `;
 }
@@ -350,7 +363,15 @@ export async function pushRun(options: PushOptions): Promise<PushResult> {
   const adapterConfig = JSON.parse(
     await Deno.readTextFile(join(adapterDir, "adapter_config.json")),
   );
-  await file("training_config.json", join(run, "config.json"));
+  // the run's configuration, with local folders by their last names only
+  const uploaded = JSON.parse(await Deno.readTextFile(join(run, "config.json")));
+  for (const key of ["model", "data", "adapter"]) {
+    if (typeof uploaded.train?.[key] === "string") uploaded.train[key] = shown(uploaded.train[key]);
+  }
+  if (typeof uploaded.dataset?.root === "string") {
+    uploaded.dataset.root = shown(uploaded.dataset.root);
+  }
+  files.set("training_config.json", new Blob([JSON.stringify(uploaded, null, 2) + "\n"]));
   files.set("metrics.jsonl", new Blob([metricsText]));
   files.set(
     "README.md",

@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import {
   downloadDataset,
   downloadModel,
@@ -308,11 +308,23 @@ Deno.test("push: one commit with the adapter, metrics, configuration, model card
         ["adapter_model.safetensors", "best/adapter_model.safetensors"],
         ["adapter_config.json", "best/adapter_config.json"],
         ["metrics.jsonl", "metrics.jsonl"],
-        ["training_config.json", "config.json"],
       ]
     ) {
       assert.deepEqual(files.get(name), await Deno.readFile(join(run, local)), name);
     }
+    // the run's configuration, with local folders by their last names only
+    const uploaded = JSON.parse(new TextDecoder().decode(files.get("training_config.json")));
+    const local = JSON.parse(await Deno.readTextFile(join(run, "config.json")));
+    assert.equal(uploaded.train.data, basename(local.train.data));
+    assert.equal(uploaded.dataset.root, basename(local.dataset.root));
+    assert.equal(uploaded.train.model, basename(local.train.model));
+    const masked = (c: { train: object; dataset: object }) => ({
+      ...c,
+      train: { ...c.train, data: 0, model: 0 },
+      dataset: { ...c.dataset, root: 0 },
+    });
+    assert.deepEqual(masked(uploaded), masked(local));
+    assert.ok(!new TextDecoder().decode(files.get("README.md")).includes(local.train.data));
     const repo = hub.repos.get(`model:${result.repo}`)!;
     assert.equal(repo.commits.length, 2, "the repo's creation, then one commit");
     assert.equal(repo.refs.get("main"), result.commit);
@@ -321,6 +333,9 @@ Deno.test("push: one commit with the adapter, metrics, configuration, model card
       assert.ok(card.includes(`\n${line}`), line);
     }
     assert.match(card, /PeftModel\.from_pretrained\(base, "tester\//);
+    assert.match(card, /In Python, with transformers 5 and PEFT \(checked with transformers 5\.18/);
+    assert.match(card, /\| adapter format \| transformers-5 \|/);
+    assert.match(card, /\| target modules \| q_proj, v_proj \|/);
     assert.match(card, /loadClassifier\(/);
     assert.match(card, /\| 1 \| \d+\.\d+% \|/);
     // the merged checkpoint is a ViTForImageClassification with the run's labels
@@ -333,9 +348,29 @@ Deno.test("push: one commit with the adapter, metrics, configuration, model card
     ]);
     const tensors = await readSafetensors(join(run, "best", "adapter_model.safetensors"));
     assert.ok(tensors.size > 0);
-    // a second push to the same repo is another commit, not an error
-    const again = await pushRun({ run, repo: result.repo, settings });
+    // a second push to the same repo is another commit, not an error; this one in the seed
+    // era's names, written anew from the run's best adapter, with a card to match
+    const again = await pushRun({ run, repo: result.repo, settings, peftFormat: "transformers-4" });
     assert.notEqual(again.commit, result.commit);
+    const t4 = hub.files("model", result.repo)!;
+    const t4Config = JSON.parse(new TextDecoder().decode(t4.get("adapter_config.json")));
+    assert.deepEqual(t4Config.target_modules, ["query", "value"]);
+    const t4Card = new TextDecoder().decode(t4.get("README.md"));
+    assert.match(t4Card, /In Python, with transformers 4\.x and PEFT/);
+    assert.match(t4Card, /\| adapter format \| transformers-4 \|/);
+    const t4File = join(tmp.path, "t4.safetensors");
+    await Deno.writeFile(t4File, t4.get("adapter_model.safetensors")!);
+    const t4Tensors = await readSafetensors(t4File);
+    assert.deepEqual(
+      [...t4Tensors.keys()].filter((k) => k.includes("lora_A")).sort(),
+      [...tensors.keys()].filter((k) => k.includes("lora_A")).map((k) =>
+        k.replace(
+          /vit\.layers\.(\d+)\.attention\.(q|v)_proj/,
+          (_, n, w) =>
+            `vit.encoder.layer.${n}.attention.attention.${w === "q" ? "query" : "value"}`,
+        )
+      ).sort(),
+    );
   } finally {
     await hub.close();
   }
