@@ -35,7 +35,7 @@ export {
   type Tensor4D,
   tf,
   type Variable,
-} from "./src/tf.ts";
+} from "./src/core/tf.ts";
 export {
   type BackendInfo,
   type BackendName,
@@ -43,8 +43,8 @@ export {
   initBackend,
   type InitBackendOptions,
   parseBackendName,
-} from "./src/backend.ts";
-export { formatShape, VitLoraError } from "./src/errors.ts";
+} from "./src/backend/backend.ts";
+export { formatShape, VitLoraError } from "./src/core/errors.ts";
 export {
   decodeSafetensors,
   encodeSafetensors,
@@ -56,7 +56,7 @@ export {
   SafetensorsFile,
   type TensorData,
   writeSafetensors,
-} from "./src/safetensors.ts";
+} from "./src/model/safetensors.ts";
 export {
   configLabels,
   type HiddenAct,
@@ -66,7 +66,7 @@ export {
   VIT_BASE_CONFIG,
   type ViTConfig,
   vitTensorShapes,
-} from "./src/config.ts";
+} from "./src/model/config.ts";
 export {
   type LoraConfig,
   loraConfig,
@@ -75,7 +75,7 @@ export {
   type LoraTarget,
   loraTargets,
   parseAdapterConfig,
-} from "./src/lora.ts";
+} from "./src/model/lora.ts";
 export {
   DEFAULT_PEFT_FORMAT,
   parsePeftFormat,
@@ -86,7 +86,7 @@ export {
   type PeftKey,
   peftLoraKey,
   peftModuleName,
-} from "./src/peft_format.ts";
+} from "./src/model/peft_format.ts";
 export {
   LayerNorm,
   Linear,
@@ -97,7 +97,7 @@ export {
   transposeWeight,
   type ViTLayer,
   ViTModel,
-} from "./src/vit.ts";
+} from "./src/model/vit.ts";
 export {
   type BatchGradientOptions,
   classifierFromSnapshot,
@@ -112,15 +112,15 @@ export {
   type Prediction,
   snapshotClassifier,
   ViTClassifier,
-} from "./src/classifier.ts";
+} from "./src/model/classifier.ts";
 export {
   type ReplicaJob,
   type ReplicaReply,
   type ReplicaRequest,
   Replicas,
   splitRows,
-} from "./src/replicas.ts";
-export { Random } from "./src/random.ts";
+} from "./src/model/replicas.ts";
+export { Random } from "./src/core/random.ts";
 export {
   type ImageRow,
   openParquetDataset,
@@ -128,11 +128,11 @@ export {
   type ParquetDatasetOptions,
   type ParquetShard,
   type RowGroup,
-} from "./src/parquet.ts";
-export { FOOD101_LABELS } from "./src/food101.ts";
-export { type EpochOptions, epochRows, type SplitIndices, splitIndices } from "./src/sampler.ts";
-export { decodeImage, type DecodeOptions, type RgbImage } from "./src/image.ts";
-export { type CropBox, cropImage, resizeImage } from "./src/resize.ts";
+} from "./src/data/parquet.ts";
+export { FOOD101_LABELS } from "./src/data/food101.ts";
+export { type EpochOptions, epochRows, type SplitIndices, splitIndices } from "./src/data/sampler.ts";
+export { decodeImage, type DecodeOptions, type RgbImage } from "./src/data/image.ts";
+export { type CropBox, cropImage, resizeImage } from "./src/data/resize.ts";
 export {
   augmentImage,
   centerCropBox,
@@ -144,15 +144,15 @@ export {
   roundHalfEven,
   transformImage,
   type TransformSpec,
-} from "./src/transforms.ts";
-export { prepareImage } from "./src/prepare.ts";
+} from "./src/data/transforms.ts";
+export { prepareImage } from "./src/data/prepare.ts";
 export {
   type Batch,
   batches,
   type BatchOptions,
   DecodePool,
   type SkippedImage,
-} from "./src/loader.ts";
+} from "./src/data/loader.ts";
 export {
   AdamW,
   type AdamWOptions,
@@ -160,7 +160,7 @@ export {
   linearSchedule,
   type ScheduleOptions,
   trainerNoDecay,
-} from "./src/optimizer.ts";
+} from "./src/training/optimizer.ts";
 export {
   type EvalMetrics,
   type EvalReport,
@@ -169,7 +169,7 @@ export {
   type EvaluateOptions,
   formatEvalReport,
   toEvalReport,
-} from "./src/evaluate.ts";
+} from "./src/eval/evaluate.ts";
 export {
   latestCheckpoint,
   loadAdapterWeights,
@@ -178,8 +178,8 @@ export {
   saveCheckpoint,
   type TrainerState,
   writeFolderAtomic,
-} from "./src/checkpoint.ts";
-export { formatBytes, formatDuration, Progress, type ProgressOptions } from "./src/progress.ts";
+} from "./src/training/checkpoint.ts";
+export { formatBytes, formatDuration, Progress, type ProgressOptions } from "./src/core/progress.ts";
 export {
   checkTrainConfig,
   DEFAULT_TRAIN_CONFIG,
@@ -189,18 +189,18 @@ export {
   type TrainConfig,
   type TrainOptions,
   type TrainResult,
-} from "./src/trainer.ts";
+} from "./src/training/trainer.ts";
 export {
   SYNTHETIC_CLASSES,
   type SyntheticDatasetOptions,
   writeSyntheticDataset,
-} from "./src/synthetic.ts";
+} from "./src/data/synthetic.ts";
 export {
   activationBudget,
   autoChunkSize,
   DEFAULT_ACTIVATION_BUDGET,
   trainingBytesPerImage,
-} from "./src/memory.ts";
+} from "./src/model/memory.ts";
 export {
   datasetFolder,
   downloadAdapter,
@@ -216,27 +216,27 @@ export {
   repoCacheDir,
   type RepoType,
   snapshotOf,
-} from "./src/hub.ts";
+} from "./src/hub/hub.ts";
 export {
   defaultRepoName,
   modelCard,
   type PushOptions,
   type PushResult,
   pushRun,
-} from "./src/push.ts";
-export { parseMetrics, readMetrics, readRunConfig, type RunConfig } from "./src/run.ts";
+} from "./src/reporting/push.ts";
+export { parseMetrics, readMetrics, readRunConfig, type RunConfig } from "./src/runs/folder.ts";
 export {
   type ClassificationMetrics,
   classificationMetrics,
   type ClassMetrics,
-} from "./src/metrics.ts";
+} from "./src/eval/metrics.ts";
 export {
   formatPredictions,
   predict,
   type PredictOptions,
   type PredictResult,
-} from "./src/predict.ts";
-export { openInChromium, type ReportFiles, type ReportOptions, writeReport } from "./src/report.ts";
-export { startTrackers, type Tracker, TRACKERS } from "./src/tracking.ts";
-export { gelu, layerNorm } from "./src/kernels.ts";
-export { fusedAttention } from "./src/attention.ts";
+} from "./src/eval/predict.ts";
+export { openInChromium, type ReportFiles, type ReportOptions, writeReport } from "./src/reporting/report.ts";
+export { startTrackers, type Tracker, TRACKERS } from "./src/reporting/tracking.ts";
+export { gelu, layerNorm } from "./src/backend/kernels.ts";
+export { fusedAttention } from "./src/backend/attention.ts";

@@ -1,0 +1,32 @@
+/**
+ * One image from bytes to model input: decode, transform, normalise. The same function runs
+ * in the decoding workers and, with no workers, on the main thread.
+ *
+ * @module
+ */
+
+import { decodeImage } from "./image.ts";
+import { Random } from "../core/random.ts";
+import { transformImage, type TransformSpec } from "./transforms.ts";
+
+/**
+ * Decodes `bytes` and applies `spec`; the augmentation draws from the stream
+ * `Random.derive(...rng)` (e.g. seed, epoch, row index), so it is the same wherever it runs.
+ *
+ * @example
+ * ```ts ignore
+ * import { prepareImage } from "@lora/vit";
+ * const spec = { size: 224, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], augment: false };
+ * const pixels = await prepareImage(await Deno.readFile("dish.jpg"), spec);
+ * console.log(pixels.length); // 3 × 224 × 224
+ * ```
+ */
+export async function prepareImage(
+  bytes: Uint8Array,
+  spec: TransformSpec,
+  rng?: readonly number[],
+): Promise<Float32Array> {
+  const image = await decodeImage(bytes);
+  const random = spec.augment ? Random.derive(rng?.[0] ?? 0, ...(rng?.slice(1) ?? [])) : undefined;
+  return transformImage(image, spec, random);
+}

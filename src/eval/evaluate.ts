@@ -1,0 +1,316 @@
+/**
+ * Evaluation: on batches of images (mean cross-entropy, top-1 and top-5 accuracy and each
+ * image's prediction, computed on the backend with one read-back a batch), and of a run or a
+ * model on its held-out split (macro F1, per-class accuracy, the confusion matrix).
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import type { BackendName } from "../backend/backend.ts";
+import { loadClassifier, type ViTClassifier } from "../model/classifier.ts";
+import { VitLoraError } from "../core/errors.ts";
+import { exists, readJsonFile, writeFileAtomic } from "../core/files.ts";
+import { datasetFolder, type HubSettings } from "../hub/hub.ts";
+import { type Batch, batches, DecodePool } from "../data/loader.ts";
+import { classificationMetrics, type ClassMetrics } from "./metrics.ts";
+import { openParquetDataset } from "../data/parquet.ts";
+import { Progress } from "../core/progress.ts";
+import { readRunConfig } from "../runs/folder.ts";
+import { epochRows, splitIndices } from "../data/sampler.ts";
+import { type Tensor1D, type Tensor4D, tf } from "../core/tf.ts";
+
+/** What {@link evaluateBatches} measures. */
+export interface EvalMetrics {
+  /** Mean cross-entropy. */
+  loss: number;
+  /** Top-1 accuracy in [0, 1]. */
+  accuracy: number;
+  /** Top-5 accuracy (top-k with k = min(5, classes)). */
+  top5: number;
+  /** Images evaluated. */
+  count: number;
+  /** Images a second. */
+  imagesPerSecond: number;
+  /** The true class of each image, in order. */
+  labels: number[];
+  /** The predicted class of each image, in order. */
+  predictions: number[];
+  /** The predicted class's probability (softmax) for each image. */
+  probabilities: number[];
+  /** Each image's row index in its split. */
+  indices: number[];
+}
+
+/**
+ * Evaluates a classifier (dropout off) on a stream of batches.
+ *
+ * @example
+ * ```ts ignore
+ * import { batches, epochRows, evaluateBatches, loadClassifier, openParquetDataset } from "@lora/vit";
+ * const clf = await loadClassifier("model", { adapter: "run/best" });
+ * const data = await openParquetDataset("food101");
+ * const spec = clf.transformSpec();
+ * const m = await evaluateBatches(clf, batches(epochRows(data, "validation"), { spec, batchSize: 64 }));
+ * console.log(m.accuracy, m.top5);
+ * ```
+ */
+export async function evaluateBatches(
+  clf: ViTClassifier,
+  source: AsyncIterable<Batch>,
+  options: { onBatch?: (done: number) => void } = {},
+): Promise<EvalMetrics> {
+  const size = clf.config.image_size;
+  const k = Math.min(5, clf.labels.length);
+  let lossSum = 0, correct = 0, correct5 = 0, count = 0;
+  const labels: number[] = [], predictions: number[] = [];
+  const probabilities: number[] = [], indices: number[] = [];
+  const start = performance.now();
+  for await (const batch of source) {
+    const pixels = tf.tensor4d(batch.pixels, [batch.size, 3, size, size]) as Tensor4D;
+    const logits = await clf.predictLogits(pixels); // on every core (replicas on wasm)
+    pixels.dispose();
+    const out = tf.tidy(() => {
+      const y = tf.tensor1d(batch.labels, "int32") as Tensor1D;
+      const nll = tf.neg(tf.sum(tf.oneHot(y, clf.labels.length).mul(tf.logSoftmax(logits)), 1));
+      const top = tf.topk(logits, k).indices; // [batch, k]
+      const hit5 = tf.any(tf.equal(top, y.expandDims(1)), 1).cast("float32");
+      const pred = top.slice([0, 0], [-1, 1]).reshape([-1]).cast("float32");
+      const prob = tf.softmax(logits).max(1);
+      return tf.concat([nll, hit5, pred, prob]);
+    });
+    logits.dispose();
+    const values = await out.data();
+    out.dispose();
+    const n = batch.size;
+    for (let i = 0; i < n; i++) {
+      lossSum += values[i];
+      correct5 += values[n + i];
+      const p = values[2 * n + i];
+      predictions.push(p);
+      labels.push(batch.labels[i]);
+      probabilities.push(values[3 * n + i]);
+      indices.push(batch.indices[i]);
+      if (p === batch.labels[i]) correct++;
+    }
+    count += n;
+    options.onBatch?.(count);
+  }
+  const seconds = (performance.now() - start) / 1000;
+  return {
+    loss: count ? lossSum / count : NaN,
+    accuracy: count ? correct / count : NaN,
+    top5: count ? correct5 / count : NaN,
+    count,
+    imagesPerSecond: count / seconds,
+    labels,
+    predictions,
+    probabilities,
+    indices,
+  };
+}
+
+/** Options of {@link evaluate}: a run (its model, data and split), or a model, adapter and data. */
+export interface EvaluateOptions {
+  /** A training run's folder: its model, data, split and checkpoints. */
+  run?: string;
+  /** Which split of the held-out data: `test` (default) or `validation`. */
+  split?: "test" | "validation";
+  /** With `run`: `best` (default), `epoch-N`, `step-N`, or a folder. */
+  checkpoint?: string;
+  /** Without `run`: the base model (folder or Hub id). */
+  model?: string;
+  /** Without `run`: the adapter (folder or Hub id). */
+  adapter?: string;
+  /** Without `run`: the dataset (folder or Hub id). */
+  data?: string;
+  /** Without `run`: the seed and test fraction of the split (default 42 and 0.3, as `train`). */
+  seed?: number;
+  /** Without `run`: the held-out share (default 0.3). */
+  testFraction?: number;
+  /** Images a batch (default: the run's batch size, else 64). */
+  batchSize?: number;
+  /** tfjs backend. */
+  backend?: BackendName;
+  /** Decoding workers (default cores - 1). */
+  workers?: number;
+  /** Model replicas on the wasm backend (see `ClassifierOptions.replicas`). */
+  replicas?: number;
+  /** Progress on stderr (default true). */
+  progress?: boolean;
+  /** Hub settings for Hub ids. */
+  hub?: HubSettings;
+}
+
+/** What {@link evaluate} reports (and writes to `RUN/eval-<split>.json`). */
+export interface EvalReport {
+  /** The split evaluated. */
+  split: "test" | "validation";
+  /** The base model. */
+  model: string;
+  /** The adapter evaluated (folder), if any. */
+  adapter?: string;
+  /** The dataset. */
+  data: string;
+  /** Images evaluated. */
+  count: number;
+  /** Mean cross-entropy. */
+  loss: number;
+  /** Top-1 accuracy. */
+  accuracy: number;
+  /** Top-5 accuracy. */
+  top5: number;
+  /** Macro-averaged F1. */
+  macroF1: number;
+  /** Images a second. */
+  imagesPerSecond: number;
+  /** Class names. */
+  labels: string[];
+  /** Per class: support, accuracy (recall), precision, F1. */
+  perClass: ClassMetrics[];
+  /** `confusion[true][predicted]`. */
+  confusion: number[][];
+  /** Each image: its row in the split, true and predicted class, the prediction's probability. */
+  predictions: { index: number; label: number; predicted: number; probability: number }[];
+}
+
+/**
+ * Evaluates a classifier on the held-out validation or test split: accuracy, top-5, macro F1,
+ * per-class accuracy, the confusion matrix and images/s. With `run`, the model, data and split
+ * are the run's and the report is also written to `RUN/eval-<split>.json`.
+ *
+ * @example
+ * ```ts ignore
+ * import { evaluate } from "@lora/vit";
+ * const report = await evaluate({ run: "runs/food101", split: "test" });
+ * console.log(report.accuracy, report.macroF1);
+ * ```
+ */
+export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
+  const split = options.split ?? "test";
+  if (split !== "test" && split !== "validation") {
+    throw new VitLoraError(`--split must be test or validation, not ${split}`);
+  }
+  let model: string, data: string, adapter: string | undefined;
+  const seed = options.seed ?? 42, testFraction = options.testFraction ?? 0.3;
+  let batchSize = options.batchSize ?? 64;
+  let indices: number[] | undefined;
+  if (options.run) {
+    const run = options.run;
+    const config = (await readRunConfig(run)).train;
+    model = options.model ?? config.model;
+    data = options.data ?? config.data;
+    batchSize = options.batchSize ?? config.batchSize;
+    const checkpoint = options.checkpoint ?? "best";
+    adapter = options.adapter ??
+      (checkpoint === "best"
+        ? join(run, "best")
+        : /^(epoch|step)-\d+$/.test(checkpoint)
+        ? join(run, "checkpoints", checkpoint)
+        : checkpoint);
+    if (!(await exists(join(adapter, "adapter_model.safetensors")))) {
+      throw new VitLoraError(`${adapter}: no adapter there (checkpoints: best, epoch-N, step-N)`);
+    }
+    const saved = await readJsonFile(join(run, "split.json")) as Record<string, number[]>;
+    indices = saved[split];
+    if (!Array.isArray(indices)) throw new VitLoraError(`${run}/split.json: no "${split}" indices`);
+  } else {
+    if (!options.model || !options.data) {
+      throw new VitLoraError("evaluate: give a run (--run), or a model and data (--model, --data)");
+    }
+    model = options.model;
+    data = options.data;
+    adapter = options.adapter;
+  }
+  const dataset = await openParquetDataset(
+    await datasetFolder(data, { progress: options.progress, settings: options.hub }),
+  );
+  const heldOut = dataset.splits.has("validation") ? "validation" : "test";
+  indices ??= splitIndices(dataset.size(heldOut), { testFraction, seed })[split];
+  const clf = await loadClassifier(model, {
+    adapter,
+    labels: dataset.labels,
+    backend: options.backend,
+    progress: options.progress,
+    hub: options.hub,
+    replicas: options.replicas,
+  });
+  const pool = new DecodePool({ workers: options.workers });
+  const progress = new Progress(options.progress === false ? { write: () => {} } : {});
+  try {
+    if (clf.labels.length !== dataset.labels.length) {
+      throw new VitLoraError(
+        `${
+          adapter ?? model
+        }: its classifier has ${clf.labels.length} classes, the dataset ${dataset.labels.length}`,
+      );
+    }
+    const spec = clf.transformSpec();
+    progress.start(`evaluating on ${split}`, indices.length);
+    const m = await evaluateBatches(
+      clf,
+      batches(epochRows(dataset, heldOut, { subset: new Set(indices) }), {
+        spec,
+        batchSize,
+        pool,
+        onSkip: (s) =>
+          progress.line(`warning: ${s.file}: row ${s.row}: ${s.error} (image skipped)`),
+      }),
+      { onBatch: (done) => progress.update(done) },
+    );
+    const report = toEvalReport(m, dataset.labels, { split, model, adapter, data });
+    if (options.run) {
+      await writeFileAtomic(join(options.run, `eval-${split}.json`), JSON.stringify(report) + "\n");
+    }
+    return report;
+  } finally {
+    pool.close();
+    clf.dispose();
+  }
+}
+
+/** An {@link EvalReport} from {@link evaluateBatches}' metrics. */
+export function toEvalReport(
+  m: EvalMetrics,
+  labels: string[],
+  meta: { split: "test" | "validation"; model: string; adapter?: string; data: string },
+): EvalReport {
+  const metrics = classificationMetrics(m.labels, m.predictions, labels);
+  return {
+    ...meta,
+    count: m.count,
+    loss: m.loss,
+    accuracy: m.accuracy,
+    top5: m.top5,
+    macroF1: metrics.macroF1,
+    imagesPerSecond: m.imagesPerSecond,
+    labels,
+    perClass: metrics.perClass,
+    confusion: metrics.confusion,
+    predictions: m.indices.map((index, i) => ({
+      index,
+      label: m.labels[i],
+      predicted: m.predictions[i],
+      probability: m.probabilities[i],
+    })),
+  };
+}
+
+/** A short text table of a report: the headline figures and the five worst classes. */
+export function formatEvalReport(report: EvalReport): string {
+  const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+  const worst = report.perClass.filter((c) => c.support > 0)
+    .sort((a, b) => a.accuracy - b.accuracy).slice(0, 5);
+  const width = Math.max(12, ...worst.map((c) => c.label.length));
+  return [
+    `${report.split}: ${report.count} images, ${report.imagesPerSecond.toFixed(1)} images/s`,
+    `  accuracy   ${pct(report.accuracy)}`,
+    `  top-5      ${pct(report.top5)}`,
+    `  macro F1   ${report.macroF1.toFixed(4)}`,
+    `  loss       ${report.loss.toFixed(4)}`,
+    `  worst classes:`,
+    ...worst.map((c) =>
+      `    ${c.label.padEnd(width)} ${pct(c.accuracy).padStart(7)} of ${c.support}`
+    ),
+  ].join("\n");
+}
