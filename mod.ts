@@ -6,7 +6,14 @@
  * tfjs: on Deno's WebGPU when there is a GPU, else on tfjs's wasm backend (XNNPACK, with
  * replicas of the model in workers so that every core works), and matches transformers +
  * PEFT to float32 rounding: logits, features, loss and the gradient of every adapter tensor.
- * Adapters load and save in PEFT's own format; merged checkpoints in transformers' format.
+ * Adapters load and save in PEFT's own format (transformers 5's names by default, transformers
+ * 4's on request); merged checkpoints in transformers' format.
+ *
+ * This entry holds what a user of the recipe needs. More specialised parts have entries of
+ * their own: `@lora/vit/model` (the ViT's parts, LoRA targeting, PEFT names, safetensors,
+ * replicas), `@lora/vit/data` (parquet datasets, decoding, transforms, batches),
+ * `@lora/vit/training` (AdamW, the schedule, checkpoints, the option table) and
+ * `@lora/vit/hub` (downloads into the Hugging Face cache).
  *
  * @example
  * ```ts ignore
@@ -26,6 +33,69 @@
  * @module
  */
 
+// ---- training: a run folder from a base model and a parquet dataset ----
+export { train, type TrainOptions } from "./src/training/trainer.ts";
+export type {
+  CallbackContext,
+  RunStart,
+  TrainerCallback,
+  TrainResult,
+} from "./src/training/callbacks.ts";
+export { DEFAULT_TRAIN_CONFIG, type TrainConfig } from "./src/runs/config.ts";
+export type { EvalEvent, EvalSummary, RunEvent, StepEvent } from "./src/runs/events.ts";
+export { readMetrics, readRunConfig, type RunConfig } from "./src/runs/folder.ts";
+
+// ---- what plugs into training: the report, W&B, the Hub ----
+export { pushCallback, reportCallback, trackingCallback } from "./src/reporting/callbacks.ts";
+export { type ReportFiles, type ReportOptions, writeReport } from "./src/reporting/report.ts";
+export { type PushOptions, type PushResult, pushRun } from "./src/reporting/push.ts";
+
+// ---- results: evaluation of a run, prediction on files, classification of images ----
+export {
+  type EvalMetrics,
+  type EvalReport,
+  evaluate,
+  type EvaluateOptions,
+} from "./src/eval/evaluate.ts";
+export type { ClassMetrics } from "./src/eval/metrics.ts";
+export { predict, type PredictOptions, type PredictResult } from "./src/eval/predict.ts";
+export { classify, type ClassifyOptions, type Prediction } from "./src/eval/classify.ts";
+
+// ---- the model: load, create, run, save ----
+export { type ClassifierOptions, createClassifier, loadClassifier } from "./src/model/loading.ts";
+export {
+  countParameters,
+  type LossAndGradients,
+  type LossOptions,
+  type ParameterCount,
+  ViTClassifier,
+} from "./src/model/classifier.ts";
+export { type BatchGradientOptions, batchGradients, predictLogits } from "./src/model/parallel.ts";
+export {
+  type HiddenAct,
+  parsePreprocessorConfig,
+  parseViTConfig,
+  type PreprocessorConfig,
+  VIT_BASE_CONFIG,
+  type ViTConfig,
+} from "./src/model/config.ts";
+export {
+  type LoraConfig,
+  loraConfig,
+  type LoraOptions,
+  parseAdapterConfig,
+} from "./src/model/lora.ts";
+export { parsePeftFormat, PEFT_FORMATS, type PeftFormat } from "./src/model/peft_format.ts";
+
+// ---- backend, tensors, errors, settings ----
+export {
+  type BackendInfo,
+  type BackendName,
+  BACKENDS,
+  initBackend,
+  type InitBackendOptions,
+  parseBackendName,
+} from "./src/backend/backend.ts";
 export {
   type Scalar,
   type Tensor,
@@ -36,207 +106,5 @@ export {
   tf,
   type Variable,
 } from "./src/core/tf.ts";
-export {
-  type BackendInfo,
-  type BackendName,
-  BACKENDS,
-  initBackend,
-  type InitBackendOptions,
-  parseBackendName,
-} from "./src/backend/backend.ts";
-export { formatShape, VitLoraError } from "./src/core/errors.ts";
-export {
-  decodeSafetensors,
-  encodeSafetensors,
-  type Float32TensorData,
-  openSafetensors,
-  readSafetensors,
-  type SafetensorsDtype,
-  type SafetensorsEntry,
-  SafetensorsFile,
-  type TensorData,
-  writeSafetensors,
-} from "./src/model/safetensors.ts";
-export {
-  configLabels,
-  type HiddenAct,
-  parsePreprocessorConfig,
-  parseViTConfig,
-  type PreprocessorConfig,
-  VIT_BASE_CONFIG,
-  type ViTConfig,
-  vitTensorShapes,
-} from "./src/model/config.ts";
-export {
-  type LoraConfig,
-  loraConfig,
-  loraConfigIn,
-  type LoraOptions,
-  type LoraTarget,
-  loraTargets,
-  parseAdapterConfig,
-} from "./src/model/lora.ts";
-export {
-  DEFAULT_PEFT_FORMAT,
-  parsePeftFormat,
-  parsePeftKey,
-  PEFT_CLASSIFIER_KEYS,
-  PEFT_FORMATS,
-  type PeftFormat,
-  type PeftKey,
-  peftLoraKey,
-  peftModuleName,
-} from "./src/model/peft_format.ts";
-export {
-  LayerNorm,
-  Linear,
-  LoraLayer,
-  seedDropout,
-  takesTransposed,
-  type TensorSource,
-  transposeWeight,
-  type ViTLayer,
-  ViTModel,
-} from "./src/model/vit.ts";
-export {
-  type BatchGradientOptions,
-  classifierFromSnapshot,
-  type ClassifierOptions,
-  type ClassifierSnapshot,
-  countParameters,
-  createClassifier,
-  loadClassifier,
-  type LossAndGradients,
-  type LossOptions,
-  type ParameterCount,
-  type Prediction,
-  snapshotClassifier,
-  ViTClassifier,
-} from "./src/model/classifier.ts";
-export {
-  type ReplicaJob,
-  type ReplicaReply,
-  type ReplicaRequest,
-  Replicas,
-  splitRows,
-} from "./src/model/replicas.ts";
-export { Random } from "./src/core/random.ts";
-export {
-  type ImageRow,
-  openParquetDataset,
-  ParquetDataset,
-  type ParquetDatasetOptions,
-  type ParquetShard,
-  type RowGroup,
-} from "./src/data/parquet.ts";
-export { FOOD101_LABELS } from "./src/data/food101.ts";
-export { type EpochOptions, epochRows, type SplitIndices, splitIndices } from "./src/data/sampler.ts";
-export { decodeImage, type DecodeOptions, type RgbImage } from "./src/data/image.ts";
-export { type CropBox, cropImage, resizeImage } from "./src/data/resize.ts";
-export {
-  augmentImage,
-  centerCropBox,
-  evalImage,
-  flipHorizontal,
-  normalize,
-  randomResizedCropBox,
-  resizeShorter,
-  roundHalfEven,
-  transformImage,
-  type TransformSpec,
-} from "./src/data/transforms.ts";
-export { prepareImage } from "./src/data/prepare.ts";
-export {
-  type Batch,
-  batches,
-  type BatchOptions,
-  DecodePool,
-  type SkippedImage,
-} from "./src/data/loader.ts";
-export {
-  AdamW,
-  type AdamWOptions,
-  clipByGlobalNorm,
-  linearSchedule,
-  type ScheduleOptions,
-  trainerNoDecay,
-} from "./src/training/optimizer.ts";
-export {
-  type EvalMetrics,
-  type EvalReport,
-  evaluate,
-  evaluateBatches,
-  type EvaluateOptions,
-  formatEvalReport,
-  toEvalReport,
-} from "./src/eval/evaluate.ts";
-export {
-  latestCheckpoint,
-  loadAdapterWeights,
-  loadOptimizer,
-  readTrainerState,
-  saveCheckpoint,
-  type TrainerState,
-  writeFolderAtomic,
-} from "./src/training/checkpoint.ts";
-export { formatBytes, formatDuration, Progress, type ProgressOptions } from "./src/core/progress.ts";
-export {
-  checkTrainConfig,
-  DEFAULT_TRAIN_CONFIG,
-  type EvalEvent,
-  type StepEvent,
-  train,
-  type TrainConfig,
-  type TrainOptions,
-  type TrainResult,
-} from "./src/training/trainer.ts";
-export {
-  SYNTHETIC_CLASSES,
-  type SyntheticDatasetOptions,
-  writeSyntheticDataset,
-} from "./src/data/synthetic.ts";
-export {
-  activationBudget,
-  autoChunkSize,
-  DEFAULT_ACTIVATION_BUDGET,
-  trainingBytesPerImage,
-} from "./src/model/memory.ts";
-export {
-  datasetFolder,
-  downloadAdapter,
-  downloadDataset,
-  downloadModel,
-  type HubDownloadOptions,
-  hubFile,
-  type HubRepo,
-  type HubSettings,
-  hubSettings,
-  isRepoId,
-  parseRepoId,
-  repoCacheDir,
-  type RepoType,
-  snapshotOf,
-} from "./src/hub/hub.ts";
-export {
-  defaultRepoName,
-  modelCard,
-  type PushOptions,
-  type PushResult,
-  pushRun,
-} from "./src/reporting/push.ts";
-export { parseMetrics, readMetrics, readRunConfig, type RunConfig } from "./src/runs/folder.ts";
-export {
-  type ClassificationMetrics,
-  classificationMetrics,
-  type ClassMetrics,
-} from "./src/eval/metrics.ts";
-export {
-  formatPredictions,
-  predict,
-  type PredictOptions,
-  type PredictResult,
-} from "./src/eval/predict.ts";
-export { openInChromium, type ReportFiles, type ReportOptions, writeReport } from "./src/reporting/report.ts";
-export { startTrackers, type Tracker, TRACKERS } from "./src/reporting/tracking.ts";
-export { gelu, layerNorm } from "./src/backend/kernels.ts";
-export { fusedAttention } from "./src/backend/attention.ts";
+export { VitLoraError } from "./src/core/errors.ts";
+export { type HubSettings, hubSettings } from "./src/hub/hub.ts";

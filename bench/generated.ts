@@ -7,15 +7,15 @@
  */
 
 import { join } from "node:path";
+import type { ViTClassifier } from "../src/model/classifier.ts";
 import {
-  createClassifier,
   parseViTConfig,
   VIT_BASE_CONFIG,
-  type ViTClassifier,
   type ViTConfig,
   vitTensorShapes,
-  writeSafetensors,
-} from "../mod.ts";
+} from "../src/model/config.ts";
+import { createClassifier } from "../src/model/loading.ts";
+import { writeSafetensors } from "../src/model/safetensors.ts";
 
 /**
  * A classifier with random weights at `config`'s shapes and the recipe's LoRA (r 32, alpha

@@ -11,18 +11,13 @@
  */
 
 import { parseArgs } from "node:util";
-import {
-  activationBudget,
-  AdamW,
-  autoChunkSize,
-  type BackendName,
-  initBackend,
-  parseBackendName,
-  type Tensor4D,
-  tf,
-  VIT_BASE_CONFIG,
-} from "../mod.ts";
+import { type BackendName, initBackend, parseBackendName } from "../src/backend/backend.ts";
+import { type Tensor4D, tf } from "../src/core/tf.ts";
+import { VIT_BASE_CONFIG } from "../src/model/config.ts";
+import { activationBudget, autoChunkSize } from "../src/model/memory.ts";
+import { AdamW } from "../src/training/optimizer.ts";
 import { recipeClassifier, SMALL_VIT_CONFIG } from "./generated.ts";
+import { batchGradients, predictLogits } from "../src/model/parallel.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -61,7 +56,7 @@ const result: Record<string, unknown> = {
 for (const batch of [1, 8, 64]) {
   const pixels = tf.randomNormal([batch, 3, size, size]) as Tensor4D;
   result[`forward_b${batch}`] = await rate(batch, async () => {
-    const logits = await clf.predictLogits(pixels);
+    const logits = await predictLogits(clf, pixels);
     await logits.data();
     logits.dispose();
   });
@@ -79,7 +74,7 @@ const vars = clf.trainableVariables();
 const adam = new AdamW(vars);
 result.chunk_size = chunkSize;
 result.train_step_b64 = await rate(64, async () => {
-  const { loss, grads } = await clf.batchGradients(batch, {
+  const { loss, grads } = await batchGradients(clf, batch, {
     chunkSize,
     training: true,
     dropoutSeed: 1,

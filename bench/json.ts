@@ -9,7 +9,7 @@
  */
 
 import { join } from "node:path";
-import { tf } from "../mod.ts";
+import { tf } from "../src/core/tf.ts";
 
 interface BenchResult {
   name: string;

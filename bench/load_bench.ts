@@ -6,7 +6,8 @@
  * the file).
  */
 
-import { initBackend, loadClassifier } from "../mod.ts";
+import { initBackend } from "../src/backend/backend.ts";
+import { loadClassifier } from "../src/model/loading.ts";
 import { writeGeneratedViTBase } from "./generated.ts";
 
 const dir = await Deno.makeTempDir({ prefix: "vit-lora-bench-" });

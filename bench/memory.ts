@@ -18,19 +18,11 @@
  */
 
 import { parseArgs } from "node:util";
-import {
-  autoChunkSize,
-  type BackendName,
-  createClassifier,
-  initBackend,
-  loadClassifier,
-  parseBackendName,
-  parseViTConfig,
-  type Tensor4D,
-  tf,
-  trainingBytesPerImage,
-  VIT_BASE_CONFIG,
-} from "../mod.ts";
+import { type BackendName, initBackend, parseBackendName } from "../src/backend/backend.ts";
+import { type Tensor4D, tf } from "../src/core/tf.ts";
+import { parseViTConfig, VIT_BASE_CONFIG } from "../src/model/config.ts";
+import { createClassifier, loadClassifier } from "../src/model/loading.ts";
+import { autoChunkSize, trainingBytesPerImage } from "../src/model/memory.ts";
 import { writeGeneratedViTBase } from "./generated.ts";
 
 const MIB = 2 ** 20;

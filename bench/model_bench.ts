@@ -9,16 +9,10 @@
  * run first, on a fresh classifier, once.
  */
 
-import {
-  type BackendName,
-  createClassifier,
-  initBackend,
-  type Tensor,
-  type Tensor1D,
-  type Tensor4D,
-  tf,
-  type ViTClassifier,
-} from "../mod.ts";
+import { type BackendName, initBackend } from "../src/backend/backend.ts";
+import { type Tensor, type Tensor1D, type Tensor4D, tf } from "../src/core/tf.ts";
+import type { ViTClassifier } from "../src/model/classifier.ts";
+import { createClassifier } from "../src/model/loading.ts";
 import { SMALL_VIT_CONFIG } from "./generated.ts";
 
 const config = SMALL_VIT_CONFIG;

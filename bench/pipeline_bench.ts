@@ -8,7 +8,11 @@
  */
 
 import encodeJpeg from "@jsquash/jpeg/encode.js";
-import { decodeImage, DecodePool, prepareImage, Random, type TransformSpec } from "../mod.ts";
+import { Random } from "../src/core/random.ts";
+import { decodeImage } from "../src/data/image.ts";
+import { DecodePool } from "../src/data/loader.ts";
+import { prepareImage } from "../src/data/prepare.ts";
+import type { TransformSpec } from "../src/data/transforms.ts";
 
 const COUNT = 32;
 const WIDTH = 512, HEIGHT = 384;

@@ -15,18 +15,14 @@
  * runs both and records the ratios.
  */
 
-import {
-  activationBudget,
-  AdamW,
-  autoChunkSize,
-  type BackendName,
-  initBackend,
-  type Tensor4D,
-  tf,
-  VIT_BASE_CONFIG,
-  type ViTClassifier,
-} from "../mod.ts";
+import { type BackendName, initBackend } from "../src/backend/backend.ts";
+import { type Tensor4D, tf } from "../src/core/tf.ts";
+import type { ViTClassifier } from "../src/model/classifier.ts";
+import { VIT_BASE_CONFIG } from "../src/model/config.ts";
+import { activationBudget, autoChunkSize } from "../src/model/memory.ts";
+import { AdamW } from "../src/training/optimizer.ts";
 import { recipeClassifier } from "./generated.ts";
+import { batchGradients, classifierReplicas, predictLogits } from "../src/model/parallel.ts";
 
 const backend = (Deno.env.get("VIT_BENCH_BACKEND") ?? "wasm") as BackendName;
 let shared: ViTClassifier | undefined;
@@ -45,10 +41,10 @@ for (const batch of [1, 8]) {
     warmup: 1,
     async fn(b) {
       const clf = await classifier();
-      await clf.replicas(); // started once, before the clock (as a long run would)
+      await classifierReplicas(clf); // started once, before the clock (as a long run would)
       const pixels = tf.randomNormal([batch, 3, 224, 224]) as Tensor4D;
       b.start();
-      const logits = await clf.predictLogits(pixels);
+      const logits = await predictLogits(clf, pixels);
       await logits.data();
       b.end();
       tf.dispose([logits, pixels]);
@@ -63,7 +59,7 @@ Deno.bench({
   warmup: 1,
   async fn(b) {
     const clf = await classifier();
-    await clf.replicas();
+    await classifierReplicas(clf);
     const vars = clf.trainableVariables();
     const adam = new AdamW(vars);
     const batch = {
@@ -74,7 +70,7 @@ Deno.bench({
     // the chunk size the trainer picks for this backend
     const chunkSize = autoChunkSize(clf.config, batch.size, activationBudget(backend));
     b.start();
-    const { loss, grads } = await clf.batchGradients(batch, {
+    const { loss, grads } = await batchGradients(clf, batch, {
       chunkSize,
       training: true,
       dropoutSeed: 1,

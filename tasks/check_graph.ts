@@ -44,7 +44,8 @@ export interface Import {
   typeOnly: boolean;
 }
 
-const IMPORT = /(?:^|\n)\s*(import|export)\s+(type\s+)?([^;]*?)\s+from\s+["'](\.{1,2}\/[^"']+)["']/g;
+const IMPORT =
+  /(?:^|\n)\s*(import|export)\s+(type\s+)?([^;]*?)\s+from\s+["'](\.{1,2}\/[^"']+)["']/g;
 const WORKER = /new\s+(?:Worker|URL)\(\s*(?:new URL\()?\s*["'](\.{1,2}\/[^"']+\.ts)["']/g;
 
 /** Every relative import (and worker script) of every `.ts` file under `root/src`. */
@@ -90,7 +91,9 @@ export function graphFaults(imports: readonly Import[]): string[] {
     if (!i.to.startsWith("src/")) continue;
     if (rank(i.from) < 0) faults.push(`${i.from}: not in a known folder (${LAYERS.join(", ")})`);
     else if (rank(i.to) > rank(i.from)) {
-      faults.push(`${i.from} imports ${i.to}: ${layerOf(i.from)}/ may not import ${layerOf(i.to)}/`);
+      faults.push(
+        `${i.from} imports ${i.to}: ${layerOf(i.from)}/ may not import ${layerOf(i.to)}/`,
+      );
     }
   }
   const edges = new Map<string, string[]>();

@@ -16,18 +16,19 @@ import { join } from "node:path";
 import {
   type BackendName,
   createClassifier,
-  epochRows,
   loadClassifier,
-  openParquetDataset,
   parseBackendName,
   parseViTConfig,
-  prepareImage,
+  reportCallback,
   type Tensor4D,
   tf,
   train,
   VitLoraError,
-  writeSyntheticDataset,
 } from "../mod.ts";
+import { openParquetDataset } from "../src/data/parquet.ts";
+import { prepareImage } from "../src/data/prepare.ts";
+import { epochRows } from "../src/data/sampler.ts";
+import { writeSyntheticDataset } from "../src/data/synthetic.ts";
 import { parseFlags, runTask } from "./cli.ts";
 
 async function main(): Promise<void> {
@@ -90,7 +91,7 @@ async function main(): Promise<void> {
     loraR: 8,
     loraAlpha: 16,
     backend,
-    screenshot: true,
+    callbacks: [reportCallback({ screenshot: true })],
   });
 
   // 4. the best adapter back, on a few validation images

@@ -7,7 +7,8 @@
  * @module
  */
 
-import { evaluate, formatEvalReport, parseBackendName } from "../mod.ts";
+import { evaluate, parseBackendName } from "../mod.ts";
+import { formatEvalReport } from "../src/eval/evaluate.ts";
 import { countFlag, parseFlags, runTask } from "./cli.ts";
 
 const HELP = `Evaluate a fine-tuned classifier on the held-out split.

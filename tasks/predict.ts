@@ -6,7 +6,8 @@
  * @module
  */
 
-import { formatPredictions, parseBackendName, predict } from "../mod.ts";
+import { parseBackendName, predict } from "../mod.ts";
+import { formatPredictions } from "../src/eval/predict.ts";
 import { countFlag, parseFlags, runTask } from "./cli.ts";
 
 const HELP = `Classify images with a fine-tuned model.

@@ -5,30 +5,41 @@
  * opens a GPU device of its own; with four or more of them in one process, Deno 2.9's
  * wgpu + Mesa teardown corrupts the heap at exit now and then (an abort after every test
  * passed, seen here in 1 run of 4). Importing every test module here keeps to one device.
- * Each module still runs alone: `deno test -A tests/parity_test.ts`.
+ * Each module still runs alone: `deno test -A tests/model/parity_test.ts`. The folders mirror
+ * `src/`'s.
  */
 
-import "./backend_test.ts";
-import "./checkpoint_test.ts";
-import "./config_test.ts";
-import "./data_test.ts";
-import "./hf5_test.ts";
-import "./hub_test.ts";
-import "./image_test.ts";
-import "./kernels_test.ts";
-import "./memory_test.ts";
-import "./parity_test.ts";
-import "./replicas_test.ts";
-import "./results_test.ts";
-import "./safetensors_test.ts";
-import "./train_test.ts";
+import assert from "node:assert/strict";
+import "./architecture_test.ts";
+import "./backend/backend_test.ts";
+import "./model/checkpoint_test.ts";
+import "./model/config_test.ts";
+import "./data/data_test.ts";
+import "./model/hf5_test.ts";
+import "./hub/hub_test.ts";
+import "./data/image_test.ts";
+import "./backend/kernels_test.ts";
+import "./training/memory_test.ts";
+import "./model/parity_test.ts";
+import "./model/replicas_test.ts";
+import "./eval/results_test.ts";
+import "./model/safetensors_test.ts";
+import "./training/train_test.ts";
 
 Deno.test("every test module of tests/ is imported above", async () => {
   const self = await Deno.readTextFile(new URL(import.meta.url));
-  for await (const entry of Deno.readDir(new URL(".", import.meta.url))) {
-    if (!entry.name.endsWith("_test.ts") || entry.name === "all_test.ts") continue;
-    if (!self.includes(`import "./${entry.name}";`)) {
-      throw new Error(`tests/${entry.name} is not imported by tests/all_test.ts`);
+  const walk = async (dir: URL, prefix: string): Promise<void> => {
+    for await (const entry of Deno.readDir(dir)) {
+      if (entry.isDirectory && entry.name !== "fixtures" && entry.name !== "reference") {
+        await walk(new URL(`${entry.name}/`, dir), `${prefix}${entry.name}/`);
+      } else if (entry.name.endsWith("_test.ts") && entry.name !== "all_test.ts") {
+        const path = `${prefix}${entry.name}`;
+        assert.ok(
+          self.includes(`import "./${path}";`),
+          `tests/${path} is not imported by tests/all_test.ts`,
+        );
+      }
     }
-  }
+  };
+  await walk(new URL(".", import.meta.url), "");
 });

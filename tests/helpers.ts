@@ -1,16 +1,9 @@
 /** Shared test helpers: fixtures, backends, and float comparison. */
 
 import assert from "node:assert/strict";
-import {
-  type BackendName,
-  initBackend,
-  readSafetensors,
-  type Tensor,
-  type Tensor1D,
-  type Tensor4D,
-  type TensorData,
-  tf,
-} from "../mod.ts";
+import { type BackendName, initBackend } from "../src/backend/backend.ts";
+import { type Tensor, type Tensor1D, type Tensor4D, tf } from "../src/core/tf.ts";
+import { readSafetensors, type TensorData } from "../src/model/safetensors.ts";
 
 /** The reference sets copied from ../shared/fixtures (PyTorch float32). */
 export const FIXTURE_SETS = ["vit-tiny-a", "vit-tiny-b", "vit-tiny-c"] as const;

@@ -107,7 +107,9 @@ function geluDerivative(x: Tensor): Tensor {
  *
  * @example
  * ```ts
- * import { gelu, tf } from "@lora/vit";
+ * import { initBackend, tf } from "@lora/vit";
+ * import { gelu } from "./kernels.ts";
+ * await initBackend("cpu");
  * const y = gelu(tf.tensor1d([-1, 0, 1]));
  * console.log(await y.data()); // ≈ [-0.1587, 0, 0.8413]
  * ```
@@ -279,7 +281,9 @@ function plainLayerNorm(x: Tensor, gamma: Tensor, beta: Tensor, eps: number): Te
  *
  * @example
  * ```ts
- * import { layerNorm, tf } from "@lora/vit";
+ * import { initBackend, tf } from "@lora/vit";
+ * import { layerNorm } from "./kernels.ts";
+ * await initBackend("cpu");
  * const y = layerNorm(tf.tensor2d([[1, 2, 3]]), tf.ones([3]), tf.zeros([3]), 1e-12);
  * console.log(await y.data()); // ≈ [-1.2247, 0, 1.2247]
  * ```

@@ -14,7 +14,7 @@
  * try {
  *   throw new VitLoraError("model/config.json: hidden_size must be a positive integer");
  * } catch (e) {
- *   if (e instanceof VitLoraError) console.error(`error: ${e.message}`);
+ *   if (e instanceof VitLoraError) console.log(e.message); // the tasks print `error: ` + this
  * }
  * ```
  */
@@ -24,14 +24,4 @@ export class VitLoraError extends Error {
     super(message, options);
     this.name = "VitLoraError";
   }
-}
-
-/** Formats a shape the way PyTorch prints it: `[768, 3, 16, 16]`. */
-export function formatShape(shape: readonly number[]): string {
-  return `[${shape.join(", ")}]`;
-}
-
-/** True when both shapes have the same rank and sizes. */
-export function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((d, i) => d === b[i]);
 }

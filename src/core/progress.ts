@@ -38,7 +38,7 @@ export interface ProgressOptions {
  *
  * @example
  * ```ts
- * import { Progress } from "@lora/vit";
+ * import { Progress } from "./progress.ts";
  * const lines: string[] = [];
  * const p = new Progress({ tty: false, write: (t) => lines.push(t) });
  * p.start("epoch 1/5", 10);

@@ -20,7 +20,7 @@ function mix(h: number, k: number): number {
  *
  * @example
  * ```ts
- * import { Random } from "@lora/vit";
+ * import { Random } from "@lora/vit/data";
  * const rng = Random.derive(42, 1, 7); // seed 42, epoch 1, image 7
  * const order = rng.permutation(5);
  * console.log(order.length); // 5

@@ -12,7 +12,8 @@ import * as tfjs from "@tensorflow/tfjs";
  *
  * @example
  * ```ts
- * import { tf } from "@lora/vit";
+ * import { initBackend, tf } from "@lora/vit";
+ * await initBackend("cpu"); // or the default: WebGPU on a GPU, else wasm
  * const labels = tf.tensor1d([0, 2], "int32");
  * console.log(labels.shape); // [2]
  * labels.dispose();

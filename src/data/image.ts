@@ -77,7 +77,7 @@ function rgbaToRgb(rgba: Uint8Array | Uint8ClampedArray, width: number, height: 
  *
  * @example
  * ```ts ignore
- * import { decodeImage } from "@lora/vit";
+ * import { decodeImage } from "@lora/vit/data";
  * const image = await decodeImage(await Deno.readFile("dish.jpg"));
  * console.log(image.width, image.height); // data: height × width × 3 bytes
  * ```

@@ -47,7 +47,7 @@ interface Pending {
  *
  * @example
  * ```ts ignore
- * import { DecodePool } from "@lora/vit";
+ * import { DecodePool } from "@lora/vit/data";
  * const pool = new DecodePool({ workers: 2 });
  * const spec = { size: 224, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], augment: false };
  * const pixels = await pool.prepare(await Deno.readFile("dish.jpg"), spec);
@@ -147,7 +147,7 @@ export interface BatchOptions {
  *
  * @example
  * ```ts ignore
- * import { batches, DecodePool, epochRows, openParquetDataset } from "@lora/vit";
+ * import { batches, DecodePool, epochRows, openParquetDataset } from "@lora/vit/data";
  * const data = await openParquetDataset("food101");
  * const pool = new DecodePool();
  * const spec = { size: 224, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], augment: false };

@@ -248,7 +248,7 @@ function labelNames(metadata: FileMetaData, labelColumn: string): string[] | und
  *
  * @example
  * ```ts ignore
- * import { openParquetDataset } from "@lora/vit";
+ * import { openParquetDataset } from "@lora/vit/data";
  * const data = await openParquetDataset("food101");
  * console.log(data.size("train"), data.labels.length); // 75750 101
  * for await (const row of data.rows("validation")) console.log(row.label, row.bytes.length);

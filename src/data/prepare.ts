@@ -15,7 +15,7 @@ import { transformImage, type TransformSpec } from "./transforms.ts";
  *
  * @example
  * ```ts ignore
- * import { prepareImage } from "@lora/vit";
+ * import { prepareImage } from "./prepare.ts";
  * const spec = { size: 224, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], augment: false };
  * const pixels = await prepareImage(await Deno.readFile("dish.jpg"), spec);
  * console.log(pixels.length); // 3 × 224 × 224

@@ -68,7 +68,7 @@ function clip8(v: number): number {
  *
  * @example
  * ```ts
- * import { resizeImage } from "@lora/vit";
+ * import { resizeImage } from "@lora/vit/data";
  * const image = { width: 4, height: 2, data: new Uint8Array(4 * 2 * 3).fill(200) };
  * const small = resizeImage(image, 2, 1);
  * console.log(small.data); // Uint8Array(6) [200, 200, 200, 200, 200, 200]
@@ -172,7 +172,7 @@ export interface CropBox {
  *
  * @example
  * ```ts
- * import { cropImage } from "@lora/vit";
+ * import { cropImage } from "@lora/vit/data";
  * const image = { width: 4, height: 4, data: new Uint8Array(4 * 4 * 3) };
  * console.log(cropImage(image, { left: 1, top: 1, width: 2, height: 2 }).data.length); // 12
  * ```

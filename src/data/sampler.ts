@@ -32,7 +32,7 @@ export interface SplitIndices {
  *
  * @example
  * ```ts
- * import { splitIndices } from "@lora/vit";
+ * import { splitIndices } from "@lora/vit/data";
  * const { validation, test } = splitIndices(25250, { testFraction: 0.3, seed: 42 });
  * console.log(validation.length, test.length); // 17675 7575
  * ```
@@ -75,7 +75,7 @@ export interface EpochOptions {
  *
  * @example
  * ```ts ignore
- * import { epochRows, openParquetDataset } from "@lora/vit";
+ * import { epochRows, openParquetDataset } from "@lora/vit/data";
  * const data = await openParquetDataset("food101");
  * for await (const row of epochRows(data, "train", { shuffle: true, seed: 42, epoch: 0 })) {
  *   console.log(row.index, row.label);

@@ -97,7 +97,7 @@ function pattern(
  *
  * @example
  * ```ts ignore
- * import { openParquetDataset, writeSyntheticDataset } from "@lora/vit";
+ * import { openParquetDataset, writeSyntheticDataset } from "@lora/vit/data";
  * await writeSyntheticDataset("demo-data", { classes: 4 });
  * const data = await openParquetDataset("demo-data");
  * console.log(data.labels, data.size("train")); // 4 names, 96

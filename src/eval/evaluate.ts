@@ -8,7 +8,9 @@
 
 import { join } from "node:path";
 import type { BackendName } from "../backend/backend.ts";
-import { loadClassifier, type ViTClassifier } from "../model/classifier.ts";
+import type { ViTClassifier } from "../model/classifier.ts";
+import { loadClassifier } from "../model/loading.ts";
+import { predictLogits } from "../model/parallel.ts";
 import { VitLoraError } from "../core/errors.ts";
 import { exists, readJsonFile, writeFileAtomic } from "../core/files.ts";
 import { datasetFolder, type HubSettings } from "../hub/hub.ts";
@@ -19,17 +21,13 @@ import { Progress } from "../core/progress.ts";
 import { readRunConfig } from "../runs/folder.ts";
 import { epochRows, splitIndices } from "../data/sampler.ts";
 import { type Tensor1D, type Tensor4D, tf } from "../core/tf.ts";
+import type { EvalSummary } from "../runs/events.ts";
 
-/** What {@link evaluateBatches} measures. */
-export interface EvalMetrics {
-  /** Mean cross-entropy. */
-  loss: number;
-  /** Top-1 accuracy in [0, 1]. */
-  accuracy: number;
-  /** Top-5 accuracy (top-k with k = min(5, classes)). */
-  top5: number;
-  /** Images evaluated. */
-  count: number;
+/**
+ * What {@link evaluateBatches} measures: loss, top-1 and top-5 accuracy (top-k with
+ * k = min(5, classes)) and the count, and each image's outcome.
+ */
+export interface EvalMetrics extends EvalSummary {
   /** Images a second. */
   imagesPerSecond: number;
   /** The true class of each image, in order. */
@@ -47,7 +45,9 @@ export interface EvalMetrics {
  *
  * @example
  * ```ts ignore
- * import { batches, epochRows, evaluateBatches, loadClassifier, openParquetDataset } from "@lora/vit";
+ * import { loadClassifier } from "@lora/vit";
+ * import { batches, epochRows, openParquetDataset } from "@lora/vit/data";
+ * import { evaluateBatches } from "./evaluate.ts";
  * const clf = await loadClassifier("model", { adapter: "run/best" });
  * const data = await openParquetDataset("food101");
  * const spec = clf.transformSpec();
@@ -68,7 +68,7 @@ export async function evaluateBatches(
   const start = performance.now();
   for await (const batch of source) {
     const pixels = tf.tensor4d(batch.pixels, [batch.size, 3, size, size]) as Tensor4D;
-    const logits = await clf.predictLogits(pixels); // on every core (replicas on wasm)
+    const logits = await predictLogits(clf, pixels); // on every core (replicas on wasm)
     pixels.dispose();
     const out = tf.tidy(() => {
       const y = tf.tensor1d(batch.labels, "int32") as Tensor1D;

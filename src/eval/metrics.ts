@@ -36,7 +36,7 @@ export interface ClassificationMetrics {
  *
  * @example
  * ```ts
- * import { classificationMetrics } from "@lora/vit";
+ * import { classificationMetrics } from "./metrics.ts";
  * const m = classificationMetrics([0, 0, 1, 1], [0, 1, 1, 1], ["cat", "dog"]);
  * console.log(m.accuracy, m.confusion); // 0.75 [[1, 1], [0, 2]]
  * ```

@@ -7,7 +7,8 @@
 
 import { extname, join } from "node:path";
 import type { BackendName } from "../backend/backend.ts";
-import { loadClassifier, type Prediction } from "../model/classifier.ts";
+import { loadClassifier } from "../model/loading.ts";
+import { classify, type Prediction } from "./classify.ts";
 import { VitLoraError } from "../core/errors.ts";
 import { readRunConfig } from "../runs/folder.ts";
 import type { HubSettings } from "../hub/hub.ts";
@@ -110,7 +111,7 @@ export async function predict(options: PredictOptions): Promise<PredictResult[]>
     const results: PredictResult[] = [];
     for (const source of sources) {
       try {
-        const [top] = await clf.classify([await readInput(source)], { topK: options.topK });
+        const [top] = await classify(clf, [await readInput(source)], { topK: options.topK });
         results.push({ source, top });
       } catch (e) {
         const message = (e as Error).message.replace(/^image 0: /, "");

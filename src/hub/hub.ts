@@ -387,7 +387,7 @@ async function link(blob: string, pointer: string): Promise<void> {
  *
  * @example
  * ```ts ignore
- * import { hubFile } from "@lora/vit";
+ * import { hubFile } from "@lora/vit/hub";
  * const path = await hubFile({ type: "model", id: "google/vit-base-patch16-224-in21k" }, "config.json");
  * console.log(await Deno.readTextFile(path));
  * ```
@@ -523,7 +523,8 @@ async function listCached(dir: string, prefix = ""): Promise<string[]> {
  *
  * @example
  * ```ts ignore
- * import { downloadDataset, openParquetDataset } from "@lora/vit";
+ * import { downloadDataset } from "@lora/vit/hub";
+ * import { openParquetDataset } from "@lora/vit/data";
  * const dir = await downloadDataset("ethz/food101");
  * const data = await openParquetDataset(dir);
  * ```

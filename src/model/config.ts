@@ -221,7 +221,7 @@ export function linearShape(config: ViTConfig, module: string): [number, number]
  *
  * @example
  * ```ts
- * import { VIT_BASE_CONFIG, vitTensorShapes } from "@lora/vit";
+ * import { VIT_BASE_CONFIG, vitTensorShapes } from "./config.ts";
  * const shapes = vitTensorShapes(VIT_BASE_CONFIG);
  * console.log(shapes.get("embeddings.patch_embeddings.projection.weight")); // [768, 3, 16, 16]
  * ```

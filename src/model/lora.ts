@@ -370,7 +370,7 @@ function targeted(config: LoraConfig, name: string): boolean {
  *
  * @example
  * ```ts
- * import { loraConfig, loraTargets } from "@lora/vit";
+ * import { loraConfig, loraTargets } from "./lora.ts";
  * const modules = [
  *   "encoder.layer.0.attention.attention.query",
  *   "encoder.layer.0.attention.attention.key",
@@ -411,7 +411,7 @@ function sameTargets(a: readonly LoraTarget[], b: readonly LoraTarget[]): boolea
  *
  * @example
  * ```ts
- * import { loraConfig, loraConfigIn, loraTargets } from "@lora/vit";
+ * import { loraConfig, loraConfigIn, loraTargets } from "./lora.ts";
  * const config = loraConfig({ r: 4, targetModules: ["query", "value"] });
  * const modules = ["encoder.layer.0.attention.attention.query", "encoder.layer.0.attention.attention.value"];
  * const t5 = loraConfigIn(config, loraTargets(config, modules), modules, "transformers-5");

@@ -19,7 +19,8 @@ import { numTokens, type ViTConfig } from "./config.ts";
  *
  * @example
  * ```ts
- * import { trainingBytesPerImage, VIT_BASE_CONFIG } from "@lora/vit";
+ * import { VIT_BASE_CONFIG } from "@lora/vit";
+ * import { trainingBytesPerImage } from "@lora/vit/model";
  * console.log(Math.round(trainingBytesPerImage(VIT_BASE_CONFIG) / 2 ** 20)); // 919 (MiB)
  * ```
  */
@@ -40,7 +41,8 @@ export const DEFAULT_ACTIVATION_BUDGET: number = 12 * 2 ** 30;
  *
  * @example
  * ```ts
- * import { activationBudget, autoChunkSize, VIT_BASE_CONFIG } from "@lora/vit";
+ * import { VIT_BASE_CONFIG } from "@lora/vit";
+ * import { activationBudget, autoChunkSize } from "@lora/vit/model";
  * console.log(autoChunkSize(VIT_BASE_CONFIG, 64, activationBudget("wasm"))); // 2
  * ```
  */
@@ -55,7 +57,8 @@ export function activationBudget(backend: BackendName): number {
  *
  * @example
  * ```ts
- * import { autoChunkSize, VIT_BASE_CONFIG } from "@lora/vit";
+ * import { VIT_BASE_CONFIG } from "@lora/vit";
+ * import { autoChunkSize } from "@lora/vit/model";
  * console.log(autoChunkSize(VIT_BASE_CONFIG, 64)); // 13
  * ```
  */

@@ -118,7 +118,7 @@ export function moduleParts(module: string): ModuleParts {
  *
  * @example
  * ```ts
- * import { peftModuleName } from "@lora/vit";
+ * import { peftModuleName } from "@lora/vit/model";
  * const own = "encoder.layer.3.attention.attention.query";
  * console.log(peftModuleName(own, "transformers-5")); // vit.layers.3.attention.q_proj
  * console.log(peftModuleName(own, "transformers-4")); // vit.encoder.layer.3.attention.attention.query
@@ -135,7 +135,7 @@ export function peftModuleName(module: string, format: PeftFormat): string {
  *
  * @example
  * ```ts
- * import { peftLoraKey } from "@lora/vit";
+ * import { peftLoraKey } from "@lora/vit/model";
  * const own = "encoder.layer.0.attention.attention.query";
  * console.log(peftLoraKey(own, "lora_A"));
  * // base_model.model.vit.layers.0.attention.q_proj.lora_A.weight
@@ -172,7 +172,7 @@ const T4_KEY = /^base_model\.model\.vit\.(encoder\.layer\.\d+\..+)\.(lora_A|lora
  *
  * @example
  * ```ts
- * import { parsePeftKey } from "@lora/vit";
+ * import { parsePeftKey } from "@lora/vit/model";
  * console.log(parsePeftKey("base_model.model.vit.layers.2.mlp.fc1.lora_B.weight"));
  * // { kind: "lora", module: "encoder.layer.2.intermediate.dense", which: "lora_B", format: "transformers-5" }
  * ```

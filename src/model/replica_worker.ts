@@ -8,14 +8,10 @@
 /// <reference lib="deno.worker" />
 
 import { initBackend } from "../backend/backend.ts";
-import {
-  classifierFromSnapshot,
-  type ClassifierSnapshot,
-  type ViTClassifier,
-} from "./classifier.ts";
-import type { ReplicaReply, ReplicaRequest } from "./replicas.ts";
+import type { ViTClassifier } from "./classifier.ts";
+import type { ReplicaReply, ReplicaRequest } from "./replica_protocol.ts";
+import { classifierFromSnapshot, type ClassifierSnapshot } from "./snapshot.ts";
 import { type Tensor1D, type Tensor4D, tf } from "../core/tf.ts";
-import { seedDropout } from "./vit.ts";
 
 let clf: ViTClassifier | undefined;
 
@@ -45,9 +41,10 @@ async function handle(request: ReplicaRequest): Promise<ReplicaReply> {
       const { size, rows } = request;
       const x = tf.tensor4d(request.pixels, [rows, 3, size, size]) as Tensor4D;
       const y = tf.tensor1d(request.labels, "int32") as Tensor1D;
-      seedDropout(request.dropoutSeed);
-      const { loss, grads } = clf!.lossAndGradients(x, y, { training: request.training });
-      seedDropout(undefined);
+      const { loss, grads } = clf!.lossAndGradients(x, y, {
+        training: request.training,
+        dropoutSeed: request.dropoutSeed,
+      });
       const out: Record<string, Float32Array> = {};
       for (const [key, g] of Object.entries(grads)) out[key] = (await g.data()) as Float32Array;
       const lossValue = (await loss.data())[0];

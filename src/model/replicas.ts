@@ -16,53 +16,18 @@
  * @module
  */
 
-import type { ClassifierSnapshot } from "./classifier.ts";
-import type { Float32TensorData } from "./safetensors.ts";
 import type { Variable } from "../core/tf.ts";
 import { VitLoraError } from "../core/errors.ts";
-
-/** A request to a replica worker. */
-export type ReplicaRequest =
-  | { id: number; type: "init"; snapshot: ClassifierSnapshot }
-  | { id: number; type: "trainable"; tensors: Record<string, Float32TensorData> }
-  | { id: number; type: "logits"; pixels: Float32Array; rows: number; size: number }
-  | {
-    id: number;
-    type: "gradients";
-    pixels: Float32Array;
-    labels: Int32Array;
-    rows: number;
-    size: number;
-    training: boolean;
-    dropoutSeed?: number;
-  };
-
-/** A replica worker's answer. */
-export interface ReplicaReply {
-  /** The request's id. */
-  id: number;
-  /** Why the request failed, if it did. */
-  error?: string;
-  /** Logits `[rows, labels]`, row-major. */
-  data?: Float32Array;
-  /** The part's mean loss. */
-  loss?: number;
-  /** The part's gradients, by trainable key. */
-  grads?: Record<string, Float32Array>;
-}
-
-/** A request without its id (which {@link Replicas.request} assigns). */
-export type ReplicaJob = ReplicaRequest extends infer R
-  ? R extends { id: number } ? Omit<R, "id"> : never
-  : never;
+import type { ReplicaJob, ReplicaReply } from "./replica_protocol.ts";
+import type { Float32TensorData } from "./safetensors.ts";
+import type { ClassifierSnapshot } from "./snapshot.ts";
 
 /**
- * Replica workers of one classifier. A classifier starts its own (see
- * `ViTClassifier.replicas`); this class is what it holds.
+ * Replica workers of one classifier, started by `classifierReplicas` (`parallel.ts`).
  *
  * @example
  * ```ts ignore
- * const replicas = await clf.replicas(); // undefined off wasm, or for small models
+ * const replicas = await classifierReplicas(clf); // undefined off wasm, or for small models
  * console.log(replicas?.size); // 1 on a 2-core machine
  * ```
  */
@@ -168,7 +133,7 @@ export class Replicas {
  *
  * @example
  * ```ts
- * import { splitRows } from "@lora/vit";
+ * import { splitRows } from "@lora/vit/model";
  * console.log(splitRows(5, 2)); // [[0, 3], [3, 5]]
  * ```
  */

@@ -12,7 +12,8 @@
  * @module
  */
 
-import { formatShape, VitLoraError } from "../core/errors.ts";
+import { VitLoraError } from "../core/errors.ts";
+import { formatShape } from "../core/shapes.ts";
 import { writeFileAtomic } from "../core/files.ts";
 
 /** The element types of the safetensors format that this module reads. */
@@ -278,7 +279,7 @@ function decode(
  *
  * @example
  * ```ts ignore
- * import { openSafetensors } from "@lora/vit";
+ * import { openSafetensors } from "@lora/vit/model";
  * using file = await openSafetensors("model/model.safetensors");
  * console.log([...file.entries.keys()]);
  * const cls = await file.read("embeddings.cls_token"); // { dtype, shape, data }
@@ -334,7 +335,7 @@ export class SafetensorsFile implements Disposable {
  *
  * @example
  * ```ts ignore
- * import { openSafetensors } from "@lora/vit";
+ * import { openSafetensors } from "@lora/vit/model";
  * const file = await openSafetensors("adapter/adapter_model.safetensors");
  * for (const [name, e] of file.entries) console.log(name, e.dtype, e.shape);
  * file.close();
@@ -377,7 +378,7 @@ export async function openSafetensors(path: string): Promise<SafetensorsFile> {
  *
  * @example
  * ```ts ignore
- * import { readSafetensors } from "@lora/vit";
+ * import { readSafetensors } from "@lora/vit/model";
  * const tensors = await readSafetensors("adapter/adapter_model.safetensors");
  * console.log(tensors.get("base_model.model.classifier.bias")?.shape);
  * ```
@@ -395,7 +396,7 @@ export async function readSafetensors(path: string): Promise<Map<string, TensorD
  *
  * @example
  * ```ts
- * import { decodeSafetensors, encodeSafetensors } from "@lora/vit";
+ * import { decodeSafetensors, encodeSafetensors } from "@lora/vit/model";
  * const bytes = encodeSafetensors({ w: { shape: [2], data: new Float32Array([1, 2]) } });
  * console.log(decodeSafetensors(bytes).get("w")?.data); // Float32Array [1, 2]
  * ```
@@ -421,7 +422,7 @@ export function decodeSafetensors(
  *
  * @example
  * ```ts
- * import { encodeSafetensors } from "@lora/vit";
+ * import { encodeSafetensors } from "@lora/vit/model";
  * const bytes = encodeSafetensors({
  *   "classifier.bias": { shape: [3], data: new Float32Array([0.1, 0.2, 0.3]) },
  * });
@@ -468,7 +469,7 @@ export function encodeSafetensors(
  *
  * @example
  * ```ts ignore
- * import { writeSafetensors } from "@lora/vit";
+ * import { writeSafetensors } from "@lora/vit/model";
  * await writeSafetensors("out/weights.safetensors", {
  *   "classifier.weight": { shape: [2, 2], data: new Float32Array([1, 0, 0, 1]) },
  * });

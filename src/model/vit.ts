@@ -26,7 +26,8 @@ import {
   type Variable,
 } from "../core/tf.ts";
 import { type HiddenAct, LAYER_LINEARS, numTokens, patchGrid, type ViTConfig } from "./config.ts";
-import { formatShape, VitLoraError } from "../core/errors.ts";
+import { VitLoraError } from "../core/errors.ts";
+import { formatShape } from "../core/shapes.ts";
 import { fusedAttention } from "../backend/attention.ts";
 import { gelu, layerNorm } from "../backend/kernels.ts";
 
@@ -50,8 +51,8 @@ export class LoraLayer {
   }
 
   /** The branch's output for `x` `[rows, in]`: `[rows, out]`. */
-  apply(x: Tensor2D, training: boolean): Tensor2D {
-    const input = dropout(x, this.dropout, training);
+  apply(x: Tensor2D, drop: Dropout): Tensor2D {
+    const input = drop.apply(x, this.dropout);
     const down = tf.matMul(input, this.A, false, true); // [rows, r]
     return tf.matMul(down, this.B, false, true).mul(this.scaling); // [rows, out]
   }
@@ -83,10 +84,10 @@ export class Linear {
     this.bias = bias;
   }
 
-  /** `x` `[rows, in]` → `[rows, out]`. */
-  apply(x: Tensor2D, training: boolean): Tensor2D {
+  /** `x` `[rows, in]` → `[rows, out]`; `drop` is the pass's dropout (LoRA's branch only). */
+  apply(x: Tensor2D, drop: Dropout = Dropout.off): Tensor2D {
     let y = this.#frozen(x); // [rows, out]
-    if (this.lora) y = y.add(this.lora.apply(x, training));
+    if (this.lora) y = y.add(this.lora.apply(x, drop));
     return y as Tensor2D;
   }
 
@@ -179,7 +180,7 @@ export type TensorSource = (name: string) => Tensor;
  *
  * @example
  * ```ts
- * import { takesTransposed } from "@lora/vit";
+ * import { takesTransposed } from "./vit.ts";
  * console.log(takesTransposed("encoder.layer.0.attention.attention.query.weight")); // true
  * console.log(takesTransposed("encoder.layer.0.layernorm_before.weight")); // false
  * ```
@@ -195,7 +196,7 @@ export function takesTransposed(name: string): boolean {
  *
  * @example
  * ```ts
- * import { transposeWeight } from "@lora/vit";
+ * import { transposeWeight } from "./vit.ts";
  * const t = transposeWeight(new Float32Array([1, 2, 3, 4, 5, 6]), [2, 3]);
  * console.log(t.shape, t.data); // [3, 2] Float32Array [1, 4, 2, 5, 3, 6]
  * ```
@@ -236,29 +237,36 @@ function activation(kind: HiddenAct, x: Tensor2D): Tensor2D {
   }
 }
 
-/** The seed of the next dropout mask, when masks are seeded (see {@link seedDropout}). */
-const dropoutSeeds = { base: NaN, count: 0 };
-
 /**
- * Makes the dropout masks drawn from now on depend only on `seed` (and their order), so a
- * training step can be repeated exactly; `undefined` returns to unseeded masks.
+ * Dropout through one forward pass: off in evaluation; in training, masks drawn in the order
+ * the pass needs them, from `seed` when one is given (so a training step can be repeated
+ * exactly, wherever it runs), unseeded otherwise.
  *
  * @example
  * ```ts ignore
- * seedDropout(1234); // before each training step, from the run's seed and the step
+ * const cls = vit.forward(pixels, new Dropout(true, 1234)); // a repeatable training pass
  * ```
  */
-export function seedDropout(seed: number | undefined): void {
-  dropoutSeeds.base = seed ?? NaN;
-  dropoutSeeds.count = 0;
-}
+export class Dropout {
+  /** Evaluation: no dropout anywhere. */
+  static readonly off: Dropout = new Dropout(false);
+  /** Whether dropout is on. */
+  readonly training: boolean;
+  readonly #seed?: number;
+  #drawn = 0;
 
-function dropout<T extends Tensor>(x: T, rate: number, training: boolean): T {
-  if (!training || rate <= 0) return x;
-  const seed = Number.isNaN(dropoutSeeds.base)
-    ? undefined
-    : dropoutSeeds.base + dropoutSeeds.count++;
-  return tf.dropout(x, rate, undefined, seed) as T;
+  /** Dropout on when `training`, its masks from `seed` when given. */
+  constructor(training: boolean, seed?: number) {
+    this.training = training;
+    this.#seed = seed;
+  }
+
+  /** `x` with dropout at `rate` (no-op in evaluation or at rate 0). */
+  apply<T extends Tensor>(x: T, rate: number): T {
+    if (!this.training || rate <= 0) return x;
+    const seed = this.#seed === undefined ? undefined : this.#seed + this.#drawn++;
+    return tf.dropout(x, rate, undefined, seed) as T;
+  }
 }
 
 /**
@@ -379,7 +387,7 @@ export class ViTModel {
   }
 
   /** Patch embedding + CLS token + position embeddings: `[batch, C, H, W]` → `[batch·tokens, hidden]`. */
-  embeddings(pixelValues: Tensor4D, training: boolean): Tensor2D {
+  embeddings(pixelValues: Tensor4D, drop: Dropout): Tensor2D {
     const { num_channels: c, patch_size: p, hidden_size: h } = this.config;
     const n = pixelValues.shape[0], g = patchGrid(this.config), t = numTokens(this.config);
     // The convolution reads only whole patches: drop edge pixels it would not reach.
@@ -390,18 +398,14 @@ export class ViTModel {
       .reshape([n, c, g, p, g, p])
       .transpose([0, 2, 4, 1, 3, 5]) // [batch, gy, gx, C, py, px]
       .reshape([n * g * g, c * p * p]) as Tensor2D;
-    const embedded = this.projection.apply(patches, false).reshape([n, g * g, h]); // [batch, patches, hidden]
+    const embedded = this.projection.apply(patches).reshape([n, g * g, h]); // [batch, patches, hidden]
     const cls = tf.tile(this.cls_token, [n, 1, 1]); // [batch, 1, hidden]
     const tokens = tf.concat([cls, embedded], 1).add(this.position_embeddings); // [batch, tokens, hidden]
-    return dropout(
-      tokens.reshape([n * t, h]) as Tensor2D,
-      this.config.hidden_dropout_prob,
-      training,
-    );
+    return drop.apply(tokens.reshape([n * t, h]) as Tensor2D, this.config.hidden_dropout_prob);
   }
 
   /** Multi-head self-attention, output projection included: `[batch·tokens, hidden]` → same. */
-  selfAttention(layer: ViTLayer, x: Tensor2D, batch: number, training: boolean): Tensor2D {
+  selfAttention(layer: ViTLayer, x: Tensor2D, batch: number, drop: Dropout): Tensor2D {
     const { num_attention_heads: heads, hidden_size: h } = this.config;
     const t = numTokens(this.config), d = h / heads;
     const split = (y: Tensor2D) =>
@@ -410,10 +414,10 @@ export class ViTModel {
         t,
         d,
       ]) as Tensor3D;
-    const query = layer.attention.query.apply(x, training); // [batch·tokens, hidden]
-    const key = layer.attention.key.apply(x, training);
-    const value = layer.attention.value.apply(x, training);
-    const dropProbs = training && this.config.attention_probs_dropout_prob > 0;
+    const query = layer.attention.query.apply(x, drop); // [batch·tokens, hidden]
+    const key = layer.attention.key.apply(x, drop);
+    const value = layer.attention.value.apply(x, drop);
+    const dropProbs = drop.training && this.config.attention_probs_dropout_prob > 0;
     let context: Tensor2D; // [batch·tokens, hidden]
     if (tf.getBackend() === "webgpu" && !dropProbs) {
       // one WGSL kernel each way, heads read and written in place (see attention.ts)
@@ -421,43 +425,40 @@ export class ViTModel {
     } else {
       const [q, k, v] = [query, key, value].map(split); // [batch·heads, tokens, d]
       const scores = tf.matMul(q, k, false, true).mul(1 / Math.sqrt(d)); // [batch·heads, tokens, tokens]
-      const probs = dropout(tf.softmax(scores), this.config.attention_probs_dropout_prob, training);
+      const probs = drop.apply(tf.softmax(scores), this.config.attention_probs_dropout_prob);
       context = tf.matMul(probs, v) // [batch·heads, tokens, d]
         .reshape([batch, heads, t, d])
         .transpose([0, 2, 1, 3])
         .reshape([batch * t, h]) as Tensor2D;
     }
-    return dropout(
-      layer.attention.output.apply(context, training),
-      this.config.hidden_dropout_prob,
-      training,
-    );
+    return drop.apply(layer.attention.output.apply(context, drop), this.config.hidden_dropout_prob);
   }
 
   /** The MLP: `intermediate.dense` → activation → `output.dense`. */
-  mlp(layer: ViTLayer, x: Tensor2D, training: boolean): Tensor2D {
-    const up = activation(this.config.hidden_act, layer.intermediate.apply(x, training)); // [rows, intermediate]
-    return dropout(layer.output.apply(up, training), this.config.hidden_dropout_prob, training);
+  mlp(layer: ViTLayer, x: Tensor2D, drop: Dropout): Tensor2D {
+    const up = activation(this.config.hidden_act, layer.intermediate.apply(x, drop)); // [rows, intermediate]
+    return drop.apply(layer.output.apply(up, drop), this.config.hidden_dropout_prob);
   }
 
   /**
    * The CLS token after the final layernorm, `[batch, hidden]`: what a classifier reads.
-   * `training` turns dropout on (LoRA dropout, and the config's hidden/attention dropout).
-   * Call inside `tf.tidy` (or a gradient function): intermediates are not disposed here.
+   * `drop` is the pass's dropout (default none): in training, LoRA's and the config's
+   * hidden and attention dropout. Call inside `tf.tidy` (or a gradient function):
+   * intermediates are not disposed here.
    */
-  forward(pixelValues: Tensor4D, training: boolean): Tensor2D {
+  forward(pixelValues: Tensor4D, drop: Dropout = Dropout.off): Tensor2D {
     this.checkInput(pixelValues);
     const batch = pixelValues.shape[0], t = numTokens(this.config), h = this.config.hidden_size;
-    let hidden = tf.tidy(() => this.embeddings(pixelValues, training)); // [batch·tokens, hidden]
+    let hidden = tf.tidy(() => this.embeddings(pixelValues, drop)); // [batch·tokens, hidden]
     for (const layer of this.layers) {
       // Each layer in a scope of its own: its intermediates are freed as soon as it is done.
       // (When gradients are recorded, tfjs keeps what the backward pass needs, and only that.)
       const input = hidden;
       hidden = tf.tidy(() => {
         const h1 = input.add(
-          this.selfAttention(layer, layer.layernorm_before.apply(input), batch, training),
+          this.selfAttention(layer, layer.layernorm_before.apply(input), batch, drop),
         );
-        return h1.add(this.mlp(layer, layer.layernorm_after.apply(h1 as Tensor2D), training));
+        return h1.add(this.mlp(layer, layer.layernorm_after.apply(h1 as Tensor2D), drop));
       });
       input.dispose();
     }

@@ -8,12 +8,13 @@
 
 import { basename, join } from "node:path";
 import { commit, createRepo, HubApiError, whoAmI } from "@huggingface/hub";
-import { loadClassifier } from "../model/classifier.ts";
+import { loadClassifier } from "../model/loading.ts";
 import { VitLoraError } from "../core/errors.ts";
 import { exists } from "../core/files.ts";
 import { type HubSettings, hubSettings } from "../hub/hub.ts";
 import { parseMetrics, readRunConfig, type RunConfig } from "../runs/folder.ts";
-import type { EvalEvent, TrainConfig } from "../training/trainer.ts";
+import type { TrainConfig } from "../runs/config.ts";
+import type { EvalEvent } from "../runs/events.ts";
 import { keysFormat, type PeftFormat } from "../model/peft_format.ts";
 import { openSafetensors } from "../model/safetensors.ts";
 

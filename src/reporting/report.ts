@@ -20,7 +20,7 @@ import { openParquetDataset } from "../data/parquet.ts";
 import { resizeImage } from "../data/resize.ts";
 import { readMetrics, readRunConfig } from "../runs/folder.ts";
 import { epochRows } from "../data/sampler.ts";
-import type { EvalEvent, StepEvent } from "../training/trainer.ts";
+import type { EvalEvent, StepEvent } from "../runs/events.ts";
 
 /** Options of {@link writeReport}. */
 export interface ReportOptions {

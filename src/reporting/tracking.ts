@@ -1,6 +1,6 @@
 /**
  * Experiment tracking. `metrics.jsonl` in the run folder is the source of truth; with
- * `reportTo: ["wandb"]` (`--report-to wandb`) the configuration, every optimizer step and every
+ * `trackingCallback(["wandb"])` (`--report-to wandb`) the configuration, every optimizer step and every
  * evaluation are also streamed to Weights & Biases through its official JS SDK
  * (npm:@wandb/sdk, which runs on Deno), when `WANDB_API_KEY` is set. `WANDB_BASE_URL` points
  * it at another server, `WANDB_PROJECT` and `WANDB_ENTITY` name the project (default
@@ -10,7 +10,7 @@
  */
 
 import process from "node:process";
-import type { EvalEvent, StepEvent } from "../training/trainer.ts";
+import type { EvalEvent, StepEvent } from "../runs/events.ts";
 import { readEnv } from "../core/env.ts";
 import { VitLoraError } from "../core/errors.ts";
 

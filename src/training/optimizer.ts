@@ -32,7 +32,7 @@ export interface AdamWOptions {
  *
  * @example
  * ```ts
- * import { trainerNoDecay } from "@lora/vit";
+ * import { trainerNoDecay } from "@lora/vit/training";
  * console.log(trainerNoDecay("base_model.model.classifier.bias")); // true
  * console.log(trainerNoDecay("base_model.model.classifier.weight")); // false
  * ```
@@ -46,7 +46,9 @@ export function trainerNoDecay(name: string): boolean {
  *
  * @example
  * ```ts
- * import { AdamW, tf } from "@lora/vit";
+ * import { initBackend, tf } from "@lora/vit";
+ * import { AdamW } from "@lora/vit/training";
+ * await initBackend("cpu");
  * const w = tf.variable(tf.tensor1d([1, 2]));
  * const adam = new AdamW({ w });
  * const grad = tf.tensor1d([0.5, -0.5]);
@@ -159,7 +161,7 @@ export interface ScheduleOptions {
  *
  * @example
  * ```ts
- * import { linearSchedule } from "@lora/vit";
+ * import { linearSchedule } from "@lora/vit/training";
  * const rate = linearSchedule({ lr: 0.01, totalSteps: 8 });
  * console.log(rate(0), rate(1), rate(7)); // 0.01 0.00875 0.00125
  * ```
@@ -178,7 +180,9 @@ export function linearSchedule(options: ScheduleOptions): (step: number) => numb
  *
  * @example
  * ```ts
- * import { clipByGlobalNorm, tf } from "@lora/vit";
+ * import { initBackend, tf } from "@lora/vit";
+ * import { clipByGlobalNorm } from "@lora/vit/training";
+ * await initBackend("cpu");
  * const { grads, norm } = clipByGlobalNorm({ a: tf.tensor1d([3, 4]) }, 1);
  * console.log(await norm.data(), await grads.a.data()); // [5] [~0.6, ~0.8]
  * ```

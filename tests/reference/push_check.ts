@@ -28,17 +28,13 @@
  */
 
 import { join } from "node:path";
-import {
-  type HubSettings,
-  loadClassifier,
-  pushRun,
-  readSafetensors,
-  type Tensor4D,
-  tf,
-  train,
-  writeSafetensors,
-} from "../../mod.ts";
-import { FakeHub } from "../hub_server.ts";
+import { type Tensor4D, tf } from "../../src/core/tf.ts";
+import type { HubSettings } from "../../src/hub/hub.ts";
+import { loadClassifier } from "../../src/model/loading.ts";
+import { readSafetensors, writeSafetensors } from "../../src/model/safetensors.ts";
+import { pushRun } from "../../src/reporting/push.ts";
+import { train } from "../../src/training/trainer.ts";
+import { FakeHub } from "../hub/hub_server.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const HF5 = join(ROOT, "tests/fixtures/hf5");

@@ -1,15 +1,15 @@
 /** safetensors: round trips, the dtypes read, and the checks that name a bad file's fault. */
 
 import assert from "node:assert/strict";
+import { VitLoraError } from "../../src/core/errors.ts";
 import {
   decodeSafetensors,
   encodeSafetensors,
   openSafetensors,
   readSafetensors,
-  VitLoraError,
   writeSafetensors,
-} from "../mod.ts";
-import { tempDir } from "./helpers.ts";
+} from "../../src/model/safetensors.ts";
+import { tempDir } from "../helpers.ts";
 
 /** Builds a file from a raw header object and data bytes. */
 function rawFile(header: unknown, data: Uint8Array, pad = true): Uint8Array {
@@ -174,7 +174,7 @@ Deno.test("safetensors: encode refuses data that does not fill its shape", () =>
 
 Deno.test("safetensors: the reference fixtures read with PyTorch's names and shapes", async () => {
   const t = await readSafetensors(
-    new URL("./fixtures/vit-tiny-a/adapter/adapter_model.safetensors", import.meta.url).pathname,
+    new URL("../fixtures/vit-tiny-a/adapter/adapter_model.safetensors", import.meta.url).pathname,
   );
   const a = t.get("base_model.model.vit.encoder.layer.0.attention.attention.query.lora_A.weight")!;
   assert.deepEqual(a.shape, [4, 48]);

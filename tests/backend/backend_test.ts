@@ -1,7 +1,9 @@
 /** Backend selection, and the tfjs-webgpu fault this module repairs (held against cpu). */
 
 import assert from "node:assert/strict";
-import { initBackend, parseBackendName, tf, VitLoraError } from "../mod.ts";
+import { initBackend, parseBackendName } from "../../src/backend/backend.ts";
+import { VitLoraError } from "../../src/core/errors.ts";
+import { tf } from "../../src/core/tf.ts";
 
 Deno.test("WebGPU: an adapter is found and described (CI installs Mesa's when none is)", async () => {
   const info = await initBackend("webgpu", { quiet: true });

@@ -2,23 +2,16 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import {
-  AdamW,
-  checkTrainConfig,
-  clipByGlobalNorm,
-  DEFAULT_TRAIN_CONFIG,
-  linearSchedule,
-  loadClassifier,
-  readSafetensors,
-  type StepEvent,
-  type Tensor4D,
-  tf,
-  train,
-  type TrainOptions,
-  writeSyntheticDataset,
-} from "../mod.ts";
-import { parseTrainArgs } from "../tasks/train.ts";
-import { BACKENDS, fixture, relError, tempDir, useBackend } from "./helpers.ts";
+import { type Tensor4D, tf } from "../../src/core/tf.ts";
+import { writeSyntheticDataset } from "../../src/data/synthetic.ts";
+import { loadClassifier } from "../../src/model/loading.ts";
+import { readSafetensors } from "../../src/model/safetensors.ts";
+import { checkTrainConfig, DEFAULT_TRAIN_CONFIG } from "../../src/runs/config.ts";
+import type { StepEvent } from "../../src/runs/events.ts";
+import { AdamW, clipByGlobalNorm, linearSchedule } from "../../src/training/optimizer.ts";
+import { train, type TrainOptions } from "../../src/training/trainer.ts";
+import { parseTrainArgs } from "../../tasks/train.ts";
+import { BACKENDS, fixture, relError, tempDir, useBackend } from "../helpers.ts";
 
 const TINY = fixture("train-tiny");
 const MODEL = `${fixture("vit-tiny-a")}/model`;
@@ -379,12 +372,13 @@ Deno.test("deno task train: Ctrl-C saves a checkpoint and exits 130; --resume fi
   const data = join(dir.path, "data");
   await writeSyntheticDataset(data, { classes: 3, trainPerClass: 40, validationPerClass: 4 });
   const out = join(dir.path, "run");
-  const tasks = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url))).tasks;
+  const tasks =
+    JSON.parse(await Deno.readTextFile(new URL("../../deno.json", import.meta.url))).tasks;
   const permissions = tasks.train.split(" ").filter((a: string) => a.startsWith("--allow-"));
   const command = (args: string[]) =>
     new Deno.Command(Deno.execPath(), {
       args: ["run", ...permissions, "tasks/train.ts", ...args],
-      cwd: new URL("..", import.meta.url).pathname,
+      cwd: new URL("../..", import.meta.url).pathname,
       env: { NO_COLOR: "1" },
       stdout: "piped",
       stderr: "piped",

@@ -4,7 +4,9 @@
  */
 
 import assert from "node:assert/strict";
-import { loadClassifier, readSafetensors, type Tensor4D, tf } from "../mod.ts";
+import { type Tensor4D, tf } from "../../src/core/tf.ts";
+import { loadClassifier } from "../../src/model/loading.ts";
+import { readSafetensors } from "../../src/model/safetensors.ts";
 import {
   assertClose,
   BACKENDS,
@@ -13,7 +15,7 @@ import {
   FIXTURE_SETS,
   inputs,
   useBackend,
-} from "./helpers.ts";
+} from "../helpers.ts";
 
 for (const backend of BACKENDS) {
   for (const set of FIXTURE_SETS) {

@@ -5,8 +5,11 @@
 
 import assert from "node:assert/strict";
 import { cp } from "node:fs/promises";
-import { loadClassifier, readSafetensors, tf, VitLoraError } from "../mod.ts";
-import { BACKENDS, expected, fixture, inputs, relError, tempDir, useBackend } from "./helpers.ts";
+import { VitLoraError } from "../../src/core/errors.ts";
+import { tf } from "../../src/core/tf.ts";
+import { loadClassifier } from "../../src/model/loading.ts";
+import { readSafetensors } from "../../src/model/safetensors.ts";
+import { BACKENDS, expected, fixture, inputs, relError, tempDir, useBackend } from "../helpers.ts";
 
 for (const backend of BACKENDS) {
   Deno.test(`on ${backend}: a saved adapter and a merged checkpoint read back to the same logits`, async () => {

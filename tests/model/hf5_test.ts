@@ -7,19 +7,15 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import {
-  loadClassifier,
-  loraConfig,
-  loraTargets,
-  parsePeftKey,
-  readSafetensors,
-  type StepEvent,
-  type Tensor4D,
-  tf,
-  train,
-} from "../mod.ts";
-import { parseTrainArgs } from "../tasks/train.ts";
-import { BACKENDS, fixture, relError, tempDir, useBackend } from "./helpers.ts";
+import { type Tensor4D, tf } from "../../src/core/tf.ts";
+import { loadClassifier } from "../../src/model/loading.ts";
+import { loraConfig, loraTargets, parseAdapterConfig } from "../../src/model/lora.ts";
+import { parsePeftKey } from "../../src/model/peft_format.ts";
+import { readSafetensors, writeSafetensors } from "../../src/model/safetensors.ts";
+import type { StepEvent } from "../../src/runs/events.ts";
+import { train } from "../../src/training/trainer.ts";
+import { parseTrainArgs } from "../../tasks/train.ts";
+import { BACKENDS, fixture, relError, tempDir, useBackend } from "../helpers.ts";
 
 const HF5 = fixture("hf5");
 const MODEL = join(HF5, "model");
@@ -226,7 +222,6 @@ async function variant(
     const name = edit.renameKeys ? edit.renameKeys(key) : key;
     if (name !== undefined) out[name] = { shape: t.shape, data: t.data as Float32Array };
   }
-  const { writeSafetensors } = await import("../mod.ts");
   await writeSafetensors(join(dir, "adapter_model.safetensors"), out);
   return dir;
 }
@@ -453,10 +448,10 @@ Deno.test("adapters with PEFT's full targeting, saved in either generation, are 
           assert.deepEqual([...a.keys()].sort(), [...b.keys()].sort(), `${variant} ${from}→${to}`);
           for (const [key, t] of b) assert.deepEqual(a.get(key)!.data, t.data, key);
           const format = to as keyof typeof peft;
-          const ours = (await import("../mod.ts")).parseAdapterConfig(
+          const ours = parseAdapterConfig(
             await readJson(join(out, "adapter_config.json")),
           );
-          const theirs = (await import("../mod.ts")).parseAdapterConfig(
+          const theirs = parseAdapterConfig(
             await readJson(join(reference, "adapter_config.json")),
           );
           assert.deepEqual(

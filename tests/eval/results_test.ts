@@ -5,18 +5,15 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import {
-  classificationMetrics,
-  type EvalReport,
-  evaluate,
-  openInChromium,
-  predict,
-  train,
-  writeReport,
-  writeSyntheticDataset,
-} from "../mod.ts";
-import { FakeWandb } from "./wandb_server.ts";
-import { fixture, tempDir, useBackend } from "./helpers.ts";
+import { writeSyntheticDataset } from "../../src/data/synthetic.ts";
+import { type EvalReport, evaluate } from "../../src/eval/evaluate.ts";
+import { classificationMetrics } from "../../src/eval/metrics.ts";
+import { predict } from "../../src/eval/predict.ts";
+import { reportCallback, trackingCallback } from "../../src/reporting/callbacks.ts";
+import { openInChromium, writeReport } from "../../src/reporting/report.ts";
+import { train } from "../../src/training/trainer.ts";
+import { FakeWandb } from "../reporting/wandb_server.ts";
+import { fixture, tempDir, useBackend } from "../helpers.ts";
 
 Deno.test("metrics: a known confusion, by hand", () => {
   // true   0 0 0 1 1 2, predicted 0 1 0 1 2 2; class 3 has no image and no prediction
@@ -49,7 +46,7 @@ async function trainedRun(dir: string): Promise<{ run: string; data: string }> {
     backend: "cpu",
     workers: 0,
     progress: false,
-    screenshot: false,
+    callbacks: [reportCallback()],
   });
   return { run, data };
 }
@@ -136,7 +133,7 @@ Deno.test("predict: files, folders and bad inputs; each bad one is its own error
       join(images, "a.jpg"),
       join(dir.path, "missing.png"),
     ],
-    cwd: new URL("..", import.meta.url).pathname,
+    cwd: new URL("../..", import.meta.url).pathname,
     env: { NO_COLOR: "1" },
   }).output();
   assert.equal(out.code, 1);
@@ -195,8 +192,7 @@ Deno.test("W&B: --report-to wandb streams config, steps and evaluations (imitati
       backend: "cpu",
       workers: 0,
       progress: false,
-      screenshot: false,
-      reportTo: ["wandb"],
+      callbacks: [reportCallback(), trackingCallback(["wandb"])],
     });
     assert.ok(wandb.complete, "the run was finished");
     assert.ok(wandb.keys.has("k".repeat(40)));
@@ -215,10 +211,11 @@ Deno.test("W&B: --report-to wandb streams config, steps and evaluations (imitati
 
 Deno.test("the demo runs offline with its own permissions and learns well above chance", async () => {
   await using dir = await tempDir();
-  const tasks = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url))).tasks;
+  const tasks =
+    JSON.parse(await Deno.readTextFile(new URL("../../deno.json", import.meta.url))).tasks;
   const permissions = tasks.demo.split(" ").filter((a: string) => a.startsWith("--allow-"));
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...permissions, new URL("../tasks/demo.ts", import.meta.url).pathname],
+    args: ["run", ...permissions, new URL("../../tasks/demo.ts", import.meta.url).pathname],
     cwd: dir.path, // demo-output/ lands here
     env: { VIT_LORA_BACKEND: "cpu", NO_COLOR: "1" },
   }).output();

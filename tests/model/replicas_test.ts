@@ -6,17 +6,13 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  AdamW,
-  loadClassifier,
-  splitRows,
-  type Tensor,
-  type Tensor1D,
-  type Tensor4D,
-  tf,
-  type ViTClassifier,
-} from "../mod.ts";
-import { fixture, useBackend } from "./helpers.ts";
+import { type Tensor, type Tensor1D, type Tensor4D, tf } from "../../src/core/tf.ts";
+import type { ViTClassifier } from "../../src/model/classifier.ts";
+import { loadClassifier } from "../../src/model/loading.ts";
+import { splitRows } from "../../src/model/replicas.ts";
+import { AdamW } from "../../src/training/optimizer.ts";
+import { fixture, useBackend } from "../helpers.ts";
+import { batchGradients, classifierReplicas, predictLogits } from "../../src/model/parallel.ts";
 
 const dir = fixture("vit-tiny-a");
 
@@ -45,13 +41,13 @@ Deno.test("replicas: predictLogits split with a worker equals logits() bit for b
   await useBackend("wasm");
   const clf = await tiny(1);
   try {
-    const replicas = await clf.replicas();
+    const replicas = await classifierReplicas(clf);
     assert.equal(replicas?.size, 1);
     const { pixels } = batch(5);
     const x = tf.tensor4d(pixels, [5, 3, 32, 32]) as Tensor4D;
     const compare = async () => {
       const before = tf.memory().numTensors;
-      const split = await clf.predictLogits(x);
+      const split = await predictLogits(clf, x);
       const alone = clf.logits(x);
       assert.deepEqual(split.shape, [5, clf.labels.length]);
       assert.deepEqual(await split.data(), await alone.data());
@@ -81,7 +77,7 @@ Deno.test("replicas: batchGradients with a worker equals it without, bit for bit
   const alone = await tiny(0);
   const data = batch(5);
   try {
-    assert.equal(await alone.replicas(), undefined);
+    assert.equal(await classifierReplicas(alone), undefined);
     const read = async ({ loss, grads }: { loss: Tensor; grads: Record<string, Tensor> }) => {
       const out: Record<string, Float32Array> = { "": (await loss.data()) as Float32Array };
       for (const [k, g] of Object.entries(grads)) out[k] = (await g.data()) as Float32Array;
@@ -90,20 +86,20 @@ Deno.test("replicas: batchGradients with a worker equals it without, bit for bit
     };
     const options = { chunkSize: 2, training: true, dropoutSeed: 7 };
     const before = tf.memory().numTensors;
-    const a = await read(await split.batchGradients(data, options));
-    const b = await read(await alone.batchGradients(data, options));
+    const a = await read(await batchGradients(split, data, options));
+    const b = await read(await batchGradients(alone, data, options));
     assert.equal(tf.memory().numTensors, before, "no tensor left behind");
     assert.deepEqual(Object.keys(a), Object.keys(b));
     for (const k of Object.keys(a)) assert.deepEqual(a[k], b[k], k);
     // a different dropout seed gives different gradients (the masks are really seeded)
-    const c = await read(await alone.batchGradients(data, { ...options, dropoutSeed: 8 }));
+    const c = await read(await batchGradients(alone, data, { ...options, dropoutSeed: 8 }));
     assert.notDeepEqual(c[""], b[""]);
     // without dropout, the chunks add up to the whole batch's gradients
     const x = tf.tensor4d(data.pixels, [5, 3, 32, 32]) as Tensor4D;
     const y = tf.tensor1d(data.labels, "int32") as Tensor1D;
     const whole = await read(alone.lossAndGradients(x, y));
     tf.dispose([x, y]);
-    const chunked = await read(await split.batchGradients(data, { chunkSize: 2 }));
+    const chunked = await read(await batchGradients(split, data, { chunkSize: 2 }));
     for (const k of Object.keys(whole)) {
       const scale = Math.max(...whole[k].map(Math.abs));
       const worst = Math.max(...whole[k].map((v, i) => Math.abs(v - chunked[k][i])));
@@ -118,7 +114,7 @@ Deno.test("replicas: batchGradients with a worker equals it without, bit for bit
 Deno.test("replicas: a failure in a worker is a clear error; stopped when the classifier is disposed; none off wasm or for small models by default", async () => {
   await useBackend("wasm");
   const clf = await tiny(1);
-  const replicas = (await clf.replicas())!;
+  const replicas = (await classifierReplicas(clf))!;
   // 2 rows announced, pixels for 1: the worker's tfjs refuses the shape
   await assert.rejects(
     replicas.request(0, { type: "logits", pixels: new Float32Array(3072), rows: 2, size: 32 }),
@@ -139,10 +135,10 @@ Deno.test("replicas: a failure in a worker is a clear error; stopped when the cl
     /closed/,
   );
   const small = await loadClassifier(`${dir}/model`, { backend: "wasm" });
-  assert.equal(await small.replicas(), undefined, "a tiny model gets none by default");
+  assert.equal(await classifierReplicas(small), undefined, "a tiny model gets none by default");
   small.dispose();
   await useBackend("cpu");
   const cpu = await loadClassifier(`${dir}/model`, { backend: "cpu", replicas: 1 });
-  assert.equal(await cpu.replicas(), undefined, "replicas are for the wasm backend");
+  assert.equal(await classifierReplicas(cpu), undefined, "replicas are for the wasm backend");
   cpu.dispose();
 });

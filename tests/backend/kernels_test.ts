@@ -1,8 +1,10 @@
 /** The fused kernels against the plain-op versions they replace, on every backend. */
 
 import assert from "node:assert/strict";
-import { fusedAttention, gelu, layerNorm, type Tensor, type Tensor2D, tf } from "../mod.ts";
-import { BACKENDS, relError, useBackend } from "./helpers.ts";
+import { fusedAttention } from "../../src/backend/attention.ts";
+import { gelu, layerNorm } from "../../src/backend/kernels.ts";
+import { type Tensor, type Tensor2D, tf } from "../../src/core/tf.ts";
+import { BACKENDS, relError, useBackend } from "../helpers.ts";
 
 const plainGelu = (t: Tensor) => t.mul(tf.erf(t.mul(Math.SQRT1_2)).add(1)).mul(0.5);
 

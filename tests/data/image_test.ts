@@ -1,23 +1,21 @@
 /** Decoding, Pillow-exact resizing and torchvision's transforms. */
 
 import assert from "node:assert/strict";
+import { Random } from "../../src/core/random.ts";
+import { decodeImage, type RgbImage } from "../../src/data/image.ts";
+import { cropImage, resizeImage } from "../../src/data/resize.ts";
 import {
   centerCropBox,
-  cropImage,
-  decodeImage,
   evalImage,
   flipHorizontal,
   normalize,
-  Random,
   randomResizedCropBox,
-  resizeImage,
   resizeShorter,
-  type RgbImage,
   roundHalfEven,
   transformImage,
-} from "../mod.ts";
+} from "../../src/data/transforms.ts";
 
-const fixtures = (name: string) => new URL(`./fixtures/${name}`, import.meta.url).pathname;
+const fixtures = (name: string) => new URL(`../fixtures/${name}`, import.meta.url).pathname;
 const load = async (name: string) => decodeImage(await Deno.readFile(fixtures(name)));
 
 /** Mean and max absolute difference in levels. */

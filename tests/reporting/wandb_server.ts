@@ -4,7 +4,7 @@
  * arrives (point `WANDB_BASE_URL` at `url`).
  */
 
-import { serveLocal } from "./helpers.ts";
+import { serveLocal } from "../helpers.ts";
 
 /** The imitation; `await FakeWandb.start()`. */
 export class FakeWandb {

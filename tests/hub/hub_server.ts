@@ -24,7 +24,7 @@
  * `corrupt` serves altered bytes for a sha256.
  */
 
-import { serveLocal } from "./helpers.ts";
+import { serveLocal } from "../helpers.ts";
 import { createHash } from "node:crypto";
 
 /** A repository's state. */

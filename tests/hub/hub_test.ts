@@ -7,6 +7,9 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { basename, join } from "node:path";
+import { tf } from "../../src/core/tf.ts";
+import { openParquetDataset } from "../../src/data/parquet.ts";
+import { writeSyntheticDataset } from "../../src/data/synthetic.ts";
 import {
   downloadDataset,
   downloadModel,
@@ -14,17 +17,14 @@ import {
   type HubSettings,
   hubSettings,
   isRepoId,
-  loadClassifier,
-  openParquetDataset,
-  pushRun,
-  readSafetensors,
   repoCacheDir,
-  tf,
-  train,
-  writeSyntheticDataset,
-} from "../mod.ts";
+} from "../../src/hub/hub.ts";
+import { loadClassifier } from "../../src/model/loading.ts";
+import { readSafetensors } from "../../src/model/safetensors.ts";
+import { pushRun } from "../../src/reporting/push.ts";
+import { train } from "../../src/training/trainer.ts";
 import { FakeHub } from "./hub_server.ts";
-import { expected, fixture, inputs, tempDir, useBackend } from "./helpers.ts";
+import { expected, fixture, inputs, tempDir, useBackend } from "../helpers.ts";
 
 const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 const gitOid = (b: Uint8Array) =>
@@ -383,13 +383,13 @@ Deno.test("tasks end to end with only Hub ids: train, train again offline, push;
     hub.repos.get("dataset:acme/patterns")!.private = true;
     const port = new URL(hub.url).port;
     const tasks =
-      JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url))).tasks;
+      JSON.parse(await Deno.readTextFile(new URL("../../deno.json", import.meta.url))).tasks;
     const run = async (task: string, args: string[], env: Record<string, string> = {}) => {
       // the task's own permissions from deno.json, plus the imitation's address
       const permissions = tasks[task].split(" ").filter((a: string) => a.startsWith("--allow-"));
       const out = await new Deno.Command(Deno.execPath(), {
         args: ["run", ...permissions, `--allow-net=127.0.0.1:${port}`, `tasks/${task}.ts`, ...args],
-        cwd: new URL("..", import.meta.url).pathname,
+        cwd: new URL("../..", import.meta.url).pathname,
         env: {
           HF_ENDPOINT: hub.url,
           HF_HOME: join(tmp.path, "hf"),

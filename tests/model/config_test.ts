@@ -1,17 +1,15 @@
 /** Configs, parameter counts and PEFT's module-targeting rules. */
 
 import assert from "node:assert/strict";
+import { VitLoraError } from "../../src/core/errors.ts";
+import { countParameters } from "../../src/model/classifier.ts";
 import {
-  countParameters,
-  loraConfig,
-  loraTargets,
-  parseAdapterConfig,
   parsePreprocessorConfig,
   parseViTConfig,
   VIT_BASE_CONFIG,
-  VitLoraError,
   vitTensorShapes,
-} from "../mod.ts";
+} from "../../src/model/config.ts";
+import { loraConfig, loraTargets, parseAdapterConfig } from "../../src/model/lora.ts";
 
 Deno.test("ViT-B/16, 101 labels, LoRA r 32 on query/value: 1,257,317 trainable of 87,055,973", () => {
   const { trainable, total } = countParameters(VIT_BASE_CONFIG, {

@@ -3,20 +3,15 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { parquetWriteBuffer } from "hyparquet-writer";
-import {
-  batches,
-  DecodePool,
-  epochRows,
-  FOOD101_LABELS,
-  openParquetDataset,
-  readSafetensors,
-  type SkippedImage,
-  splitIndices,
-  writeSyntheticDataset,
-} from "../mod.ts";
-import { tempDir } from "./helpers.ts";
+import { FOOD101_LABELS } from "../../src/data/food101.ts";
+import { batches, DecodePool, type SkippedImage } from "../../src/data/loader.ts";
+import { openParquetDataset } from "../../src/data/parquet.ts";
+import { epochRows, splitIndices } from "../../src/data/sampler.ts";
+import { writeSyntheticDataset } from "../../src/data/synthetic.ts";
+import { readSafetensors } from "../../src/model/safetensors.ts";
+import { tempDir } from "../helpers.ts";
 
-const TINY = new URL("./fixtures/train-tiny", import.meta.url).pathname;
+const TINY = new URL("../fixtures/train-tiny", import.meta.url).pathname;
 const EVAL_SPEC = { size: 32, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], augment: false };
 
 async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {

@@ -1,8 +1,10 @@
 /** Every tensor has an owner: repeated inference and training passes leave nothing behind. */
 
 import assert from "node:assert/strict";
-import { AdamW, loadClassifier, tf } from "../mod.ts";
-import { BACKENDS, expected, fixture, inputs, useBackend } from "./helpers.ts";
+import { tf } from "../../src/core/tf.ts";
+import { loadClassifier } from "../../src/model/loading.ts";
+import { AdamW } from "../../src/training/optimizer.ts";
+import { BACKENDS, expected, fixture, inputs, useBackend } from "../helpers.ts";
 
 for (const backend of BACKENDS) {
   Deno.test(`on ${backend}: tensor count is flat over repeated forward and backward passes`, async () => {

@@ -1,0 +1,88 @@
+/**
+ * Images to classes: encoded images (JPEG, PNG, TIFF) or decoded RGB through the model's
+ * evaluation transform (shorter side to the model's size, center crop, normalised by
+ * `preprocessor_config.json`), then the model on every core, then the top classes.
+ *
+ * @module
+ */
+
+import { VitLoraError } from "../core/errors.ts";
+import { type Tensor4D, tf } from "../core/tf.ts";
+import { decodeImage, type RgbImage } from "../data/image.ts";
+import { transformImage } from "../data/transforms.ts";
+import type { ViTClassifier } from "../model/classifier.ts";
+import { predictLogits } from "../model/parallel.ts";
+
+/** A class and its probability. */
+export interface Prediction {
+  /** The class name. */
+  label: string;
+  /** The class index. */
+  index: number;
+  /** Its softmax probability. */
+  probability: number;
+}
+
+/** Options of {@link classify}. */
+export interface ClassifyOptions {
+  /** Classes an image (default 5). */
+  topK?: number;
+  /** Images a forward pass (default 32). */
+  batchSize?: number;
+}
+
+/**
+ * Classifies images (encoded JPEG/PNG/TIFF bytes, or decoded RGB) with the evaluation
+ * transform the model was trained with: the `topK` classes of each, most probable first. An
+ * image that cannot be decoded is an error naming its position.
+ *
+ * @example
+ * ```ts ignore
+ * const [top] = await classify(clf, [await Deno.readFile("dish.jpg")], { topK: 3 });
+ * console.log(top); // [{ label: "ramen", index: 7, probability: 0.91 }, …]
+ * ```
+ */
+export async function classify(
+  clf: ViTClassifier,
+  images: readonly (Uint8Array | RgbImage)[],
+  options: ClassifyOptions = {},
+): Promise<Prediction[][]> {
+  clf.check();
+  const size = clf.config.image_size, plane = 3 * size * size;
+  const spec = clf.transformSpec();
+  const k = Math.min(options.topK ?? 5, clf.labels.length);
+  const batchSize = options.batchSize ?? 32;
+  const out: Prediction[][] = [];
+  for (let start = 0; start < images.length; start += batchSize) {
+    const chunk = images.slice(start, start + batchSize);
+    const pixels = new Float32Array(chunk.length * plane);
+    for (const [i, image] of chunk.entries()) {
+      try {
+        const rgb = image instanceof Uint8Array ? await decodeImage(image) : image;
+        pixels.set(transformImage(rgb, spec), i * plane);
+      } catch (e) {
+        throw new VitLoraError(`image ${start + i}: ${(e as Error).message}`);
+      }
+    }
+    const x = tf.tensor4d(pixels, [chunk.length, 3, size, size]) as Tensor4D;
+    const logits = await predictLogits(clf, x);
+    x.dispose();
+    const [values, indices] = tf.tidy(() => {
+      const top = tf.topk(tf.softmax(logits), k);
+      return [top.values, top.indices];
+    });
+    logits.dispose();
+    const [p, idx] = [await values.data(), await indices.data()];
+    tf.dispose([values, indices]);
+    for (let i = 0; i < chunk.length; i++) {
+      out.push(
+        Array.from({ length: k }, (_, j) => ({
+          label: clf.labels[idx[i * k + j]],
+          index: idx[i * k + j],
+          probability: p[i * k + j],
+        })),
+      );
+    }
+  }
+  return out;
+}

@@ -1,0 +1,30 @@
+/**
+ * The Hugging Face Hub as a source, as Python's `huggingface_hub` does it: settings from the
+ * environment (`HF_ENDPOINT`, `HF_TOKEN`, `HF_HOME`, `HF_HUB_OFFLINE`, …), the standard cache
+ * layout, and resumable, checked downloads of models, adapters and parquet datasets.
+ *
+ * @example
+ * ```ts
+ * import { parseRepoId } from "@lora/vit/hub";
+ * console.log(parseRepoId("google/vit-base-patch16-224-in21k@main"));
+ * // { id: "google/vit-base-patch16-224-in21k", revision: "main" }
+ * ```
+ *
+ * @module
+ */
+
+export {
+  datasetFolder,
+  downloadAdapter,
+  downloadDataset,
+  downloadModel,
+  type HubDownloadOptions,
+  hubFile,
+  type HubRepo,
+  type HubSettings,
+  hubSettings,
+  isRepoId,
+  parseRepoId,
+  repoCacheDir,
+  type RepoType,
+} from "./hub.ts";

@@ -1,0 +1,58 @@
+/**
+ * The model's parts, for those who build on them: the ViT encoder and its layers, LoRA
+ * targeting by PEFT's rules, the two generations of PEFT adapter names, safetensors, the
+ * every-core CPU path and its replicas, and the memory estimate that sizes training chunks.
+ * The everyday API (`loadClassifier`, `ViTClassifier`, …) is in the package's main entry.
+ *
+ * @example
+ * ```ts
+ * import { peftModuleName } from "@lora/vit/model";
+ * console.log(peftModuleName("encoder.layer.0.attention.attention.query", "transformers-5"));
+ * // vit.layers.0.attention.q_proj
+ * ```
+ *
+ * @module
+ */
+
+export {
+  configLabels,
+  LAYER_LINEARS,
+  linearModules,
+  linearShape,
+  vitTensorShapes,
+} from "./config.ts";
+export { loraConfigIn, type LoraTarget, loraTargets } from "./lora.ts";
+export {
+  DEFAULT_PEFT_FORMAT,
+  parsePeftKey,
+  PEFT_CLASSIFIER_KEYS,
+  type PeftKey,
+  peftLoraKey,
+  peftModuleName,
+} from "./peft_format.ts";
+export {
+  decodeSafetensors,
+  encodeSafetensors,
+  type Float32TensorData,
+  openSafetensors,
+  readSafetensors,
+  type SafetensorsDtype,
+  type SafetensorsEntry,
+  SafetensorsFile,
+  type TensorData,
+  writeSafetensors,
+} from "./safetensors.ts";
+export {
+  Dropout,
+  LayerNorm,
+  Linear,
+  LoraLayer,
+  type TensorSource,
+  type ViTLayer,
+  ViTModel,
+} from "./vit.ts";
+export { classifierReplicas } from "./parallel.ts";
+export { Replicas, splitRows } from "./replicas.ts";
+export type { ReplicaJob, ReplicaReply, ReplicaRequest } from "./replica_protocol.ts";
+export { classifierFromSnapshot, type ClassifierSnapshot, snapshotClassifier } from "./snapshot.ts";
+export { activationBudget, autoChunkSize, trainingBytesPerImage } from "./memory.ts";
