@@ -107,4 +107,4 @@ export {
   type Variable,
 } from "./src/core/tf.ts";
 export { VitLoraError } from "./src/core/errors.ts";
-export { type HubSettings, hubSettings } from "./src/hub/hub.ts";
+export { type HubSettings, hubSettings } from "./src/hub/settings.ts";

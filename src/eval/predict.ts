@@ -11,7 +11,7 @@ import { loadClassifier } from "../model/loading.ts";
 import { classify, type Prediction } from "./classify.ts";
 import { VitLoraError } from "../core/errors.ts";
 import { readRunConfig } from "../runs/folder.ts";
-import type { HubSettings } from "../hub/hub.ts";
+import type { HubSettings } from "../hub/settings.ts";
 
 /** Options of {@link predict}. */
 export interface PredictOptions {

@@ -1,19 +1,7 @@
 /**
  * The Hugging Face Hub as a source: models, adapters and parquet datasets downloaded into the
- * standard Hugging Face cache, the one Python's `huggingface_hub` uses, so files either side
- * downloaded are reused by the other:
- *
- * ```
- * $HF_HUB_CACHE (else $HF_HOME/hub, else ~/.cache/huggingface/hub)
- *   models--google--vit-base-patch16-224-in21k/
- *     blobs/<etag>                     the file's bytes, named by its sha256 (or git oid)
- *     refs/main                        the commit "main" resolved to
- *     snapshots/<commit>/config.json   → ../../blobs/<etag>
- *   datasets--ethz--food101/…
- * ```
- *
- * Settings come from the environment as in Python: `HF_ENDPOINT` (a mirror), `HF_TOKEN` (else
- * the token file `$HF_HOME/token`), `HF_HUB_OFFLINE=1` (the cache only).
+ * standard Hugging Face cache (`cache.ts`), the one Python's `huggingface_hub` uses, with its
+ * settings from the environment (`settings.ts`).
  *
  * Listing a repository's files goes through npm:@huggingface/hub (`listFiles`: the tree API
  * with its pagination). Downloading into the cache follows `huggingface_hub`'s protocol here:
@@ -25,137 +13,25 @@
  * @module
  */
 
-import { dirname, join, relative } from "node:path";
+import { dirname, join } from "node:path";
 import { createHash } from "node:crypto";
 import { listFiles } from "@huggingface/hub";
-import { readEnv } from "../core/env.ts";
+import {
+  COMMIT,
+  describe,
+  type HubDownloadOptions,
+  type HubRepo,
+  type HubSettings,
+  hubSettings,
+  isRepoId,
+  parseRepoId,
+  repoUrl,
+} from "./settings.ts";
+import { fromCache, link, listCached, readRef, repoCacheDir, snapshotOf } from "./cache.ts";
 import { VitLoraError } from "../core/errors.ts";
 import { exists } from "../core/files.ts";
 import { shardSplit } from "../data/parquet.ts";
 import { formatBytes, Progress } from "../core/progress.ts";
-
-/** The two kinds of repository this module reads. */
-export type RepoType = "model" | "dataset";
-
-/** A repository on the Hub. */
-export interface HubRepo {
-  /** `model` or `dataset`. */
-  type: RepoType;
-  /** `owner/name`. */
-  id: string;
-}
-
-/** Where the Hub is and how to reach it: from the environment by {@link hubSettings}. */
-export interface HubSettings {
-  /** The Hub's URL (`HF_ENDPOINT`, default `https://huggingface.co`). */
-  endpoint: string;
-  /** The access token (`HF_TOKEN`, else the token file), if any. */
-  token?: string;
-  /** Where the token came from, for error messages. */
-  tokenSource?: string;
-  /** The cache folder (`HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`). */
-  cacheDir: string;
-  /** Use the cache only, never the network (`HF_HUB_OFFLINE=1`). */
-  offline: boolean;
-}
-
-/** Options of the download functions. */
-export interface HubDownloadOptions {
-  /** A branch, tag or commit (default `main`). */
-  revision?: string;
-  /** Settings (default: {@link hubSettings} from the environment). */
-  settings?: HubSettings;
-  /** A progress bar per file on stderr (default true; a bar on a terminal, lines otherwise). */
-  progress?: boolean;
-}
-
-const COMMIT = /^[0-9a-f]{40}$/;
-
-/**
- * The Hub settings from the environment, as `huggingface_hub` reads them.
- *
- * @example
- * ```ts ignore
- * import { hubSettings } from "@lora/vit";
- * const { endpoint, cacheDir, offline } = hubSettings();
- * console.log(endpoint, cacheDir, offline); // https://huggingface.co ~/.cache/huggingface/hub false
- * ```
- */
-export function hubSettings(): HubSettings {
-  const home = readEnv("HF_HOME") ??
-    join(readEnv("HOME") ?? readEnv("USERPROFILE") ?? ".", ".cache", "huggingface");
-  const cacheDir = readEnv("HF_HUB_CACHE") ?? join(home, "hub");
-  let token = readEnv("HF_TOKEN"), tokenSource = token ? "HF_TOKEN" : undefined;
-  if (!token) {
-    const file = readEnv("HF_TOKEN_PATH") ?? join(home, "token");
-    try {
-      token = Deno.readTextFileSync(file).trim() || undefined;
-      tokenSource = token ? file : undefined;
-    } catch {
-      // no token file
-    }
-  }
-  const offline = ["1", "on", "yes", "true"].includes(
-    (readEnv("HF_HUB_OFFLINE") ?? "").toLowerCase(),
-  );
-  return {
-    endpoint: (readEnv("HF_ENDPOINT") ?? "https://huggingface.co").replace(/\/+$/, ""),
-    token,
-    tokenSource,
-    cacheDir,
-    offline,
-  };
-}
-
-/**
- * Whether `source` reads as a Hub repository id (`owner/name`, optionally `@revision`) rather
- * than a path. A folder of that name, when there is one, wins.
- */
-export function isRepoId(source: string): boolean {
-  return /^[A-Za-z0-9][\w.-]*\/[\w.-]+(@[\w./-]+)?$/.test(source) && !source.includes("..");
-}
-
-/** Splits `owner/name@revision` into the id and the revision. */
-export function parseRepoId(source: string): { id: string; revision?: string } {
-  const at = source.indexOf("@");
-  return at < 0 ? { id: source } : { id: source.slice(0, at), revision: source.slice(at + 1) };
-}
-
-/** The repository's folder in the cache: `models--owner--name`. */
-export function repoCacheDir(settings: HubSettings, repo: HubRepo): string {
-  return join(settings.cacheDir, `${repo.type}s--${repo.id.replaceAll("/", "--")}`);
-}
-
-function repoUrl(settings: HubSettings, repo: HubRepo): string {
-  return `${settings.endpoint}/${repo.type === "dataset" ? "datasets/" : ""}${repo.id}`;
-}
-
-function describe(repo: HubRepo): string {
-  return `${repo.type === "dataset" ? "dataset " : ""}${repo.id}`;
-}
-
-async function readRef(storage: string, revision: string): Promise<string | undefined> {
-  if (COMMIT.test(revision)) return revision;
-  try {
-    return (await Deno.readTextFile(join(storage, "refs", revision))).trim();
-  } catch {
-    return undefined;
-  }
-}
-
-/** The cached copy of a file at `revision`, `null` if the Hub said it has none, else undefined. */
-async function fromCache(
-  storage: string,
-  revision: string,
-  path: string,
-): Promise<string | null | undefined> {
-  const commit = await readRef(storage, revision);
-  if (!commit) return undefined;
-  const pointer = join(storage, "snapshots", commit, path);
-  if (await exists(pointer)) return pointer;
-  if (await exists(join(storage, ".no_exist", commit, path))) return null;
-  return undefined;
-}
 
 /** A fetch that turns network and permission failures into one clear line. */
 async function hubFetch(url: string, init: RequestInit, settings: HubSettings): Promise<Response> {
@@ -369,17 +245,6 @@ async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
   for (let off = 0; off < bytes.length;) off += await file.write(bytes.subarray(off));
 }
 
-/** Points `snapshots/<commit>/<path>` at the blob (a relative symlink, as Python makes it). */
-async function link(blob: string, pointer: string): Promise<void> {
-  await Deno.mkdir(dirname(pointer), { recursive: true });
-  await Deno.remove(pointer).catch(() => {});
-  try {
-    await Deno.symlink(relative(dirname(pointer), blob), pointer);
-  } catch {
-    await Deno.copyFile(blob, pointer); // no symlinks here (some Windows setups): a copy
-  }
-}
-
 /**
  * One file of a repository, from the cache or downloaded into it: the path of
  * `snapshots/<commit>/<path>`, or `undefined` for a file the repository does not have when
@@ -501,20 +366,6 @@ function complete(paths: string[], splits: readonly string[]): boolean {
   });
 }
 
-async function listCached(dir: string, prefix = ""): Promise<string[]> {
-  const out: string[] = [];
-  try {
-    for await (const e of Deno.readDir(join(dir, prefix))) {
-      const rel = prefix ? `${prefix}/${e.name}` : e.name;
-      if (e.isDirectory) out.push(...await listCached(dir, rel));
-      else out.push(rel);
-    }
-  } catch {
-    // no such snapshot
-  }
-  return out;
-}
-
 /**
  * A dataset's parquet shards of `splits` (default train and validation) from the Hub: the
  * repository's own parquet files (`data/train-00000-of-00008.parquet`, …) or, when it has
@@ -596,11 +447,6 @@ export async function downloadDataset(
       splits.join(" and ")
     } (neither in the repository nor in its refs/convert/parquet revision)`,
   );
-}
-
-/** The snapshot folder that a file pointer `snapshots/<commit>/<path>` lies in. */
-export function snapshotOf(pointer: string, path: string): string {
-  return pointer.slice(0, pointer.length - path.length - 1);
 }
 
 /**

@@ -13,18 +13,14 @@
  * @module
  */
 
+export { datasetFolder, downloadAdapter, downloadDataset, downloadModel, hubFile } from "./hub.ts";
 export {
-  datasetFolder,
-  downloadAdapter,
-  downloadDataset,
-  downloadModel,
   type HubDownloadOptions,
-  hubFile,
   type HubRepo,
   type HubSettings,
   hubSettings,
   isRepoId,
   parseRepoId,
-  repoCacheDir,
   type RepoType,
-} from "./hub.ts";
+} from "./settings.ts";
+export { repoCacheDir } from "./cache.ts";

@@ -29,7 +29,7 @@ import {
 } from "./config.ts";
 import { type LoraConfig, loraConfigIn, type LoraTarget, loraTargets } from "./lora.ts";
 import { PEFT_CLASSIFIER_KEYS, type PeftFormat, peftLoraKey } from "./peft_format.ts";
-import { type Float32TensorData, writeSafetensors } from "./safetensors.ts";
+import { type Float32TensorData, tensorData, writeSafetensors } from "./safetensors.ts";
 import { Dropout, type LoraLayer, type ViTModel } from "./vit.ts";
 
 /** Trainable and total parameter counts. */
@@ -269,17 +269,11 @@ export class ViTClassifier {
     const tensors: Record<string, Float32TensorData> = {};
     for (const [module, layer] of this.#loraLayers) {
       for (const [which, v] of [["lora_A", layer.A], ["lora_B", layer.B]] as const) {
-        tensors[peftLoraKey(module, which, format)] = {
-          shape: v.shape,
-          data: (await v.data()) as Float32Array,
-        };
+        tensors[peftLoraKey(module, which, format)] = await tensorData(v);
       }
     }
     for (const [part, v] of Object.entries(this.classifier)) {
-      tensors[PEFT_CLASSIFIER_KEYS[part as "weight" | "bias"]] = {
-        shape: v.shape,
-        data: (await v.data()) as Float32Array,
-      };
+      tensors[PEFT_CLASSIFIER_KEYS[part as "weight" | "bias"]] = await tensorData(v);
     }
     const json: Record<string, unknown> = { ...config, base_model_name_or_path: this.baseModel };
     const sorted = Object.fromEntries(Object.keys(json).sort().map((k) => [k, json[k]]));
@@ -300,19 +294,13 @@ export class ViTClassifier {
     const merged = this.vit.mergedTensors();
     try {
       for (const [name, t] of merged) {
-        tensors[`vit.${name}`] = { shape: t.shape, data: (await t.data()) as Float32Array };
+        tensors[`vit.${name}`] = await tensorData(t);
       }
     } finally {
       tf.dispose([...merged.values()]);
     }
-    tensors["classifier.weight"] = {
-      shape: this.classifier.weight.shape,
-      data: (await this.classifier.weight.data()) as Float32Array,
-    };
-    tensors["classifier.bias"] = {
-      shape: this.classifier.bias.shape,
-      data: (await this.classifier.bias.data()) as Float32Array,
-    };
+    tensors["classifier.weight"] = await tensorData(this.classifier.weight);
+    tensors["classifier.bias"] = await tensorData(this.classifier.bias);
     const config = {
       ...this.config,
       architectures: ["ViTForImageClassification"],

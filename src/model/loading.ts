@@ -14,14 +14,13 @@ import { VitLoraError } from "../core/errors.ts";
 import { formatShape, sameShape } from "../core/shapes.ts";
 import { exists, readJsonFile } from "../core/files.ts";
 import { type BackendName, initBackend } from "../backend/backend.ts";
+import { downloadAdapter, downloadModel } from "../hub/hub.ts";
 import {
-  downloadAdapter,
-  downloadModel,
   type HubDownloadOptions,
   type HubSettings,
   isRepoId,
   parseRepoId,
-} from "../hub/hub.ts";
+} from "../hub/settings.ts";
 import {
   configLabels,
   linearModules,

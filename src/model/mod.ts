@@ -40,6 +40,7 @@ export {
   type SafetensorsEntry,
   SafetensorsFile,
   type TensorData,
+  tensorData,
   writeSafetensors,
 } from "./safetensors.ts";
 export {

@@ -19,7 +19,7 @@
 import type { Variable } from "../core/tf.ts";
 import { VitLoraError } from "../core/errors.ts";
 import type { ReplicaJob, ReplicaReply } from "./replica_protocol.ts";
-import type { Float32TensorData } from "./safetensors.ts";
+import { type Float32TensorData, tensorData } from "./safetensors.ts";
 import type { ClassifierSnapshot } from "./snapshot.ts";
 
 /**
@@ -100,7 +100,7 @@ export class Replicas {
     if (!changed) return;
     const tensors: Record<string, Float32TensorData> = {};
     for (const [key, v] of Object.entries(trainable)) {
-      tensors[key] = { shape: v.shape, data: (await v.data()) as Float32Array };
+      tensors[key] = await tensorData(v);
       this.#synced.set(key, v.dataId);
     }
     await Promise.all(this.#workers.map((_, i) => this.request(i, { type: "trainable", tensors })));

@@ -75,6 +75,16 @@ export interface Float32TensorData {
   data: Float32Array;
 }
 
+/**
+ * A float32 tensor's shape and values, read back from its backend: what
+ * {@link writeSafetensors} writes and what workers receive.
+ */
+export async function tensorData(
+  t: { shape: readonly number[]; data(): Promise<unknown> },
+): Promise<Float32TensorData> {
+  return { shape: t.shape, data: (await t.data()) as Float32Array };
+}
+
 /** A parsed and validated header. */
 export interface SafetensorsHeader {
   /** The `__metadata__` map, empty when the file has none. */

@@ -11,7 +11,7 @@ import type { ViTClassifier } from "./classifier.ts";
 import { type Adapter, assemble, type Parts } from "./loading.ts";
 import { type LoraConfig, loraTargets } from "./lora.ts";
 import { parsePeftKey, PEFT_CLASSIFIER_KEYS, type PeftFormat } from "./peft_format.ts";
-import type { Float32TensorData } from "./safetensors.ts";
+import { type Float32TensorData, tensorData } from "./safetensors.ts";
 
 /**
  * A classifier as plain data, from which {@link classifierFromSnapshot} builds an equal copy.
@@ -48,7 +48,7 @@ export async function snapshotClassifier(clf: ViTClassifier): Promise<Classifier
   const read = async (entries: Iterable<[string, Tensor]>) => {
     const out: Record<string, Float32TensorData> = {};
     for (const [name, t] of entries) {
-      out[name] = { shape: t.shape, data: (await t.data()) as Float32Array };
+      out[name] = await tensorData(t);
     }
     return out;
   };

@@ -11,7 +11,7 @@ import { commit, createRepo, HubApiError, whoAmI } from "@huggingface/hub";
 import { loadClassifier } from "../model/loading.ts";
 import { VitLoraError } from "../core/errors.ts";
 import { exists } from "../core/files.ts";
-import { type HubSettings, hubSettings } from "../hub/hub.ts";
+import { type HubSettings, hubSettings } from "../hub/settings.ts";
 import { parseMetrics, readRunConfig, type RunConfig } from "../runs/folder.ts";
 import type { TrainConfig } from "../runs/config.ts";
 import type { EvalEvent } from "../runs/events.ts";

@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { Float32TensorData } from "../model/safetensors.ts";
+import { type Float32TensorData, tensorData } from "../model/safetensors.ts";
 import { type Scalar, type Tensor, tf, type Variable } from "../core/tf.ts";
 import { VitLoraError } from "../core/errors.ts";
 
@@ -111,8 +111,8 @@ export class AdamW {
     const out: Record<string, Float32TensorData> = {};
     for (const key of Object.keys(this.#params)) {
       const m = this.#m.get(key)!, v = this.#v.get(key)!;
-      out[`exp_avg.${key}`] = { shape: m.shape, data: (await m.data()) as Float32Array };
-      out[`exp_avg_sq.${key}`] = { shape: v.shape, data: (await v.data()) as Float32Array };
+      out[`exp_avg.${key}`] = await tensorData(m);
+      out[`exp_avg_sq.${key}`] = await tensorData(v);
     }
     return out;
   }

@@ -19,7 +19,8 @@ import { type BackendInfo, type BackendName, initBackend } from "../backend/back
 import { type Batch, batches, DecodePool, type SkippedImage } from "../data/loader.ts";
 import { openParquetDataset, type ParquetDataset } from "../data/parquet.ts";
 import { epochRows, splitIndices } from "../data/sampler.ts";
-import { datasetFolder, type HubSettings } from "../hub/hub.ts";
+import { datasetFolder } from "../hub/hub.ts";
+import type { HubSettings } from "../hub/settings.ts";
 import type { ViTClassifier } from "../model/classifier.ts";
 import { loadClassifier } from "../model/loading.ts";
 import { activationBudget, autoChunkSize } from "../model/memory.ts";

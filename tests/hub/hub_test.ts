@@ -10,15 +10,9 @@ import { basename, join } from "node:path";
 import { tf } from "../../src/core/tf.ts";
 import { openParquetDataset } from "../../src/data/parquet.ts";
 import { writeSyntheticDataset } from "../../src/data/synthetic.ts";
-import {
-  downloadDataset,
-  downloadModel,
-  hubFile,
-  type HubSettings,
-  hubSettings,
-  isRepoId,
-  repoCacheDir,
-} from "../../src/hub/hub.ts";
+import { downloadDataset, downloadModel, hubFile } from "../../src/hub/hub.ts";
+import { type HubSettings, hubSettings, isRepoId } from "../../src/hub/settings.ts";
+import { repoCacheDir } from "../../src/hub/cache.ts";
 import { loadClassifier } from "../../src/model/loading.ts";
 import { readSafetensors } from "../../src/model/safetensors.ts";
 import { pushRun } from "../../src/reporting/push.ts";

@@ -29,7 +29,7 @@
 
 import { join } from "node:path";
 import { type Tensor4D, tf } from "../../src/core/tf.ts";
-import type { HubSettings } from "../../src/hub/hub.ts";
+import type { HubSettings } from "../../src/hub/settings.ts";
 import { loadClassifier } from "../../src/model/loading.ts";
 import { readSafetensors, writeSafetensors } from "../../src/model/safetensors.ts";
 import { pushRun } from "../../src/reporting/push.ts";
