@@ -62,7 +62,8 @@ export { predict, type PredictOptions, type PredictResult } from "./src/eval/pre
 export { classify, type ClassifyOptions, type Prediction } from "./src/eval/classify.ts";
 
 // ---- the model: load, create, run, save ----
-export { type ClassifierOptions, createClassifier, loadClassifier } from "./src/model/loading.ts";
+export { createClassifier, loadClassifier } from "./src/model/loading.ts";
+export { type ClassifierOptions } from "./src/model/assembly.ts";
 export {
   countParameters,
   type LossAndGradients,

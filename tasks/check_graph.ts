@@ -13,6 +13,7 @@
  * | `eval/`         | metrics, evaluation, prediction                                    |
  * | `training/`     | the optimizer, checkpoints, callbacks, the training loop           |
  * | `reporting/`    | what plugs into training: the report, W&B, the push to the Hub     |
+ * | `web/`          | the browser entry (`@lora/vit/web`) and the page of `deno task web` |
  *
  * Usage: `deno run --allow-read tasks/check_graph.ts` (exit 1 with one line per fault).
  *
@@ -32,6 +33,7 @@ export const LAYERS = [
   "eval",
   "training",
   "reporting",
+  "web",
 ] as const;
 
 /** One relative import of a source file. */

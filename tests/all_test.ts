@@ -25,6 +25,7 @@ import "./model/replicas_test.ts";
 import "./eval/results_test.ts";
 import "./model/safetensors_test.ts";
 import "./training/train_test.ts";
+import "./web/web_test.ts";
 
 Deno.test("every test module of tests/ is imported above", async () => {
   const self = await Deno.readTextFile(new URL(import.meta.url));

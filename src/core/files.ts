@@ -24,6 +24,15 @@ export async function writeFileAtomic(path: string, content: Uint8Array | string
 }
 
 /**
+ * Writes files by name into `dir` (created if needed), each atomically (see
+ * {@link writeFileAtomic}), in the map's order.
+ */
+export async function writeFiles(dir: string, files: Map<string, Uint8Array>): Promise<void> {
+  await Deno.mkdir(dir, { recursive: true });
+  for (const [name, bytes] of files) await writeFileAtomic(`${dir}/${name}`, bytes);
+}
+
+/**
  * Reads and parses a JSON file; a missing file or bad JSON is a {@link VitLoraError} naming it.
  */
 export async function readJsonFile(path: string): Promise<unknown> {

@@ -37,6 +37,7 @@ export { type Batch, batches, type BatchOptions, DecodePool, type SkippedImage }
 export {
   SYNTHETIC_CLASSES,
   type SyntheticDatasetOptions,
+  syntheticPattern,
   writeSyntheticDataset,
 } from "./synthetic.ts";
 export { FOOD101_LABELS } from "./food101.ts";

@@ -58,8 +58,18 @@ function hsv(h: number, s: number, v: number): number[] {
   return [f(5), f(3), f(1)];
 }
 
-/** The pixels of one pattern image, RGBA. */
-function pattern(
+/**
+ * The pixels of one pattern image of class `label` (of `classes`), RGBA: what the dataset's
+ * JPEGs are encoded from (the web page's demo images too).
+ *
+ * @example
+ * ```ts
+ * import { Random, syntheticPattern } from "@lora/vit/data";
+ * const rgba = syntheticPattern(2, 4, 48, 40, Random.derive(0, 1));
+ * console.log(rgba.length); // 7680
+ * ```
+ */
+export function syntheticPattern(
   label: number,
   classes: number,
   width: number,
@@ -129,7 +139,7 @@ export async function writeSyntheticDataset(
     const rows: { image: { bytes: Uint8Array; path: string }; label: bigint }[] = [];
     for (let i = 0; i < n; i++) {
       const label = rng.int(classes);
-      const data = pattern(label, classes, width, height, rng);
+      const data = syntheticPattern(label, classes, width, height, rng);
       const jpeg = await encodeJpeg({ data, width, height, colorSpace: "srgb" } as ImageData, {
         quality: 90,
       });

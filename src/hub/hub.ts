@@ -23,10 +23,9 @@ import {
   type HubRepo,
   type HubSettings,
   hubSettings,
-  isRepoId,
-  parseRepoId,
   repoUrl,
 } from "./settings.ts";
+import { isRepoId, parseRepoId } from "./ids.ts";
 import { fromCache, link, listCached, readRef, repoCacheDir, snapshotOf } from "./cache.ts";
 import { VitLoraError } from "../core/errors.ts";
 import { exists } from "../core/files.ts";

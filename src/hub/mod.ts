@@ -14,13 +14,12 @@
  */
 
 export { datasetFolder, downloadAdapter, downloadDataset, downloadModel, hubFile } from "./hub.ts";
+export { isRepoId, parseRepoId, resolveUrl } from "./ids.ts";
 export {
   type HubDownloadOptions,
   type HubRepo,
   type HubSettings,
   hubSettings,
-  isRepoId,
-  parseRepoId,
   type RepoType,
 } from "./settings.ts";
 export { repoCacheDir } from "./cache.ts";

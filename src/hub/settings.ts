@@ -83,20 +83,6 @@ export function hubSettings(): HubSettings {
   };
 }
 
-/**
- * Whether `source` reads as a Hub repository id (`owner/name`, optionally `@revision`) rather
- * than a path. A folder of that name, when there is one, wins.
- */
-export function isRepoId(source: string): boolean {
-  return /^[A-Za-z0-9][\w.-]*\/[\w.-]+(@[\w./-]+)?$/.test(source) && !source.includes("..");
-}
-
-/** Splits `owner/name@revision` into the id and the revision. */
-export function parseRepoId(source: string): { id: string; revision?: string } {
-  const at = source.indexOf("@");
-  return at < 0 ? { id: source } : { id: source.slice(0, at), revision: source.slice(at + 1) };
-}
-
 /** The repository's page on the Hub. */
 export function repoUrl(settings: HubSettings, repo: HubRepo): string {
   return `${settings.endpoint}/${repo.type === "dataset" ? "datasets/" : ""}${repo.id}`;

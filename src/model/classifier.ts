@@ -7,7 +7,6 @@
  * @module
  */
 
-import { join } from "node:path";
 import {
   type Scalar,
   type Tensor,
@@ -18,7 +17,7 @@ import {
   type Variable,
 } from "../core/tf.ts";
 import { VitLoraError } from "../core/errors.ts";
-import { writeFileAtomic } from "../core/files.ts";
+import { writeFiles } from "../core/files.ts";
 import type { TransformSpec } from "../data/transforms.ts";
 import {
   linearModules,
@@ -29,7 +28,7 @@ import {
 } from "./config.ts";
 import { type LoraConfig, loraConfigIn, type LoraTarget, loraTargets } from "./lora.ts";
 import { PEFT_CLASSIFIER_KEYS, type PeftFormat, peftLoraKey } from "./peft_format.ts";
-import { type Float32TensorData, tensorData, writeSafetensors } from "./safetensors.ts";
+import { encodeSafetensors, type Float32TensorData, tensorData } from "./safetensors.ts";
 import { Dropout, type LoraLayer, type ViTModel } from "./vit.ts";
 
 /** Trainable and total parameter counts. */
@@ -38,6 +37,10 @@ export interface ParameterCount {
   trainable: number;
   /** All parameters of the classifier, frozen and trainable (the unused pooler excluded). */
   total: number;
+}
+
+function utf8(text: string): Uint8Array {
+  return new TextEncoder().encode(text);
 }
 
 /** Options of {@link ViTClassifier.loss}. */
@@ -258,6 +261,15 @@ export class ViTClassifier {
    * ```
    */
   async saveAdapter(dir: string, options: { peftFormat?: PeftFormat } = {}): Promise<void> {
+    await writeFiles(dir, await this.adapterFiles(options));
+  }
+
+  /**
+   * The adapter's files as {@link ViTClassifier.saveAdapter} writes them, as bytes by file
+   * name (`adapter_model.safetensors`, `adapter_config.json`): for a web page to offer as a
+   * download, or to upload.
+   */
+  async adapterFiles(options: { peftFormat?: PeftFormat } = {}): Promise<Map<string, Uint8Array>> {
     this.#check();
     const format = options.peftFormat ?? this.peftFormat;
     if (!this.lora) {
@@ -277,9 +289,10 @@ export class ViTClassifier {
     }
     const json: Record<string, unknown> = { ...config, base_model_name_or_path: this.baseModel };
     const sorted = Object.fromEntries(Object.keys(json).sort().map((k) => [k, json[k]]));
-    await Deno.mkdir(dir, { recursive: true });
-    await writeSafetensors(join(dir, "adapter_model.safetensors"), tensors);
-    await writeFileAtomic(join(dir, "adapter_config.json"), JSON.stringify(sorted, null, 2) + "\n");
+    return new Map([
+      ["adapter_model.safetensors", encodeSafetensors(tensors)],
+      ["adapter_config.json", utf8(JSON.stringify(sorted, null, 2) + "\n")],
+    ]);
   }
 
   /**
@@ -289,6 +302,14 @@ export class ViTClassifier {
    * `preprocessor_config.json`, which transformers' `from_pretrained` loads as is.
    */
   async saveMerged(dir: string): Promise<void> {
+    await writeFiles(dir, await this.mergedFiles());
+  }
+
+  /**
+   * The merged checkpoint's files as {@link ViTClassifier.saveMerged} writes them, as bytes
+   * by file name (`model.safetensors`, `config.json`, `preprocessor_config.json`).
+   */
+  async mergedFiles(): Promise<Map<string, Uint8Array>> {
     this.#check();
     const tensors: Record<string, Float32TensorData> = {};
     const merged = this.vit.mergedTensors();
@@ -320,13 +341,11 @@ export class ViTClassifier {
       rescale_factor: p.rescale_factor,
       size: p.size,
     };
-    await Deno.mkdir(dir, { recursive: true });
-    await writeSafetensors(join(dir, "model.safetensors"), tensors);
-    await writeFileAtomic(join(dir, "config.json"), JSON.stringify(config, null, 2) + "\n");
-    await writeFileAtomic(
-      join(dir, "preprocessor_config.json"),
-      JSON.stringify(preprocessor, null, 2) + "\n",
-    );
+    return new Map([
+      ["model.safetensors", encodeSafetensors(tensors)],
+      ["config.json", utf8(JSON.stringify(config, null, 2) + "\n")],
+      ["preprocessor_config.json", utf8(JSON.stringify(preprocessor, null, 2) + "\n")],
+    ]);
   }
 
   /** Calls `stop` when the classifier is disposed (e.g. to stop workers holding a copy of it). */

@@ -39,6 +39,7 @@ export {
   type SafetensorsDtype,
   type SafetensorsEntry,
   SafetensorsFile,
+  safetensorsFromBytes,
   type TensorData,
   tensorData,
   writeSafetensors,

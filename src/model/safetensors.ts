@@ -295,7 +295,7 @@ function decode(
  * const cls = await file.read("embeddings.cls_token"); // { dtype, shape, data }
  * ```
  */
-export class SafetensorsFile implements Disposable {
+export class SafetensorsFile implements Disposable, TensorStore {
   /** The path the file was opened from, used in error messages. */
   readonly path: string;
   /** The `__metadata__` map. */
@@ -381,6 +381,46 @@ export async function openSafetensors(path: string): Promise<SafetensorsFile> {
     file.close();
     throw e;
   }
+}
+
+/**
+ * Tensors read one at a time, by name, from a safetensors file or bytes: what loading checks
+ * and reads a checkpoint through.
+ */
+export interface TensorStore {
+  /** Where the tensors come from, for messages (a path or a URL). */
+  readonly path: string;
+  /** Tensor entries by name. */
+  readonly entries: Map<string, SafetensorsEntry>;
+  /** Reads one tensor (float types as float32, integer types as int32). */
+  read(name: string): Promise<TensorData>;
+}
+
+/**
+ * Safetensors bytes in memory (e.g. fetched in a web page) as a {@link TensorStore}: the
+ * header is checked against the bytes' length now, each tensor decoded when read.
+ *
+ * @example
+ * ```ts
+ * import { encodeSafetensors, safetensorsFromBytes } from "@lora/vit/model";
+ * const bytes = encodeSafetensors({ w: { shape: [2], data: new Float32Array([1, 2]) } });
+ * const store = safetensorsFromBytes(bytes, "w.safetensors");
+ * console.log((await store.read("w")).data); // Float32Array [1, 2]
+ * ```
+ */
+export function safetensorsFromBytes(bytes: Uint8Array, source: string): TensorStore {
+  const header = parseHeader(source, (n) => bytes.subarray(0, n), bytes.byteLength);
+  return {
+    path: source,
+    entries: header.entries,
+    read(name: string): Promise<TensorData> {
+      const entry = header.entries.get(name);
+      if (!entry) fail(source, `no tensor named '${name}'`);
+      const [begin, end] = entry.data_offsets;
+      const raw = bytes.slice(header.dataStart + begin, header.dataStart + end);
+      return Promise.resolve(decode(source, name, entry, raw));
+    },
+  };
 }
 
 /**

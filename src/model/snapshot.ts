@@ -8,7 +8,7 @@
 import { type Tensor, type Tensor1D, type Tensor2D, tf } from "../core/tf.ts";
 import { linearModules, type PreprocessorConfig, type ViTConfig } from "./config.ts";
 import type { ViTClassifier } from "./classifier.ts";
-import { type Adapter, assemble, type Parts } from "./loading.ts";
+import { type Adapter, assemble, type Parts } from "./assembly.ts";
 import { type LoraConfig, loraTargets } from "./lora.ts";
 import { parsePeftKey, PEFT_CLASSIFIER_KEYS, type PeftFormat } from "./peft_format.ts";
 import { type Float32TensorData, tensorData } from "./safetensors.ts";

@@ -1,0 +1,297 @@
+/**
+ * Fine-tuning, evaluating and classifying in a web page, over labelled images held in
+ * memory: the same model, optimizer (HF Trainer's AdamW, biases not decayed), linear schedule,
+ * clipping and per-image step loss as `train()`, the same transforms (RandomResizedCrop and
+ * flip when training, resize and center crop when evaluating), and the same seeded streams,
+ * without the run folder, the parquet reader or the workers, which need Deno.
+ *
+ * @module
+ */
+
+import { Random } from "../core/random.ts";
+import { type Scalar, type Tensor, type Tensor1D, type Tensor4D, tf } from "../core/tf.ts";
+import { VitLoraError } from "../core/errors.ts";
+import type { RgbImage } from "../data/image.ts";
+import { transformImage, type TransformSpec } from "../data/transforms.ts";
+import type { ViTClassifier } from "../model/classifier.ts";
+import type { EvalSummary, StepEvent } from "../runs/events.ts";
+import { AdamW, clipByGlobalNorm, linearSchedule, trainerNoDecay } from "../training/optimizer.ts";
+
+/** One labelled image. */
+export interface Example {
+  /** The decoded image (any size: the transforms bring it to the model's). */
+  image: RgbImage;
+  /** Its class index. */
+  label: number;
+}
+
+/** Options of {@link fineTune}; defaults as `train()`'s, but batches sized for a browser. */
+export interface FineTuneOptions {
+  /** Passes over the examples (default 3). */
+  epochs?: number;
+  /** Images a micro-batch (default 8). */
+  batchSize?: number;
+  /** Micro-batches an optimizer step (default 1). */
+  gradAccum?: number;
+  /** Peak learning rate, decayed linearly to 0 (default 5e-3). */
+  lr?: number;
+  /** AdamW's decoupled weight decay, not on biases (default 0). */
+  weightDecay?: number;
+  /** Fraction of the steps warming up from 0 (default 0). */
+  warmupRatio?: number;
+  /** Gradient clipping's global norm (default 1; 0: none). */
+  maxGradNorm?: number;
+  /** Seed of the order, the augmentation and dropout (default 42). */
+  seed?: number;
+  /** RandomResizedCrop + flip (default true). */
+  augment?: boolean;
+  /** Evaluated after every epoch (accuracy, loss), when given. */
+  validation?: Example[];
+  /** After every optimizer step. */
+  onStep?: (event: StepEvent) => void;
+  /** After every epoch's evaluation. */
+  onEpoch?: (epoch: number, validation: EvalSummary) => void;
+  /** Stops before the next optimizer step. */
+  signal?: AbortSignal;
+}
+
+/** What {@link fineTune} did. */
+export interface FineTuneResult {
+  /** Optimizer steps done. */
+  steps: number;
+  /** The last epoch's validation figures, when there was a validation set. */
+  validation?: EvalSummary;
+  /** Seconds it took. */
+  seconds: number;
+  /** True when stopped by the signal. */
+  stopped: boolean;
+}
+
+/** The examples' pixels through `spec`, as one `[n, 3, S, S]` batch and its labels. */
+function batchOf(
+  clf: ViTClassifier,
+  examples: Example[],
+  spec: TransformSpec,
+  rng?: (i: number) => Random,
+): { x: Tensor4D; y: Tensor1D } {
+  const size = clf.config.image_size, plane = 3 * size * size;
+  const pixels = new Float32Array(examples.length * plane);
+  examples.forEach((e, i) => pixels.set(transformImage(e.image, spec, rng?.(i)), i * plane));
+  return {
+    x: tf.tensor4d(pixels, [examples.length, 3, size, size]) as Tensor4D,
+    y: tf.tensor1d(Int32Array.from(examples, (e) => e.label), "int32") as Tensor1D,
+  };
+}
+
+/**
+ * Fine-tunes `clf`'s LoRA adapter and head on labelled images in memory.
+ *
+ * @example
+ * ```ts ignore
+ * const result = await fineTune(clf, examples, {
+ *   epochs: 3,
+ *   validation,
+ *   onStep: (e) => console.log(e.step, e.loss),
+ * });
+ * ```
+ */
+export async function fineTune(
+  clf: ViTClassifier,
+  examples: Example[],
+  options: FineTuneOptions = {},
+): Promise<FineTuneResult> {
+  if (examples.length === 0) throw new VitLoraError("fineTune: no training images");
+  for (const e of examples) {
+    if (!(Number.isInteger(e.label) && e.label >= 0 && e.label < clf.labels.length)) {
+      throw new VitLoraError(`fineTune: label ${e.label} is not one of the model's classes`);
+    }
+  }
+  const epochs = options.epochs ?? 3, batchSize = options.batchSize ?? 8;
+  const gradAccum = options.gradAccum ?? 1, seed = options.seed ?? 42;
+  const maxGradNorm = options.maxGradNorm ?? 1;
+  const stepsPerEpoch = Math.ceil(Math.ceil(examples.length / batchSize) / gradAccum);
+  const totalSteps = epochs * stepsPerEpoch;
+  const lr = linearSchedule({
+    lr: options.lr ?? 5e-3,
+    totalSteps,
+    warmupSteps: Math.ceil((options.warmupRatio ?? 0) * totalSteps),
+  });
+  const optimizer = new AdamW(clf.trainableVariables(), {
+    weightDecay: options.weightDecay ?? 0,
+    noDecay: trainerNoDecay,
+  });
+  const spec = clf.transformSpec(options.augment ?? true);
+  const start = performance.now();
+  let step = 0, validation: EvalSummary | undefined, stopped = false;
+  try {
+    for (let epoch = 0; epoch < epochs && !stopped; epoch++) {
+      // each epoch's order, seeded as the trainer's is
+      const order = examples.map((_, i) => i);
+      const shuffle = Random.derive(seed, 2, epoch);
+      for (let i = order.length - 1; i > 0; i--) {
+        const j = shuffle.int(i + 1);
+        [order[i], order[j]] = [order[j], order[i]];
+      }
+      const micro: number[][] = [];
+      for (let i = 0; i < order.length; i += batchSize) micro.push(order.slice(i, i + batchSize));
+      for (let s = 0; s < micro.length; s += gradAccum) {
+        if (options.signal?.aborted) {
+          stopped = true;
+          break;
+        }
+        const stepStart = performance.now();
+        const group = micro.slice(s, s + gradAccum);
+        const images = group.reduce((n, b) => n + b.length, 0);
+        // the step's loss and gradient: the mean over all of its images (HF Trainer's)
+        let sums: { loss: Scalar; grads: Record<string, Tensor> } | undefined;
+        for (const [m, rows] of group.entries()) {
+          const { x, y } = batchOf(
+            clf,
+            rows.map((r) => examples[r]),
+            spec,
+            (i) => Random.derive(seed, epoch, rows[i]),
+          );
+          const out = clf.lossAndGradients(x, y, {
+            training: true,
+            dropoutSeed: Random.derive(seed, 3, step, m).state,
+          });
+          tf.dispose([x, y]);
+          const next = tf.tidy(() => ({
+            loss: (sums
+              ? sums.loss.add(out.loss.mul(rows.length))
+              : out.loss.mul(rows.length)) as Scalar,
+            grads: Object.fromEntries(
+              Object.entries(out.grads).map(([k, g]) => {
+                const weighted = g.mul(rows.length);
+                return [k, sums ? sums.grads[k].add(weighted) : weighted];
+              }),
+            ),
+          }));
+          if (sums) {
+            tf.dispose([sums.loss, ...Object.values(sums.grads)]);
+          }
+          tf.dispose([out.loss, ...Object.values(out.grads)]);
+          sums = next;
+        }
+        const rate = lr(step);
+        const mean = tf.tidy(() =>
+          Object.fromEntries(Object.entries(sums!.grads).map(([k, g]) => [k, g.div(images)]))
+        ) as Record<string, Tensor>;
+        const clipped = clipByGlobalNorm(mean, maxGradNorm > 0 ? maxGradNorm : Infinity);
+        optimizer.step(clipped.grads, rate);
+        const stats = tf.tidy(() => tf.stack([sums!.loss.div(images), clipped.norm]));
+        const [loss, gradNorm] = await stats.data();
+        tf.dispose([
+          stats,
+          sums!.loss,
+          clipped.norm,
+          ...Object.values(sums!.grads),
+          ...Object.values(mean),
+          ...Object.values(clipped.grads),
+        ]);
+        step++;
+        options.onStep?.({
+          event: "step",
+          epoch: epoch + 1,
+          step,
+          loss,
+          lr: rate,
+          grad_norm: gradNorm,
+          images_per_s: images / ((performance.now() - stepStart) / 1000),
+        });
+        // let the page draw between steps
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      }
+      if (options.validation?.length && !stopped) {
+        validation = await evaluateExamples(clf, options.validation, { batchSize });
+        options.onEpoch?.(epoch + 1, validation);
+      }
+    }
+  } finally {
+    optimizer.dispose();
+  }
+  return { steps: step, validation, seconds: (performance.now() - start) / 1000, stopped };
+}
+
+/**
+ * Loss, top-1 and top-5 accuracy of `clf` (dropout off) on labelled images, through the
+ * evaluation transform.
+ *
+ * @example
+ * ```ts ignore
+ * const { accuracy, loss } = await evaluateExamples(clf, validation);
+ * ```
+ */
+export async function evaluateExamples(
+  clf: ViTClassifier,
+  examples: Example[],
+  options: { batchSize?: number } = {},
+): Promise<EvalSummary> {
+  const batchSize = options.batchSize ?? 16, spec = clf.transformSpec();
+  const k = Math.min(5, clf.labels.length);
+  let loss = 0, correct = 0, correct5 = 0;
+  for (let i = 0; i < examples.length; i += batchSize) {
+    const { x, y } = batchOf(clf, examples.slice(i, i + batchSize), spec);
+    const out = tf.tidy(() => {
+      const logits = clf.logits(x);
+      const nll = tf.neg(tf.sum(tf.oneHot(y, clf.labels.length).mul(tf.logSoftmax(logits)), 1));
+      const top = tf.topk(logits, k).indices;
+      const hit1 = tf.equal(top.slice([0, 0], [-1, 1]).reshape([-1]), y).cast("float32");
+      const hit5 = tf.any(tf.equal(top, y.expandDims(1)), 1).cast("float32");
+      return tf.stack([nll.sum(), hit1.sum(), hit5.sum()]);
+    });
+    const [l, c1, c5] = await out.data();
+    tf.dispose([x, y, out]);
+    loss += l;
+    correct += c1;
+    correct5 += c5;
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+  const n = examples.length;
+  return { loss: loss / n, accuracy: correct / n, top5: correct5 / n, count: n };
+}
+
+/** A class and its probability. */
+export interface WebPrediction {
+  /** The class name. */
+  label: string;
+  /** The class index. */
+  index: number;
+  /** Its softmax probability. */
+  probability: number;
+}
+
+/**
+ * The `topK` most probable classes of each image (evaluation transform, dropout off).
+ *
+ * @example
+ * ```ts ignore
+ * const [top] = await classifyImages(clf, [await decodeImageInBrowser(file)], 3);
+ * ```
+ */
+export async function classifyImages(
+  clf: ViTClassifier,
+  images: RgbImage[],
+  topK = 5,
+): Promise<WebPrediction[][]> {
+  const k = Math.min(topK, clf.labels.length);
+  const out: WebPrediction[][] = [];
+  for (let i = 0; i < images.length; i += 16) {
+    const part = images.slice(i, i + 16).map((image) => ({ image, label: 0 }));
+    const { x, y } = batchOf(clf, part, clf.transformSpec());
+    const [values, indices] = tf.tidy(() => {
+      const top = tf.topk(tf.softmax(clf.logits(x)), k);
+      return [top.values, top.indices];
+    });
+    const [p, idx] = [await values.data(), await indices.data()];
+    tf.dispose([x, y, values, indices]);
+    for (let r = 0; r < part.length; r++) {
+      out.push(Array.from({ length: k }, (_, j) => ({
+        label: clf.labels[idx[r * k + j]],
+        index: idx[r * k + j],
+        probability: p[r * k + j],
+      })));
+    }
+  }
+  return out;
+}
