@@ -50,8 +50,8 @@ export class Chromium {
     };
   }
 
-  /** Starts headless Chromium with WebGPU offered, and connects to it. */
-  static async launch(binary: string): Promise<Chromium> {
+  /** Starts headless Chromium (with WebGPU offered unless `webgpu` is false) and connects. */
+  static async launch(binary: string, options: { webgpu?: boolean } = {}): Promise<Chromium> {
     const profile = await Deno.makeTempDir({ prefix: "vit-lora-chromium-" });
     const process = new Deno.Command(binary, {
       args: [
@@ -63,7 +63,7 @@ export class Chromium {
         "--disable-component-update",
         "--disable-sync",
         "--disable-dev-shm-usage",
-        "--enable-unsafe-webgpu",
+        ...(options.webgpu === false ? [] : ["--enable-unsafe-webgpu"]),
         `--user-data-dir=${profile}`,
         "--remote-debugging-port=0",
         "--window-size=1280,1200",

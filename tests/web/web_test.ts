@@ -77,6 +77,21 @@ step("the browser entry's bundle imports nothing of Node or Deno and loads in a 
   assert.deepEqual(page.errors, [], "no console error");
 });
 
+step("without WebGPU, the page says so and runs on wasm", async () => {
+  const { url } = await web();
+  const plain = await Chromium.launch((await findChromium())!, { webgpu: false });
+  try {
+    const page = await plain.open(url);
+    await page.evaluate(`vitLoraPage.ready`);
+    const text = await page.evaluate<string>(`document.getElementById("backend").textContent`);
+    assert.match(text, /Backend: wasm \(CPU\): this browser offers no WebGPU/);
+    assert.equal(await page.evaluate<string>(`vitLoraPage.api.tf.getBackend()`), "wasm");
+    assert.deepEqual(page.errors, [], "no console error");
+  } finally {
+    await plain.close();
+  }
+});
+
 for (const backend of ["webgpu", "wasm"] as const) {
   step(
     `on ${backend} in the page, logits and gradients match PyTorch (vit-tiny-a, hf5-more)`,
