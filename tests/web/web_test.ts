@@ -187,8 +187,6 @@ step(
     assert.ok(run.steps > 0);
     assert.ok(run.accuracy >= 0.8, `validation accuracy ${run.accuracy}`);
     assert.ok(run.accuracy > 2 / run.classes, "well above chance");
-    await Deno.mkdir(ARTIFACTS, { recursive: true });
-    await Deno.writeFile(join(ARTIFACTS, "web-after-training.png"), await page.screenshot());
 
     // classify a few demo images from the page's own file input path
     const top = await page.evaluate<{ label: string; expected: string }[]>(`(async () => {
@@ -202,6 +200,9 @@ step(
   })()`);
     assert.equal(top.length, 4);
     assert.ok(top.filter((t) => t.label === t.expected).length >= 3, JSON.stringify(top));
+    // the page after training and classifying, kept to look at
+    await Deno.mkdir(ARTIFACTS, { recursive: true });
+    await Deno.writeFile(join(ARTIFACTS, "web-after-training.png"), await page.screenshot());
 
     // the adapter as the download gives it, and the page's logits on fixed inputs
     const pixels = Array.from({ length: 2 * 3 * 32 * 32 }, (_, i) => Math.sin(i * 0.37) * 1.5);
