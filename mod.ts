@@ -60,6 +60,23 @@ export {
 export type { ClassMetrics } from "./src/eval/metrics.ts";
 export { predict, type PredictOptions, type PredictResult } from "./src/eval/predict.ts";
 export { classify, type ClassifyOptions, type Prediction } from "./src/eval/classify.ts";
+export {
+  type MergedPredictions,
+  type MergeEvalOptions,
+  mergeEvalShards,
+  type MergeInfo,
+  type MergePredictOptions,
+  mergePredictShards,
+} from "./src/eval/merge.ts";
+export {
+  type EvalOutcomes,
+  type EvalShardFile,
+  parseShard,
+  type PredictShardHeader,
+  type Shard,
+  SHARD_INDEX_VARIABLES,
+  shardRange,
+} from "./src/eval/shard.ts";
 
 // ---- the model: load, create, run, save ----
 export { createClassifier, loadClassifier } from "./src/model/loading.ts";

@@ -10,7 +10,7 @@
  * | `hub/`          | the Hugging Face Hub: settings, cache, downloads                   |
  * | `model/`        | configs, safetensors, PEFT names, LoRA, the ViT, the classifier    |
  * | `runs/`         | a training run's folder: configuration, events, metrics            |
- * | `eval/`         | metrics, evaluation, prediction                                    |
+ * | `eval/`         | metrics, evaluation, prediction, shards and their merge            |
  * | `training/`     | the optimizer, checkpoints, callbacks, the training loop           |
  * | `reporting/`    | what plugs into training: the report, W&B, the push to the Hub     |
  * | `web/`          | the browser entry (`@lora/vit/web`) and the page of `deno task web` |

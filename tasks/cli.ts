@@ -8,6 +8,7 @@
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { VitLoraError } from "../mod.ts";
+import { parseShard, type Shard } from "../src/eval/shard.ts";
 
 /**
  * `parseArgs(config)` with its errors as a {@link VitLoraError}; with `help`, `-h`/`--help`
@@ -48,6 +49,14 @@ export function countFlag(flag: string, value: string | undefined, min = 0): num
     throw new VitLoraError(`--${flag}: not a ${min > 0 ? "positive " : ""}count: ${value}`);
   }
   return n;
+}
+
+/**
+ * `--shard`'s value (undefined when absent): `i/n` with 0 ≤ i < n, or `auto/n`, which reads
+ * the index from `JOB_COMPLETION_INDEX` (a Kubernetes Indexed Job) or `SLURM_ARRAY_TASK_ID`.
+ */
+export function shardFlag(value: string | undefined): Shard | undefined {
+  return value === undefined ? undefined : parseShard(value);
 }
 
 /** Runs a task's body: a {@link VitLoraError} becomes `error: <message>` and exit status 1. */

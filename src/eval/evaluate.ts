@@ -23,22 +23,47 @@ import { readRunConfig } from "../runs/folder.ts";
 import { epochRows, splitIndices } from "../data/sampler.ts";
 import { type Tensor1D, type Tensor4D, tf } from "../core/tf.ts";
 import type { EvalSummary } from "../runs/events.ts";
+import {
+  adapterDigest,
+  checkShard,
+  type EvalOutcomes,
+  type EvalShardFile,
+  evalShardPath,
+  sha256,
+  type Shard,
+  shardLabel,
+  shardRange,
+} from "./shard.ts";
 
 /**
  * What {@link evaluateBatches} measures: loss, top-1 and top-5 accuracy (top-k with
  * k = min(5, classes)) and the count, and each image's outcome.
  */
-export interface EvalMetrics extends EvalSummary {
+export interface EvalMetrics extends EvalSummary, EvalOutcomes {
   /** Images a second. */
   imagesPerSecond: number;
-  /** The true class of each image, in order. */
-  labels: number[];
-  /** The predicted class of each image, in order. */
-  predictions: number[];
-  /** The predicted class's probability (softmax) for each image. */
-  probabilities: number[];
-  /** Each image's row index in its split. */
-  indices: number[];
+}
+
+/**
+ * The figures of {@link EvalMetrics} from per-image outcomes (the mean loss summed in order),
+ * so that outcomes read back from shard files give exactly the figures of one process.
+ */
+export function metricsFromOutcomes(o: EvalOutcomes, seconds: number): EvalMetrics {
+  let lossSum = 0, correct = 0, correct5 = 0;
+  const count = o.indices.length;
+  for (let i = 0; i < count; i++) {
+    lossSum += o.losses[i];
+    if (o.top5Hits[i]) correct5++;
+    if (o.predictions[i] === o.labels[i]) correct++;
+  }
+  return {
+    loss: count ? lossSum / count : NaN,
+    accuracy: count ? correct / count : NaN,
+    top5: count ? correct5 / count : NaN,
+    count,
+    imagesPerSecond: count / seconds,
+    ...o,
+  };
 }
 
 /**
@@ -63,9 +88,15 @@ export async function evaluateBatches(
 ): Promise<EvalMetrics> {
   const size = clf.config.image_size;
   const k = Math.min(5, clf.labels.length);
-  let lossSum = 0, correct = 0, correct5 = 0, count = 0;
-  const labels: number[] = [], predictions: number[] = [];
-  const probabilities: number[] = [], indices: number[] = [];
+  let count = 0;
+  const o: EvalOutcomes = {
+    indices: [],
+    labels: [],
+    predictions: [],
+    probabilities: [],
+    losses: [],
+    top5Hits: [],
+  };
   const start = performance.now();
   for await (const batch of source) {
     const pixels = tf.tensor4d(batch.pixels, [batch.size, 3, size, size]) as Tensor4D;
@@ -85,30 +116,17 @@ export async function evaluateBatches(
     out.dispose();
     const n = batch.size;
     for (let i = 0; i < n; i++) {
-      lossSum += values[i];
-      correct5 += values[n + i];
-      const p = values[2 * n + i];
-      predictions.push(p);
-      labels.push(batch.labels[i]);
-      probabilities.push(values[3 * n + i]);
-      indices.push(batch.indices[i]);
-      if (p === batch.labels[i]) correct++;
+      o.losses.push(values[i]);
+      o.top5Hits.push(values[n + i] === 1);
+      o.predictions.push(values[2 * n + i]);
+      o.labels.push(batch.labels[i]);
+      o.probabilities.push(values[3 * n + i]);
+      o.indices.push(batch.indices[i]);
     }
     count += n;
     options.onBatch?.(count);
   }
-  const seconds = (performance.now() - start) / 1000;
-  return {
-    loss: count ? lossSum / count : NaN,
-    accuracy: count ? correct / count : NaN,
-    top5: count ? correct5 / count : NaN,
-    count,
-    imagesPerSecond: count / seconds,
-    labels,
-    predictions,
-    probabilities,
-    indices,
-  };
+  return metricsFromOutcomes(o, (performance.now() - start) / 1000);
 }
 
 /** Options of {@link evaluate}: a run (its model, data and split), or a model, adapter and data. */
@@ -141,6 +159,13 @@ export interface EvaluateOptions {
   progress?: boolean;
   /** Hub settings for Hub ids. */
   hub?: HubSettings;
+  /**
+   * With `run`: evaluate one shard of the split only (`{ index: 0…count-1, count }`): a
+   * contiguous block of whole batches of its rows, in their order. The shard's outcomes go to
+   * `RUN/eval-<split>.shard-<index>-of-<count>.json` instead of `eval-<split>.json`;
+   * `mergeEvalShards` makes that one from all shards, the same as a single process writes.
+   */
+  shard?: Shard;
 }
 
 /** What {@link evaluate} reports (and writes to `RUN/eval-<split>.json`). */
@@ -163,7 +188,11 @@ export interface EvalReport {
   top5: number;
   /** Macro-averaged F1. */
   macroF1: number;
-  /** Images a second. */
+  /**
+   * Images a second: timing, not a result; it differs from run to run. In a report merged
+   * from shards it is the images over the shards' summed evaluation seconds (one process's
+   * rate, averaged), not the rate of the shards together.
+   */
   imagesPerSecond: number;
   /** Class names. */
   labels: string[];
@@ -178,7 +207,10 @@ export interface EvalReport {
 /**
  * Evaluates a classifier on the held-out validation or test split: accuracy, top-5, macro F1,
  * per-class accuracy, the confusion matrix and images/s. With `run`, the model, data and split
- * are the run's and the report is also written to `RUN/eval-<split>.json`.
+ * are the run's and the report is also written to `RUN/eval-<split>.json`; with `shard` too,
+ * only that shard's rows are evaluated, and its outcomes are written to
+ * `RUN/eval-<split>.shard-<i>-of-<n>.json` for `mergeEvalShards` (the report returned is the
+ * shard's own).
  *
  * @example
  * ```ts ignore
@@ -196,6 +228,10 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
   const seed = options.seed ?? 42, testFraction = options.testFraction ?? 0.3;
   let batchSize = options.batchSize ?? 64;
   let indices: number[] | undefined;
+  const shard = options.shard && checkShard(options.shard);
+  if (shard && !options.run) {
+    throw new VitLoraError("--shard needs --run: the shard files are written to the run's folder");
+  }
   if (options.run) {
     const run = options.run;
     const config = (await readRunConfig(run)).train;
@@ -228,6 +264,14 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
   );
   const heldOut = dataset.splits.has("validation") ? "validation" : "test";
   indices ??= splitIndices(dataset.size(heldOut), { testFraction, seed })[split];
+  if (!Number.isInteger(batchSize) || batchSize < 1) {
+    throw new VitLoraError(`--batch-size must be a positive count, not ${batchSize}`);
+  }
+  // the rows in the order evaluation visits them (the split's order); a shard takes a block
+  const ordered = [...indices].sort((a, b) => a - b);
+  const [first, end] = shard ? shardRange(ordered.length, shard, batchSize) : [0, ordered.length];
+  const rows = ordered.slice(first, end);
+  const adapterSha256 = shard ? await adapterDigest(adapter) : undefined;
   const clf = await loadClassifier(model, {
     adapter,
     labels: dataset.labels,
@@ -247,10 +291,13 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
       );
     }
     const spec = clf.transformSpec();
-    progress.start(`evaluating on ${split}`, indices.length);
+    progress.start(
+      `evaluating on ${split}${shard ? ` (${shardLabel(shard)}: rows ${first}–${end})` : ""}`,
+      rows.length,
+    );
     const m = await evaluateBatches(
       clf,
-      batches(epochRows(dataset, heldOut, { subset: new Set(indices) }), {
+      batches(epochRows(dataset, heldOut, { subset: new Set(rows) }), {
         spec,
         batchSize,
         pool,
@@ -260,7 +307,35 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
       { onBatch: (done) => progress.update(done) },
     );
     const report = toEvalReport(m, dataset.labels, { split, model, adapter, data });
-    if (options.run) {
+    if (options.run && shard) {
+      const file: EvalShardFile = {
+        format: "vit-lora/eval-shard@1",
+        shard,
+        split,
+        model,
+        adapter,
+        adapterSha256,
+        data,
+        batchSize,
+        classes: dataset.labels,
+        rows: {
+          total: ordered.length,
+          sha256: await sha256(JSON.stringify(ordered)),
+          start: first,
+          end,
+        },
+        seconds: m.count ? m.count / m.imagesPerSecond : 0,
+        outcomes: {
+          indices: m.indices,
+          labels: m.labels,
+          predictions: m.predictions,
+          probabilities: m.probabilities,
+          losses: m.losses,
+          top5Hits: m.top5Hits,
+        },
+      };
+      await writeFileAtomic(evalShardPath(options.run, split, shard), JSON.stringify(file) + "\n");
+    } else if (options.run) {
       await writeFileAtomic(join(options.run, `eval-${split}.json`), JSON.stringify(report) + "\n");
     }
     return report;

@@ -1,15 +1,16 @@
 /**
  * A replica of a classifier in a worker, on tfjs's wasm backend (see `replicas.ts`): built
  * from a snapshot, it answers forward passes and training gradients for a part of a batch.
+ * It runs as a `node:worker_threads` worker (which its host can unref), so it speaks through
+ * `parentPort`.
  *
  * @module
  */
 
-/// <reference lib="deno.worker" />
-
+import { parentPort } from "node:worker_threads";
 import { initBackend } from "../backend/backend.ts";
 import type { ViTClassifier } from "./classifier.ts";
-import type { ReplicaReply, ReplicaRequest } from "./replica_protocol.ts";
+import { fromWire, type ReplicaReply, type ReplicaRequest, toWire } from "./replica_protocol.ts";
 import { classifierFromSnapshot, type ClassifierSnapshot } from "./snapshot.ts";
 import { type Tensor1D, type Tensor4D, tf } from "../core/tf.ts";
 
@@ -54,15 +55,16 @@ async function handle(request: ReplicaRequest): Promise<ReplicaReply> {
   }
 }
 
-self.onmessage = async (event: MessageEvent<ReplicaRequest>) => {
-  const { id } = event.data;
+const port = parentPort!;
+port.on("message", async (message: ReplicaRequest) => {
+  const { id } = message;
   try {
-    const reply = await handle(event.data);
+    const reply = await handle(fromWire(message));
     const transfer: ArrayBuffer[] = [];
     if (reply.data) transfer.push(reply.data.buffer as ArrayBuffer);
     for (const g of Object.values(reply.grads ?? {})) transfer.push(g.buffer as ArrayBuffer);
-    self.postMessage(reply, transfer);
+    port.postMessage(toWire(reply), transfer);
   } catch (e) {
-    self.postMessage({ id, error: (e as Error)?.message ?? String(e) });
+    port.postMessage({ id, error: (e as Error)?.message ?? String(e) } satisfies ReplicaReply);
   }
-};
+});

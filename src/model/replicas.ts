@@ -13,12 +13,19 @@
  * The trainable tensors are sent again whenever they have changed (after an optimizer
  * step): 5 MB for ViT-B/16 with LoRA r 32.
  *
+ * The workers are `node:worker_threads` workers (Deno runs them), not Web Workers, because
+ * those can be unref'd: a worker holds the process open only while a request to it is in
+ * flight. A program that ends without `clf.dispose()` therefore exits when its work is done,
+ * instead of waiting forever on idle replicas; one that is still waiting for a replica's
+ * answer does not exit before it comes.
+ *
  * @module
  */
 
+import { Worker } from "node:worker_threads";
 import type { Variable } from "../core/tf.ts";
 import { VitLoraError } from "../core/errors.ts";
-import type { ReplicaJob, ReplicaReply } from "./replica_protocol.ts";
+import { fromWire, type ReplicaJob, type ReplicaReply, toWire } from "./replica_protocol.ts";
 import { type Float32TensorData, tensorData } from "./safetensors.ts";
 import type { ClassifierSnapshot } from "./snapshot.ts";
 
@@ -38,29 +45,37 @@ export class Replicas {
     { resolve: (r: ReplicaReply) => void; reject: (e: Error) => void }
   >();
   #next = 0;
+  /** Whether the workers hold the process open now. */
+  #held = false;
+  /** Why a worker stopped by itself, if one did: later requests fail with it. */
+  #broken: string | undefined;
   /** The trainable variables' data ids the replicas last received. */
   #synced = new Map<string, unknown>();
   #closed = false;
 
   private constructor(count: number) {
     this.#workers = Array.from({ length: count }, () => {
-      const worker = new Worker(new URL("./replica_worker.ts", import.meta.url).href, {
-        type: "module",
-      });
-      worker.onmessage = (event: MessageEvent<ReplicaReply>) => {
-        const reply = event.data;
+      const worker = new Worker(new URL("./replica_worker.ts", import.meta.url));
+      worker.unref(); // held by the requests in flight only (see #hold)
+      worker.on("message", (message: ReplicaReply) => {
+        const reply = fromWire(message);
         const waiting = this.#pending.get(reply.id);
         this.#pending.delete(reply.id);
+        this.#hold();
         if (reply.error) {
           waiting?.reject(new VitLoraError(`a model replica failed: ${reply.error}`));
         } else waiting?.resolve(reply);
+      });
+      const fail = (message: string) => {
+        this.#failAll(new VitLoraError(`a model replica failed: ${message}`));
       };
-      worker.onerror = (event) => {
-        event.preventDefault();
-        const error = new VitLoraError(`a model replica failed: ${event.message}`);
-        for (const waiting of this.#pending.values()) waiting.reject(error);
-        this.#pending.clear();
-      };
+      worker.on("error", (e: Error) => fail(e?.message ?? String(e)));
+      worker.on("messageerror", (e: Error) => fail(e?.message ?? String(e)));
+      worker.on("exit", (code: number) => {
+        if (this.#closed) return;
+        this.#broken ??= `its worker stopped (exit code ${code})`;
+        fail(this.#broken);
+      });
       return worker;
     });
   }
@@ -109,10 +124,20 @@ export class Replicas {
   /** Sends `request` to replica `index`; resolves with its answer. */
   request(index: number, request: ReplicaJob, transfer: ArrayBuffer[] = []): Promise<ReplicaReply> {
     if (this.#closed) return Promise.reject(new VitLoraError("the model replicas are closed"));
+    if (this.#broken) {
+      return Promise.reject(new VitLoraError(`a model replica failed: ${this.#broken}`));
+    }
     const id = this.#next++;
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
-      this.#workers[index].postMessage({ ...request, id }, transfer);
+      this.#hold();
+      try {
+        this.#workers[index].postMessage(toWire({ ...request, id }), transfer);
+      } catch (e) {
+        this.#pending.delete(id);
+        this.#hold();
+        reject(e);
+      }
     });
   }
 
@@ -121,9 +146,25 @@ export class Replicas {
     if (this.#closed) return;
     this.#closed = true;
     for (const worker of this.#workers) worker.terminate();
-    const error = new VitLoraError("the model replicas were closed");
-    for (const waiting of this.#pending.values()) waiting.reject(error);
+    this.#failAll(new VitLoraError("the model replicas were closed"));
+  }
+
+  /**
+   * Refs the workers while a request is in flight, so that the process waits for its answer,
+   * and unrefs them when none is, so that idle replicas never keep it alive.
+   */
+  #hold(): void {
+    const busy = this.#pending.size > 0 && !this.#closed;
+    if (busy === this.#held) return;
+    this.#held = busy;
+    for (const worker of this.#workers) busy ? worker.ref() : worker.unref();
+  }
+
+  #failAll(error: Error): void {
+    const waiting = [...this.#pending.values()];
     this.#pending.clear();
+    this.#hold();
+    for (const w of waiting) w.reject(error);
   }
 }
 
