@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The GPU measurement, for a session lent the GPU machine (../shared/device/README.md's recipe).
 #
-#   bash bench/gpu.sh prepare   here: Deno's binary (xz), the benchmark bundled (deno bundle)
+#   bash bench/gpu.sh prepare   here: Deno's binary (xz), the benchmarks bundled (deno bundle)
 #                               and libvulkan1's .deb into .gpu/ and .gl/ (both git-ignored)
 #   bash bench/gpu.sh run [ARGS] there, as the device's `run` command with carry [".gpu", ".gl"]:
-#                               WebGPU through Vulkan on the GPU (bench/gpu.ts), then the
+#                               WebGPU through Vulkan on the GPU (bench/gpu.ts), the counting
+#                               bench (bench/gpu_counts.ts: one training step's dispatches,
+#                               submits, readbacks… and its wall time, small model), then the
 #                               PyTorch + PEFT peer on the same GPU; logs and JSON into $OUT
 #                               (ARGS go to the benchmark, e.g. --small for a dry run)
 #
@@ -18,6 +20,7 @@ prepare)
   mkdir -p .gpu .gl
   xz -T2 -6 -c "$(readlink -f "$(command -v deno)")" > .gpu/deno.xz
   deno bundle --platform deno -o .gpu/bench.js bench/gpu.ts
+  deno bundle --platform deno -o .gpu/counts.js bench/gpu_counts.ts
   lists=$(mktemp -d); mkdir -p "$lists/partial"
   o=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 "-oDir::State::Lists=$lists")
   apt-get "${o[@]}" update >/dev/null
@@ -36,6 +39,13 @@ run)
   [ -f "$icd" ] && export VK_DRIVER_FILES=$icd
   nvidia-smi --query-gpu=name,memory.total --format=csv 2>&1 | tee "$out/gpu.txt" || true
   DENO_WEBGPU_BACKEND=${DENO_WEBGPU_BACKEND:-vulkan} timeout 420 "$bin/deno" run -A .gpu/bench.js "$@" 2>&1 | tee "$out/gpu_bench.log" || true
+  if [ -f .gpu/counts.js ]; then # tfjs's default submit batch (15 kernels), then 64
+    for batch in 15 64; do
+      DENO_WEBGPU_BACKEND=${DENO_WEBGPU_BACKEND:-vulkan} timeout 90 "$bin/deno" run -A .gpu/counts.js \
+        --steps 5 --submit-batch $batch --json "$out/gpu_counts_$batch.json" 2>&1 |
+        tee "$out/gpu_counts_$batch.log" || true
+    done
+  fi
   timeout 240 python3 bench/peers/pytorch_vit.py --device cuda --forward-batches 1,8,64 \
     --train-batch 64 2>&1 | tee "$out/peer.log" || true
   ;;

@@ -2,10 +2,11 @@
  * The GPU benchmark, for a machine with a real GPU (run by `bench/gpu.sh`, bundled; a script,
  * not a `deno bench` file, so `deno task bench` leaves it out): ViT-B/16 at 224 on WebGPU
  * (random weights, no download), through the public API the trainer uses:
- * forward (`predictLogits`) at batch 1, 8 and 64, and one LoRA training step at batch 64
- * (`batchGradients` in the trainer's chunks, then AdamW). Warm-up (shader compilation) is
- * timed apart. Prints the adapter first (a software adapter makes the numbers void), then one
- * JSON object with images/s for each measurement.
+ * forward (`predictLogits`) at batch 1, 8 and 64, and LoRA training steps at batch 64 (the
+ * trainer's `StepPipeline`: `batchGradients` in the trainer's chunks, clipping, AdamW, the
+ * loss read a step late), with what each step asks of the GPU (`gpu_counters.ts`). Warm-up
+ * (shader compilation) is timed apart. Prints the adapter first (a software adapter makes the
+ * numbers void), then one JSON object with images/s for each measurement.
  *
  * Usage: deno run -A bench/gpu.ts [--small] [--repeat N] [--backend webgpu|wasm|cpu]
  */
@@ -15,9 +16,11 @@ import { type BackendName, initBackend, parseBackendName } from "../src/backend/
 import { type Tensor4D, tf } from "../src/core/tf.ts";
 import { VIT_BASE_CONFIG } from "../src/model/config.ts";
 import { activationBudget, autoChunkSize } from "../src/model/memory.ts";
-import { AdamW } from "../src/training/optimizer.ts";
+import { AdamW, trainerNoDecay } from "../src/training/optimizer.ts";
+import { StepPipeline } from "../src/training/trainer.ts";
+import { startGpuCounting } from "../src/backend/gpu_counters.ts";
 import { recipeClassifier, SMALL_VIT_CONFIG } from "./generated.ts";
-import { batchGradients, predictLogits } from "../src/model/parallel.ts";
+import { predictLogits } from "../src/model/parallel.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -70,20 +73,32 @@ const batch = {
   size: 64,
 };
 const chunkSize = autoChunkSize(config, 64, activationBudget(backend));
-const vars = clf.trainableVariables();
-const adam = new AdamW(vars);
+const adam = new AdamW(clf.trainableVariables(), { noDecay: trainerNoDecay });
 result.chunk_size = chunkSize;
-result.train_step_b64 = await rate(64, async () => {
-  const { loss, grads } = await batchGradients(clf, batch, {
-    chunkSize,
-    training: true,
-    dropoutSeed: 1,
-  });
-  adam.step(grads, 5e-3);
-  await loss.data(); // the one host sync of a step, as in the trainer
-  tf.dispose([loss, ...Object.values(grads)]);
-});
+// the trainer's steps (StepPipeline: chunks, mean, clipping, AdamW, the loss and gradient norm
+// read a step late): `repeat` steps timed back to back, after one
+const steps = new StepPipeline(clf, adam);
+const step = (k: number) =>
+  steps.step([batch], { chunkSize, lr: 5e-3, maxGradNorm: 1, dropoutSeed: () => k });
+let start = performance.now();
+await step(0);
+await steps.finish();
+const warmup = (performance.now() - start) / 1000;
+const counter = info.name === "webgpu" ? startGpuCounting() : undefined;
+start = performance.now();
+for (let k = 1; k <= repeat; k++) await step(k);
+await steps.finish();
+const seconds = (performance.now() - start) / 1000 / repeat;
+result.train_step_b64 = { images_per_s: 64 / seconds, warmup_s: warmup };
+const counts = counter?.stop();
+if (counts) {
+  const { programs: _p, matMuls: _m, ...totals } = counts;
+  result.train_step_b64_gpu_work = Object.fromEntries(
+    Object.entries(totals).map(([k, v]) => [k, v / repeat]),
+  );
+}
 console.error("train step b64:", result.train_step_b64);
+steps.dispose();
 adam.dispose();
 clf.dispose();
 console.log(JSON.stringify(result));

@@ -20,12 +20,14 @@ import "./model/hf5_test.ts";
 import "./hub/hub_test.ts";
 import "./data/image_test.ts";
 import "./backend/kernels_test.ts";
+import "./backend/optimizer_kernels_test.ts";
 import "./training/memory_test.ts";
 import "./model/parity_test.ts";
 import "./model/replicas_test.ts";
 import "./eval/results_test.ts";
 import "./eval/shard_test.ts";
 import "./model/safetensors_test.ts";
+import "./training/gpu_work_test.ts";
 import "./training/train_test.ts";
 import "./web/web_test.ts";
 

@@ -4,12 +4,18 @@
  * from plain ops on the other backends.
  *
  * - `gelu`: the exact GELU, `0.5 x (1 + erf(x / √2))`, forward in one kernel instead of five,
- *   and its derivative `Φ(x) + x φ(x)` in one; the backward pass keeps only `x` instead of the
+ *   and its gradient `dy (Φ(x) + x φ(x))` in one; the backward pass keeps only `x` instead of the
  *   five intermediate tensors autodiff would keep (each as large as the MLP's activations).
  *
  * - `layerNorm`: LayerNorm over the last axis in one kernel (one invocation a row), and its
  *   input gradient in one, for frozen scale and shift; tfjs would run nine kernels forward and
  *   keep four row-sized tensors for the backward pass, this keeps the input alone.
+ *
+ * - `dropout`: inverted dropout whose mask is drawn on the GPU from a counter-based hash of
+ *   the seed and the element's index, in the kernel that applies it: no random numbers made
+ *   on the host and uploaded (tfjs's `tf.dropout` draws them on the CPU, a float an element:
+ *   3.7 GB a step at the recipe's shapes), and no mask kept for the backward pass, which
+ *   draws the same mask again.
  *
  * `erf` is Abramowitz and Stegun's 7.1.26 (absolute error under 1.5e-7), as tfjs's own `Erf`.
  *
@@ -35,10 +41,14 @@ fn erf_as(v : f32) -> f32 {
   return s * (1.0 - (((((a5 * t + a4) * t) + a3) * t + a2) * t + a1) * t * exp(-x * x));
 }`;
 
-/** An elementwise WGSL program over one input `A`. */
+/**
+ * An elementwise WGSL program over one input `A` (`op(a)`), or two, `A` and `Dy`
+ * (`op(a, dy)`), with uniforms of its own if given.
+ */
 class ElementwiseProgram implements WebGPUProgram {
-  variableNames = ["A"];
+  variableNames: string[];
   size = true;
+  uniforms?: string;
   workgroupSize: [number, number, number] = [128, 1, 1];
   outputShape: number[];
   dispatchLayout: { x: number[] };
@@ -46,8 +56,15 @@ class ElementwiseProgram implements WebGPUProgram {
   shaderKey: string;
   #body: string;
 
-  constructor(outputShape: number[], key: string, body: string) {
+  constructor(
+    outputShape: number[],
+    key: string,
+    body: string,
+    options: { uniforms?: string; withDy?: boolean } = {},
+  ) {
     this.outputShape = outputShape;
+    this.uniforms = options.uniforms;
+    this.variableNames = options.withDy ? ["A", "Dy"] : ["A"];
     this.dispatchLayout = webgpu_util.flatDispatchLayout(outputShape);
     this.dispatch = webgpu_util.computeDispatch(
       this.dispatchLayout,
@@ -60,10 +77,12 @@ class ElementwiseProgram implements WebGPUProgram {
 
   getUserCode(): string {
     return `${ERF_WGSL}
-      fn op(a : f32) -> f32 { ${this.#body} }
+      fn op(a : f32${this.variableNames.length > 1 ? ", dy : f32" : ""}) -> f32 { ${this.#body} }
       fn main(index : i32) {
         if (index < uniforms.size) {
-          setOutputAtIndex(index, op(getAByOutputIndex(index)));
+          setOutputAtIndex(index, op(getAByOutputIndex(index)${
+      this.variableNames.length > 1 ? ", getDyByOutputIndex(index)" : ""
+    }));
         }
       }`;
   }
@@ -72,12 +91,13 @@ class ElementwiseProgram implements WebGPUProgram {
 const GELU = "VitLoraGelu";
 const GELU_GRAD = "VitLoraGeluGrad";
 
+// the gradient kernel takes dy too: dy · (Φ(x) + x φ(x)) in one pass
 for (
   const [name, body] of [
     [GELU, "return 0.5 * a * (1.0 + erf_as(a * 0.7071067811865476));"],
     [
       GELU_GRAD,
-      "return 0.5 * (1.0 + erf_as(a * 0.7071067811865476)) + a * 0.3989422804014327 * exp(-0.5 * a * a);",
+      "return dy * (0.5 * (1.0 + erf_as(a * 0.7071067811865476)) + a * 0.3989422804014327 * exp(-0.5 * a * a));",
     ],
   ]
 ) {
@@ -86,8 +106,11 @@ for (
     backendName: "webgpu",
     kernelFunc: ({ inputs, backend }) => {
       const x = inputs.x as TensorInfo;
-      const program = new ElementwiseProgram(x.shape, `vit_lora_${name}`, body);
-      return (backend as WebGPUBackend).runWebGPUProgram(program, [x], "float32");
+      const dy = inputs.dy as TensorInfo | undefined;
+      const program = new ElementwiseProgram(x.shape, `vit_lora_${name}`, body, {
+        withDy: dy !== undefined,
+      });
+      return (backend as WebGPUBackend).runWebGPUProgram(program, dy ? [x, dy] : [x], "float32");
     },
   });
 }
@@ -127,10 +150,8 @@ export function gelu<T extends Tensor>(x: T): T {
         value,
         gradFunc: (dy: Tensor, saved: Tensor[]) => {
           const [s] = saved as Tensor[];
-          const derivative = fused
-            ? tf.engine().runKernel(GELU_GRAD, { x: s }) as Tensor
-            : geluDerivative(s);
-          return (dy as Tensor).mul(derivative);
+          if (fused) return tf.engine().runKernel(GELU_GRAD, { x: s, dy }) as Tensor;
+          return (dy as Tensor).mul(geluDerivative(s));
         },
       };
     }) as unknown as Parameters<typeof tf.customGrad>[0],
@@ -299,6 +320,183 @@ export function layerNorm<T extends Tensor>(x: T, gamma: Tensor, beta: Tensor, e
           tf.engine().runKernel(LAYER_NORM_GRAD, { x: saved[0], dy, gamma }, { eps }) as Tensor,
       };
     }) as unknown as Parameters<typeof tf.customGrad>[0],
+  );
+  return op(x) as T;
+}
+
+const SCALE = "VitLoraScale";
+
+tf.registerKernel({
+  kernelName: SCALE,
+  backendName: "webgpu",
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const x = inputs.x as TensorInfo;
+    const program = new ElementwiseProgram(
+      x.shape,
+      "vit_lora_VitLoraScale",
+      "return a * uniforms.w;",
+      {
+        uniforms: "w : f32,",
+      },
+    );
+    return (backend as WebGPUBackend).runWebGPUProgram(program, [x], "float32", [
+      { type: "float32", data: [(attrs as { w: number }).w] },
+    ]);
+  },
+});
+
+/**
+ * `x · w` for a number `w`, with its gradient: on WebGPU one kernel each way with `w` a
+ * uniform (tfjs's `mul` would upload `w` as a tensor of its own each call); `x.mul(w)`
+ * elsewhere.
+ *
+ * @example
+ * ```ts
+ * import { initBackend, tf } from "@lora/vit";
+ * import { scale } from "./kernels.ts";
+ * await initBackend("cpu");
+ * console.log(await scale(tf.tensor1d([1, 2]), 0.5).data()); // [0.5, 1]
+ * ```
+ */
+export function scale<T extends Tensor>(x: T, w: number): T {
+  if (tf.getBackend() !== "webgpu") return x.mul(w);
+  const op = tf.customGrad(
+    ((input: Tensor) => ({
+      value: tf.engine().runKernel(SCALE, { x: input }, { w }) as Tensor,
+      gradFunc: (dy: Tensor) => tf.engine().runKernel(SCALE, { x: dy }, { w }) as Tensor,
+    })) as unknown as Parameters<typeof tf.customGrad>[0],
+  );
+  return op(x) as T;
+}
+
+const DROPOUT = "VitLoraDropout";
+
+/** Chris Wellons' `lowbias32` integer hash: every output bit depends on every input bit. */
+const HASH_WGSL = `
+fn hash32(v : u32) -> u32 {
+  var x = v;
+  x ^= x >> 16u;
+  x *= 0x7feb352du;
+  x ^= x >> 15u;
+  x *= 0x846ca68bu;
+  x ^= x >> 16u;
+  return x;
+}`;
+
+/** The same hash on the host (for the key and for tests). */
+export function hash32(v: number): number {
+  let x = v >>> 0;
+  x ^= x >>> 16;
+  x = Math.imul(x, 0x7feb352d) >>> 0;
+  x ^= x >>> 15;
+  x = Math.imul(x, 0x846ca68b) >>> 0;
+  x ^= x >>> 16;
+  return x >>> 0;
+}
+
+/**
+ * The key of a dropout mask: from a seed (any integer below 2⁵³, or a float, whose bits
+ * count) and the mask's number in its pass.
+ */
+export function dropoutKey(seed: number, draw = 0): number {
+  const low = seed >>> 0;
+  const high = Math.floor(seed / 2 ** 32) >>> 0;
+  return hash32(hash32(low ^ hash32(high + 0x9e3779b9)) ^ hash32(draw + 0x85ebca6b));
+}
+
+/** `x · mask / keep`, the mask an element's: kept when its uniform draw is ≥ `rate`. */
+class DropoutProgram implements WebGPUProgram {
+  variableNames = ["A"];
+  size = true;
+  uniforms = "rate : f32, scale : f32, key : u32,";
+  workgroupSize: [number, number, number] = [128, 1, 1];
+  outputShape: number[];
+  dispatchLayout: { x: number[] };
+  dispatch: [number, number, number];
+  shaderKey = "vit_lora_VitLoraDropout";
+
+  constructor(outputShape: number[]) {
+    this.outputShape = outputShape;
+    this.dispatchLayout = webgpu_util.flatDispatchLayout(outputShape);
+    this.dispatch = webgpu_util.computeDispatch(
+      this.dispatchLayout,
+      outputShape,
+      this.workgroupSize,
+    );
+  }
+
+  getUserCode(): string {
+    return `${HASH_WGSL}
+      fn main(index : i32) {
+        if (index < uniforms.size) {
+          let h = hash32(hash32(u32(index)) ^ uniforms.key);
+          let u = f32(h >> 8u) * (1.0 / 16777216.0); // 24 bits: uniform in [0, 1)
+          let a = getAByOutputIndex(index);
+          setOutputAtIndex(index, select(0.0, a * uniforms.scale, u >= uniforms.rate));
+        }
+      }`;
+  }
+}
+
+tf.registerKernel({
+  kernelName: DROPOUT,
+  backendName: "webgpu",
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const x = inputs.x as TensorInfo;
+    const { rate, scale, key } = attrs as unknown as { rate: number; scale: number; key: number };
+    return (backend as WebGPUBackend).runWebGPUProgram(
+      new DropoutProgram(x.shape),
+      [x],
+      "float32",
+      [
+        { type: "float32", data: [rate] },
+        { type: "float32", data: [scale / (1 - rate)] },
+        { type: "uint32", data: [key] },
+      ],
+    );
+  },
+});
+
+/**
+ * Inverted dropout at `rate` (each element zeroed with probability `rate`, the rest scaled by
+ * `factor / (1 − rate)`, `factor` 1 by default), its mask from `seed` and `draw` (the mask's number in its pass; a random
+ * seed when none is given). On WebGPU, one kernel each way that draws the mask itself, from
+ * a hash of the key and the element's index (the same mask for the same seed, draw and shape,
+ * on any GPU), and nothing kept for the backward pass; elsewhere tfjs's `tf.dropout` with
+ * seed `seed + draw` (its masks come from the CPU's seeded generator).
+ *
+ * @example
+ * ```ts
+ * import { initBackend, tf } from "@lora/vit";
+ * import { dropout } from "./kernels.ts";
+ * await initBackend("cpu");
+ * const y = dropout(tf.ones([8]), 0.5, 42);
+ * console.log(await y.data()); // each 0 or 2
+ * ```
+ */
+export function dropout<T extends Tensor>(
+  x: T,
+  rate: number,
+  seed?: number,
+  draw = 0,
+  factor = 1,
+): T {
+  if (rate <= 0) return factor === 1 ? x : scale(x, factor);
+  if (tf.getBackend() !== "webgpu") {
+    const y = tf.dropout(x, rate, undefined, seed === undefined ? undefined : seed + draw) as T;
+    return factor === 1 ? y : y.mul(factor);
+  }
+  const attrs = {
+    rate,
+    scale: factor,
+    key: dropoutKey(seed ?? Math.floor(Math.random() * 2 ** 32), draw),
+  };
+  const op = tf.customGrad(
+    ((input: Tensor) => ({
+      value: tf.engine().runKernel(DROPOUT, { x: input }, attrs) as Tensor,
+      // y = x · m elementwise, so dx = dy · m: the same kernel, the same mask
+      gradFunc: (dy: Tensor) => tf.engine().runKernel(DROPOUT, { x: dy }, attrs) as Tensor,
+    })) as unknown as Parameters<typeof tf.customGrad>[0],
   );
   return op(x) as T;
 }

@@ -12,7 +12,7 @@ import { exists, readJsonFile } from "../core/files.ts";
 import { VitLoraError } from "../core/errors.ts";
 import { initBackend } from "../backend/backend.ts";
 import { downloadAdapter, downloadModel } from "../hub/hub.ts";
-import { type HubDownloadOptions } from "../hub/settings.ts";
+import type { HubDownloadOptions } from "../hub/settings.ts";
 import { isRepoId, parseRepoId } from "../hub/ids.ts";
 import type { PreprocessorConfig, ViTConfig } from "./config.ts";
 import type { ViTClassifier } from "./classifier.ts";

@@ -17,6 +17,7 @@ import {
   tf,
 } from "../core/tf.ts";
 import { Random } from "../core/random.ts";
+import { scaledAdd } from "../backend/optimizer_kernels.ts";
 import type { LossAndGradients, LossOptions, ViTClassifier } from "./classifier.ts";
 import type { ViTConfig } from "./config.ts";
 import { Replicas, splitRows } from "./replicas.ts";
@@ -193,11 +194,12 @@ export async function batchGradients(
   }
   if (done.length === 1) return done[0];
   return tf.tidy(() => {
+    // each chunk weighted by its share of the batch, summed in order (one kernel a term on WebGPU)
     const sum = (ts: Tensor[]) =>
-      ts.reduce(
-        (acc, t, k) => acc.add(t.mul((chunks[k][1] - chunks[k][0]) / batch.size)),
-        tf.scalar(0),
-      );
+      ts.reduce<Tensor | undefined>(
+        (acc, t, k) => scaledAdd(t, (chunks[k][1] - chunks[k][0]) / batch.size, acc),
+        undefined,
+      )!;
     const loss = sum(done.map((p) => p.loss)) as Scalar;
     const grads: Record<string, Tensor> = {};
     for (const key of Object.keys(done[0].grads)) grads[key] = sum(done.map((p) => p.grads[key]));

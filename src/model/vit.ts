@@ -10,7 +10,8 @@
  * 4. the final `layernorm` (here on the CLS token, the only one a classifier reads).
  *
  * Hidden states stay 2-D (`[batch·tokens, hidden]`) so that every linear layer is a plain
- * 2-D matMul; frozen weights are kept transposed (`[in, out]`) for the same reason. Names
+ * 2-D matMul; frozen weights are kept transposed (`[in, out]`) for the same reason (and, for
+ * WebGPU's backward pass, also as stored, `[out, in]`: see {@link Linear}). Names
  * follow the checkpoint's own (`layernorm_before`, `attention.attention.query`, …).
  *
  * @module
@@ -29,7 +30,7 @@ import { type HiddenAct, LAYER_LINEARS, numTokens, patchGrid, type ViTConfig } f
 import { VitLoraError } from "../core/errors.ts";
 import { formatShape } from "../core/shapes.ts";
 import { fusedAttention } from "../backend/attention.ts";
-import { gelu, layerNorm } from "../backend/kernels.ts";
+import { dropout, gelu, layerNorm, scale } from "../backend/kernels.ts";
 
 /** A LoRA branch on one linear layer: `B(A(dropout(x))) · scaling`. */
 export class LoraLayer {
@@ -57,6 +58,24 @@ export class LoraLayer {
     return tf.matMul(down, this.B, false, true).mul(this.scaling); // [rows, out]
   }
 
+  /**
+   * `y + B(A(dropout(x))) · scaling`, for the frozen layer's output `y` `[rows, out]` (what
+   * {@link Linear.apply} does with the branch). On WebGPU in fewer kernels than
+   * `y.add(apply(x))`: the scaling rides on the dropout kernel (or, without dropout, on `B`,
+   * `[out, r]`, a small tensor rather than the `[rows, out]` output), and the sum with `y` is
+   * the second product's epilogue (tfjs's fused matMul, `y` as its bias).
+   */
+  addTo(y: Tensor2D, x: Tensor2D, drop: Dropout): Tensor2D {
+    if (tf.getBackend() !== "webgpu") return y.add(this.apply(x, drop)) as Tensor2D;
+    let input = x, b: Tensor = this.B;
+    if (drop.training && this.dropout > 0) input = drop.apply(x, this.dropout, this.scaling);
+    else b = scale(this.B, this.scaling);
+    const down = tf.matMul(input, this.A, false, true); // [rows, r]
+    // y as [1, rows, out], the product's own 3-D shape: its gradient then needs no reduction
+    const bias = y.reshape([1, ...y.shape]);
+    return tf.fused.matMul({ a: down, b: b as Tensor2D, transposeB: true, bias }) as Tensor2D;
+  }
+
   /** `scaling · B A`, transposed: `[in, out]`, the update merging adds to `Wᵀ`. */
   deltaT(): Tensor2D {
     return tf.tidy(() => tf.matMul(this.A, this.B, true, true).mul(this.scaling));
@@ -77,6 +96,8 @@ export class Linear {
   readonly bias?: Tensor1D;
   /** The LoRA branch, once one is attached. */
   lora?: LoraLayer;
+  /** The weight as the checkpoint stores it, `[out, in]`: WebGPU's backward pass (see `#frozen`). */
+  #weight?: Tensor2D;
 
   /** Takes the weight already transposed, `[in, out]` (see {@link takesTransposed}), and the bias. */
   constructor(weightT: Tensor2D, bias?: Tensor1D) {
@@ -86,23 +107,34 @@ export class Linear {
 
   /** `x` `[rows, in]` → `[rows, out]`; `drop` is the pass's dropout (LoRA's branch only). */
   apply(x: Tensor2D, drop: Dropout = Dropout.off): Tensor2D {
-    let y = this.#frozen(x); // [rows, out]
-    if (this.lora) y = y.add(this.lora.apply(x, drop));
-    return y as Tensor2D;
+    const y = this.#frozen(x); // [rows, out]
+    return this.lora ? this.lora.addTo(y, x, drop) : y;
   }
 
   /**
    * `x Wᵀ + b` with the bias in the product's epilogue (tfjs's fused matMul: one kernel, not
    * two), and a gradient for `x` alone: tfjs's own gradient of the fused op would also compute
    * the frozen weight's and bias's, a wasted product as large as the forward one.
+   *
+   * The input's gradient is `dy W`. From `weightT` it is a product with a transposed second
+   * operand, which tfjs-webgpu runs in its scalar matMul kernel (a float a load, where its
+   * vec4 kernel loads four); so on WebGPU the weight is also kept as the checkpoint stores it,
+   * `[out, in]`, made on the first backward pass (training only: it doubles the frozen weight's
+   * memory, 340 MB for ViT-B/16) and kept until the layer is disposed, and `dy W` is a plain
+   * product, in the vec4 kernel.
    */
   #frozen(x: Tensor2D): Tensor2D {
     const { weightT, bias } = this;
-    if (!bias) return tf.matMul(x, weightT);
     const op = tf.customGrad(
       ((input: Tensor) => ({
-        value: tf.fused.matMul({ a: input as Tensor2D, b: weightT, bias }),
-        gradFunc: (dy: Tensor) => tf.matMul(dy as Tensor2D, weightT, false, true), // [rows, in]
+        value: bias
+          ? tf.fused.matMul({ a: input as Tensor2D, b: weightT, bias })
+          : tf.matMul(input as Tensor2D, weightT),
+        gradFunc: (dy: Tensor) => { // [rows, in]
+          if (tf.getBackend() !== "webgpu") return tf.matMul(dy as Tensor2D, weightT, false, true);
+          this.#weight ??= tf.keep(tf.transpose(weightT));
+          return tf.matMul(dy as Tensor2D, this.#weight);
+        },
       })) as unknown as Parameters<typeof tf.customGrad>[0],
     );
     return op(x) as Tensor2D;
@@ -119,6 +151,7 @@ export class Linear {
   /** Frees the weights and the LoRA branch. */
   dispose(): void {
     this.weightT.dispose();
+    this.#weight?.dispose();
     this.bias?.dispose();
     this.lora?.dispose();
   }
@@ -261,11 +294,14 @@ export class Dropout {
     this.#seed = seed;
   }
 
-  /** `x` with dropout at `rate` (no-op in evaluation or at rate 0). */
-  apply<T extends Tensor>(x: T, rate: number): T {
-    if (!this.training || rate <= 0) return x;
-    const seed = this.#seed === undefined ? undefined : this.#seed + this.#drawn++;
-    return tf.dropout(x, rate, undefined, seed) as T;
+  /**
+   * `x` with dropout at `rate` (no-op in evaluation or at rate 0), times `factor` (applied by
+   * the dropout kernel itself on WebGPU, a multiplication elsewhere).
+   */
+  apply<T extends Tensor>(x: T, rate: number, factor = 1): T {
+    if (!this.training || rate <= 0) return factor === 1 ? x : scale(x, factor);
+    // on WebGPU the mask is drawn on the GPU (see `dropout`), elsewhere by tfjs on the CPU
+    return dropout(x, rate, this.#seed, this.#drawn++, factor);
   }
 }
 

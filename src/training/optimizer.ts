@@ -2,7 +2,9 @@
  * The optimisation step of Hugging Face Trainer's defaults: AdamW (PyTorch's, decoupled
  * weight decay, bias-corrected), a linear learning-rate schedule with optional warmup, and
  * gradient clipping to a global L2 norm. All of it runs on the tensors' backend; nothing is
- * read back to the CPU.
+ * read back to the CPU. On WebGPU, AdamW's update (clipping included) and the norm are WGSL
+ * kernels (`backend/optimizer_kernels.ts`): three kernels a parameter instead of some thirteen,
+ * and no constant uploaded as a tensor.
  *
  * @module
  */
@@ -10,6 +12,7 @@
 import { type Float32TensorData, tensorData } from "../model/safetensors.ts";
 import { type Scalar, type Tensor, tf, type Variable } from "../core/tf.ts";
 import { VitLoraError } from "../core/errors.ts";
+import { adamWUpdate, globalNorm } from "../backend/optimizer_kernels.ts";
 
 /** Options of {@link AdamW}. */
 export interface AdamWOptions {
@@ -82,19 +85,51 @@ export class AdamW {
     }
   }
 
-  /** Applies one update with learning rate `lr`, given a gradient for every parameter. */
-  step(grads: Record<string, Tensor>, lr: number): void {
+  /**
+   * Applies one update with learning rate `lr`, given a gradient for every parameter. With
+   * `clip`, each gradient is first scaled by `min(1, maxNorm / (norm + 1e-6))`, as
+   * {@link clipByGlobalNorm} does (`norm` from {@link globalNorm}), without making the clipped
+   * gradients. On WebGPU each parameter takes three fused kernels (`adamWUpdate`); elsewhere
+   * plain tfjs ops.
+   */
+  step(
+    grads: Record<string, Tensor>,
+    lr: number,
+    options: { clip?: { norm: Tensor; maxNorm: number } } = {},
+  ): void {
     this.steps++;
     const [b1, b2] = this.#betas;
     const bias1 = 1 - b1 ** this.steps;
     const bias2Sqrt = Math.sqrt(1 - b2 ** this.steps);
+    const fused = tf.getBackend() === "webgpu";
     tf.tidy(() => {
+      const clip = options.clip;
+      const norm = fused ? clip?.norm ?? tf.zeros([1]) : undefined;
+      const coef = !fused && clip
+        ? tf.minimum(tf.scalar(clip.maxNorm).div(clip.norm.add(1e-6)), 1)
+        : undefined;
       for (const [key, p] of Object.entries(this.#params)) {
-        const g = grads[key];
-        if (!g) throw new Error(`AdamW: no gradient for ${key}`);
+        const grad = grads[key];
+        if (!grad) throw new Error(`AdamW: no gradient for ${key}`);
         const m = this.#m.get(key)!;
         const v = this.#v.get(key)!;
         const decay = this.#noDecay(key) ? 0 : this.#weightDecay;
+        if (fused) {
+          const next = adamWUpdate(p, grad, m, v, norm!, {
+            lr,
+            betas: this.#betas,
+            eps: this.#eps,
+            weightDecay: decay,
+            bias1,
+            bias2Sqrt,
+            maxNorm: clip?.maxNorm ?? Infinity,
+          });
+          m.assign(next.m);
+          v.assign(next.v);
+          p.assign(next.p);
+          continue;
+        }
+        const g = coef ? grad.mul(coef) : grad;
         const decayed = decay !== 0 ? p.mul(1 - lr * decay) : p;
         const m1 = m.mul(b1).add(g.mul(1 - b1));
         const v1 = v.mul(b2).add(g.square().mul(1 - b2));
@@ -191,14 +226,13 @@ export function clipByGlobalNorm(
   grads: Record<string, Tensor>,
   maxNorm: number,
 ): { grads: Record<string, Tensor>; norm: Scalar } {
+  const norm = globalNorm(Object.values(grads));
   return tf.tidy(() => {
-    const squares = Object.values(grads).map((g) => g.square().sum());
-    let total = squares[0];
-    for (const s of squares.slice(1)) total = total.add(s);
-    const norm = total.sqrt() as Scalar;
     const coef = tf.minimum(tf.scalar(maxNorm).div(norm.add(1e-6)), 1);
     const clipped: Record<string, Tensor> = {};
     for (const [key, g] of Object.entries(grads)) clipped[key] = g.mul(coef);
     return { grads: clipped, norm };
   });
 }
+
+export { globalNorm };

@@ -13,9 +13,11 @@ import { VitLoraError } from "../core/errors.ts";
 import { writeFileAtomic } from "../core/files.ts";
 import { Progress } from "../core/progress.ts";
 import { Random } from "../core/random.ts";
-import { type Scalar, type Tensor, tf } from "../core/tf.ts";
+import { type Scalar, type Tensor, type Tensor1D, tf, type Variable } from "../core/tf.ts";
 import { VERSION } from "../core/version.ts";
 import { type BackendInfo, type BackendName, initBackend } from "../backend/backend.ts";
+import { globalNorm, scaledAdd } from "../backend/optimizer_kernels.ts";
+import { readAndDispose, submitRecorded } from "../backend/readback.ts";
 import { type Batch, batches, DecodePool, type SkippedImage } from "../data/loader.ts";
 import { openParquetDataset, type ParquetDataset } from "../data/parquet.ts";
 import { epochRows, splitIndices } from "../data/sampler.ts";
@@ -444,7 +446,7 @@ class TrainingRun {
 
   /**
    * One epoch's optimizer steps from where the run stands; true when stopped by the signal
-   * (a checkpoint saved).
+   * (a checkpoint saved). Every step's metrics line is recorded by the time it returns.
    */
   async trainEpoch(epoch: number): Promise<boolean> {
     const { config, plan, state } = this;
@@ -481,81 +483,115 @@ class TrainingRun {
           group.push(next.value);
           next = await source.next();
         }
-        const event = await this.step(group, epoch, stepStart);
-        this.progress.update(
-          state.global_step - firstStep,
-          `loss ${event.loss.toFixed(4)} · lr ${event.lr.toExponential(2)} · ${
-            event.images_per_s.toFixed(1)
-          } img/s`,
-        );
-        if (this.options.signal?.aborted && !this.done) {
+        const applied = await this.step(group, epoch, stepStart);
+        if (!applied || this.#stopping()) {
+          await this.flush();
           await this.interrupt();
           return true;
         }
       }
+      await this.flush(); // the epoch's last step: recorded before the evaluation
+      if (this.#stopping()) {
+        await this.interrupt();
+        return true;
+      }
       return false;
+    } catch (e) {
+      this.#abandon();
+      throw e;
     } finally {
       await source.return?.(undefined);
     }
   }
 
+  /** The steps, their values read a step late. */
+  #steps?: StepPipeline;
+  /** What the pending step's metrics line needs besides its values. */
+  #pending?: PendingStep;
+
   /**
-   * One optimizer step over `group`'s micro-batches. As HF Trainer (≥ 4.46) does, the step's
-   * loss and gradient are the mean over all of its images (each micro-batch's mean weighted
-   * by its size), then clipped to the global norm and applied with the step's rate.
+   * One optimizer step over `group`'s micro-batches (see {@link StepPipeline}: HF Trainer's
+   * semantics, the loss and gradient norm read a step late); false when it was not applied
+   * because the run is stopping.
+   *
+   * The previous step is recorded once this step's passes are queued. A stop asked for then
+   * (Ctrl-C, or a callback) stops there, this step's gradients unapplied: the checkpoint and the
+   * metrics end at the previous step, as they would have without the late read.
+   * {@link TrainingRun.flush} records the last step.
    */
-  async step(group: Batch[], epoch: number, stepStart: number): Promise<StepEvent> {
+  async step(group: Batch[], epoch: number, stepStart: number): Promise<boolean> {
     const { config, state } = this;
-    let grads: Record<string, Tensor> | undefined;
-    let lossSum: Scalar | undefined;
-    for (const [m, batch] of group.entries()) {
-      const out = await batchGradients(this.clf, batch, {
-        chunkSize: this.plan.chunkSize,
-        training: true,
-        dropoutSeed: Random.derive(config.seed, 3, state.global_step, m).state,
-      });
-      // sums over the micro-batch's images: its mean × its size
-      const summed = tf.tidy(() => ({
-        loss: out.loss.mul(batch.size) as Scalar,
-        grads: Object.fromEntries(
-          Object.entries(out.grads).map(([k, g]) => [k, g.mul(batch.size)]),
-        ),
-      }));
-      tf.dispose([out.loss, ...Object.values(out.grads)]);
-      grads = accumulate(grads, summed.grads);
-      lossSum = accumulate(lossSum && { loss: lossSum }, { loss: summed.loss }).loss as Scalar;
-    }
-    const images = group.reduce((s, b) => s + b.size, 0);
+    const steps = this.#steps ??= new StepPipeline(this.clf, this.optimizer);
     const lr = this.plan.lr(state.global_step);
-    const mean = tf.tidy(() =>
-      Object.fromEntries(Object.entries(grads!).map(([k, g]) => [k, g.div(images)]))
-    ) as Record<string, Tensor>;
-    const clipped = clipByGlobalNorm(mean, config.maxGradNorm > 0 ? config.maxGradNorm : Infinity);
-    this.optimizer.step(clipped.grads, lr);
-    const stats = tf.tidy(() => tf.stack([lossSum!.div(images), clipped.norm]));
-    const [loss, gradNorm] = await stats.data();
-    tf.dispose([
-      stats,
-      lossSum!,
-      clipped.norm,
-      ...Object.values(grads!),
-      ...Object.values(mean),
-      ...Object.values(clipped.grads),
-    ]);
+    const applied = await steps.step(group, {
+      chunkSize: this.plan.chunkSize,
+      dropoutSeed: (m) => Random.derive(config.seed, 3, state.global_step, m).state,
+      lr,
+      maxGradNorm: config.maxGradNorm,
+    }, async (values) => {
+      await this.#recordStep(values);
+      return !this.#stopping();
+    });
+    if (!applied) return false;
     state.global_step++;
     state.rows_done += group.reduce((s, b) => s + b.rows, 0);
-    const event: StepEvent = {
-      event: "step",
+    this.#pending = {
       epoch: epoch + 1,
       step: state.global_step,
-      loss,
       lr,
+      images: group.reduce((s, b) => s + b.size, 0),
+      start: stepStart,
+    };
+    return true;
+  }
+
+  /** Whether the signal asks the run to stop before its last step. */
+  #stopping(): boolean {
+    return (this.options.signal?.aborted ?? false) && !this.done;
+  }
+
+  /** Records the step still pending, if any: before an evaluation, a checkpoint, the end. */
+  async flush(): Promise<void> {
+    const values = await this.#steps?.finish();
+    if (values) await this.#recordStep(values);
+  }
+
+  /** Forgets a pending step (after an error: its values are not recorded). */
+  #abandon(): void {
+    this.#steps?.dispose();
+    this.#steps = undefined;
+    this.#pending = undefined;
+  }
+
+  /** The pending step's values are back: its metrics line, to the log, the callbacks, the bar. */
+  async #recordStep(values: Float32Array): Promise<void> {
+    const pending = this.#pending!;
+    this.#pending = undefined;
+    const [loss, gradNorm] = values;
+    const now = performance.now();
+    // the step's time: from its start, or from the previous step's end when they overlapped
+    const since = Math.max(pending.start, this.#lastStepEnd);
+    this.#lastStepEnd = now;
+    const event: StepEvent = {
+      event: "step",
+      epoch: pending.epoch,
+      step: pending.step,
+      loss,
+      lr: pending.lr,
       grad_norm: gradNorm,
-      images_per_s: images / ((performance.now() - stepStart) / 1000),
+      images_per_s: pending.images / ((now - since) / 1000),
     };
     await this.record(event);
-    return event;
+    const firstStep = (pending.epoch - 1) * this.plan.stepsPerEpoch;
+    this.progress.update(
+      pending.step - firstStep,
+      `loss ${loss.toFixed(4)} · lr ${pending.lr.toExponential(2)} · ${
+        event.images_per_s.toFixed(1)
+      } img/s`,
+    );
   }
+
+  #lastStepEnd = 0;
 
   /** Stopped by the signal: a checkpoint of where the run stands. */
   async interrupt(): Promise<void> {
@@ -673,9 +709,261 @@ class TrainingRun {
       }
     }
     this.pool.close();
+    this.#steps?.dispose();
     this.optimizer.dispose();
     this.clf.dispose();
   }
+}
+
+/** Options of {@link stepGradients}. */
+export interface StepGradientOptions {
+  /** Images a forward + backward pass takes at most (see `batchGradients`). */
+  chunkSize?: number;
+  /** The dropout seed of micro-batch `m` (default: unseeded masks). */
+  dropoutSeed?: (m: number) => number;
+}
+
+/** Options of {@link applyGradients}. */
+export interface ApplyOptions {
+  /** The step's learning rate. */
+  lr: number;
+  /** Clip the gradient to this global L2 norm (0 or less: no clipping). */
+  maxGradNorm: number;
+}
+
+/** Options of a whole step ({@link StepPipeline.step}). */
+export interface OptimizerStepOptions extends StepGradientOptions, ApplyOptions {}
+
+/** A step's loss and gradients, still on the backend (see {@link stepGradients}). */
+export interface StepGradients {
+  /** The loss: the mean over the step's images, or their sum when `summed`. */
+  loss: Scalar;
+  /** The gradients by trainable tensor: the step's mean, or the sum when `summed`. */
+  grads: Record<string, Tensor>;
+  /** The step's images. */
+  images: number;
+  /** Sums over the images (divided by {@link applyGradients}), not means. */
+  summed: boolean;
+  /** The tensors belong to someone else ({@link HeldGradients}): applying leaves them. */
+  held?: boolean;
+}
+
+/**
+ * Tensors kept from step to step (as PyTorch keeps `.grad`) that hold a step's loss and
+ * gradients from their computation to their application. The trainer computes a step's
+ * gradients before it records the previous step (see `TrainingRun.step`): held here, they
+ * are the same tensors whether a step is waiting or not, so the tensor count and the memory in
+ * use do not change from one recorded step to the next.
+ */
+export class HeldGradients {
+  #loss?: Variable;
+  #grads?: Record<string, Variable>;
+
+  /** Takes over `gradients` (their tensors are disposed) and returns them as held. */
+  hold(gradients: StepGradients): StepGradients {
+    const take = (into: Variable | undefined, t: Tensor): Variable => {
+      if (!into) return tf.variable(t, false); // shares t's data
+      into.assign(t);
+      return into;
+    };
+    this.#loss = take(this.#loss, gradients.loss);
+    const grads: Record<string, Variable> = {};
+    for (const [k, g] of Object.entries(gradients.grads)) grads[k] = take(this.#grads?.[k], g);
+    this.#grads = grads;
+    disposeStepGradients(gradients);
+    return { ...gradients, loss: this.#loss as Scalar, grads, held: true };
+  }
+
+  /** Frees the tensors. */
+  dispose(): void {
+    tf.dispose([...(this.#loss ? [this.#loss] : []), ...Object.values(this.#grads ?? {})]);
+    this.#loss = undefined;
+    this.#grads = undefined;
+  }
+}
+
+/**
+ * The first half of an optimizer step as {@link train} does it with HF Trainer's semantics:
+ * `group`'s micro-batches through `batchGradients` (in chunks), combined so that the step's
+ * loss and gradient are the mean over all of its images (each micro-batch's mean weighted by
+ * its size). On WebGPU each weighting is one kernel a tensor (`scaledAdd`); elsewhere the sums
+ * are made with plain ops and divided when applied. Nothing is read back.
+ */
+export async function stepGradients(
+  clf: ViTClassifier,
+  group: readonly { pixels: Float32Array; labels: Int32Array; size: number }[],
+  options: StepGradientOptions = {},
+): Promise<StepGradients> {
+  const images = group.reduce((s, b) => s + b.size, 0);
+  const fused = tf.getBackend() === "webgpu";
+  let sum: { loss: Tensor; grads: Record<string, Tensor> } | undefined;
+  for (const [m, batch] of group.entries()) {
+    const out = await batchGradients(clf, batch, {
+      chunkSize: options.chunkSize,
+      training: true,
+      dropoutSeed: options.dropoutSeed?.(m),
+    });
+    let next: { loss: Tensor; grads: Record<string, Tensor> };
+    if (fused) {
+      const w = batch.size / images;
+      next = {
+        loss: scaledAdd(out.loss, w, sum?.loss),
+        grads: Object.fromEntries(
+          Object.entries(out.grads).map(([k, g]) => [k, scaledAdd(g, w, sum?.grads[k])]),
+        ),
+      };
+      if (sum) tf.dispose([sum.loss, ...Object.values(sum.grads)]);
+    } else {
+      // sums over the micro-batch's images: its mean × its size
+      const summed = tf.tidy(() => ({
+        loss: out.loss.mul(batch.size) as Scalar,
+        grads: Object.fromEntries(
+          Object.entries(out.grads).map(([k, g]) => [k, g.mul(batch.size)]),
+        ),
+      }));
+      next = {
+        loss: accumulate(sum && { loss: sum.loss }, { loss: summed.loss }).loss,
+        grads: accumulate(sum?.grads, summed.grads),
+      };
+    }
+    tf.dispose([out.loss, ...Object.values(out.grads)]);
+    sum = next;
+  }
+  return { loss: sum!.loss as Scalar, grads: sum!.grads, images, summed: !fused };
+}
+
+/**
+ * The second half of an optimizer step: the step's gradient clipped to the global norm and
+ * applied by `optimizer` with rate `lr`. Takes over `gradients` (disposes them, unless held).
+ * Returns `[loss, grad_norm]` (the step's mean loss, the norm before clipping) as a tensor,
+ * still on the backend: the caller reads and disposes it (see {@link readStepStats}). On WebGPU
+ * the norm is a kernel a tensor and the clipping happens inside AdamW's kernels.
+ */
+export function applyGradients(
+  optimizer: AdamW,
+  gradients: StepGradients,
+  options: ApplyOptions,
+): Tensor1D {
+  const maxNorm = options.maxGradNorm > 0 ? options.maxGradNorm : Infinity;
+  const { loss, grads, images } = gradients;
+  const given = gradients.held ? [] : [loss, ...Object.values(grads)];
+  if (!gradients.summed) {
+    const norm = globalNorm(Object.values(grads));
+    optimizer.step(grads, options.lr, { clip: { norm, maxNorm } });
+    const stats = tf.tidy(() => tf.stack([loss, norm])) as Tensor1D;
+    tf.dispose([norm, ...given]);
+    return stats;
+  }
+  const mean = tf.tidy(() =>
+    Object.fromEntries(Object.entries(grads).map(([k, g]) => [k, g.div(images)]))
+  ) as Record<string, Tensor>;
+  const clipped = clipByGlobalNorm(mean, maxNorm);
+  optimizer.step(clipped.grads, options.lr);
+  const stats = tf.tidy(() => tf.stack([loss.div(images), clipped.norm])) as Tensor1D;
+  tf.dispose([
+    clipped.norm,
+    ...given,
+    ...Object.values(mean),
+    ...Object.values(clipped.grads),
+  ]);
+  return stats;
+}
+
+/** Frees a step's gradients without applying them (held ones stay with their holder). */
+export function disposeStepGradients(gradients: StepGradients): void {
+  if (!gradients.held) tf.dispose([gradients.loss, ...Object.values(gradients.grads)]);
+}
+
+/**
+ * Starts reading a step's `[loss, grad_norm]` (from {@link applyGradients}) back to the host,
+ * and disposes the tensor: on WebGPU the copy is queued behind the step's work and the values
+ * arrive when the GPU gets there, so the next step can be queued meanwhile.
+ *
+ * @example
+ * ```ts ignore
+ * const { read } = readStepStats(applyGradients(adam, await stepGradients(clf, group), options));
+ * // … queue the next step …
+ * const [loss, gradNorm] = await read;
+ * ```
+ */
+export function readStepStats(stats: Tensor1D): { read: Promise<Float32Array> } {
+  return { read: readAndDispose(stats) };
+}
+
+/**
+ * Optimizer steps as the trainer runs them, each step's loss and gradient norm read a step
+ * late so that the GPU never waits for the host: a step's forward and backward passes are
+ * queued ({@link stepGradients}, the gradients held in {@link HeldGradients}) and submitted;
+ * then the previous step's values, which have had those passes to arrive, are handed over;
+ * then the step is applied ({@link applyGradients}) and its values start their way back.
+ * {@link StepPipeline.finish} waits for the last step's.
+ *
+ * @example
+ * ```ts ignore
+ * const steps = new StepPipeline(clf, adam);
+ * for (const [k, group] of groups.entries()) {
+ *   await steps.step(group, { lr: rate(k), maxGradNorm: 1 }, ([loss, norm]) => log(k - 1, loss, norm));
+ * }
+ * const last = await steps.finish();
+ * steps.dispose();
+ * ```
+ */
+export class StepPipeline {
+  readonly clf: ViTClassifier;
+  readonly optimizer: AdamW;
+  #held = new HeldGradients();
+  #pending?: Promise<Float32Array>;
+
+  /** Steps of `clf`'s trainable tensors by `optimizer`. */
+  constructor(clf: ViTClassifier, optimizer: AdamW) {
+    this.clf = clf;
+    this.optimizer = optimizer;
+  }
+
+  /**
+   * One step over `group`: its passes queued, the previous step's `[loss, grad_norm]` handed to
+   * `previous` (if there was one), then the step applied, unless `previous` returned false
+   * (its gradients are then dropped). Returns whether it was applied.
+   */
+  async step(
+    group: readonly { pixels: Float32Array; labels: Int32Array; size: number }[],
+    options: OptimizerStepOptions,
+    previous?: (values: Float32Array) => boolean | void | Promise<boolean | void>,
+  ): Promise<boolean> {
+    const gradients = this.#held.hold(await stepGradients(this.clf, group, options));
+    const values = await this.finish();
+    if (values && previous && (await previous(values)) === false) return false;
+    const { read } = readStepStats(applyGradients(this.optimizer, gradients, options));
+    read.catch(() => {}); // an error surfaces when it is awaited, not as an unhandled rejection
+    this.#pending = read;
+    return true;
+  }
+
+  /** The last step's `[loss, grad_norm]`, once back (undefined when none is pending). */
+  finish(): Promise<Float32Array | undefined> {
+    const pending = this.#pending;
+    this.#pending = undefined;
+    // what is queued goes to the GPU before the host waits (and tfjs frees what it held)
+    submitRecorded();
+    return pending ?? Promise.resolve(undefined);
+  }
+
+  /** Frees the held gradients (the optimizer and the model are the caller's). */
+  dispose(): void {
+    this.#pending = undefined;
+    this.#held.dispose();
+  }
+}
+
+/** A step applied whose loss and gradient norm are still on their way. */
+interface PendingStep {
+  /** Its epoch (from 1), step number (from 1) and learning rate. */
+  epoch: number;
+  step: number;
+  lr: number;
+  /** Its images, and when it started. */
+  images: number;
+  start: number;
 }
 
 /** `into + add` key by key (a new record; both inputs are disposed), or `add` when `into` is empty. */

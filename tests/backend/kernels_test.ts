@@ -1,8 +1,11 @@
-/** The fused kernels against the plain-op versions they replace, on every backend. */
+/**
+ * The fused kernels against the plain-op versions they replace, on every backend; dropout's
+ * GPU-drawn masks by their properties.
+ */
 
 import assert from "node:assert/strict";
 import { fusedAttention } from "../../src/backend/attention.ts";
-import { gelu, layerNorm } from "../../src/backend/kernels.ts";
+import { dropout, dropoutKey, gelu, hash32, layerNorm, scale } from "../../src/backend/kernels.ts";
 import { type Tensor, type Tensor2D, tf } from "../../src/core/tf.ts";
 import { BACKENDS, relError, useBackend } from "../helpers.ts";
 
@@ -99,4 +102,76 @@ Deno.test("on webgpu: fused attention and its gradients (Q, K, V) equal the plai
     assert.equal(tf.memory().numTensors, before + 3);
     tf.dispose([q, k, v, dy, y, ref, ...grads, ...refs, ...again]);
   }
+});
+
+Deno.test("on webgpu: dropout draws its mask on the GPU, the same for the same seed and draw; its gradient uses that mask; nothing is kept", async () => {
+  await useBackend("webgpu");
+  const rate = 0.25, keep = 1 - rate;
+  const x = tf.randomNormal([300, 97], 1, 2, "float32", 5);
+  const xs = await x.data();
+  const mask = async (y: Tensor) => {
+    const v = await y.data();
+    return Array.from(v, (yi, i) => {
+      if (yi === 0) return 0;
+      assert.ok(Math.abs(yi - xs[i] / keep) <= 1e-6 * Math.abs(xs[i] / keep), `element ${i}`);
+      return 1;
+    });
+  };
+  const [a, b, c, d] = [
+    dropout(x, rate, 42, 0),
+    dropout(x, rate, 42, 0),
+    dropout(x, rate, 42, 1),
+    dropout(x, rate, 43, 0),
+  ];
+  const ma = await mask(a);
+  const dropped = ma.filter((k) => k === 0).length / ma.length;
+  assert.ok(Math.abs(dropped - rate) < 0.02, `dropped ${dropped}`);
+  assert.deepEqual(await mask(b), ma, "same seed and draw: same mask");
+  // the mask is the documented hash of the key and the index, bit for bit on any GPU
+  const key = dropoutKey(42, 0);
+  const host = ma.map((_, i) => ((hash32(hash32(i) ^ key) >>> 8) / 2 ** 24 >= rate ? 1 : 0));
+  assert.deepEqual(ma, host, "the host's hash gives the GPU's mask");
+  for (const [other, what] of [[c, "draw"], [d, "seed"]] as const) {
+    const mo = await mask(other);
+    const same = mo.filter((k, i) => k === ma[i]).length / ma.length;
+    // independent masks agree on rate² + keep² of the elements
+    assert.ok(Math.abs(same - (rate ** 2 + keep ** 2)) < 0.03, `another ${what}: ${same}`);
+  }
+  // the gradient is dy times the forward mask (and the factor), recomputed from the seed
+  const dy = tf.randomNormal(x.shape, 0, 1, "float32", 6);
+  const g = tf.grad((t: Tensor) => dropout(t, rate, 42, 0, 0.5).mul(dy).sum())(x);
+  const [gv, dyv] = [await g.data(), await dy.data()];
+  ma.forEach((k, i) => {
+    const want = k ? dyv[i] * 0.5 / keep : 0;
+    assert.ok(Math.abs(gv[i] - want) <= 1e-6 * Math.abs(want), `gradient ${i}`);
+  });
+  const before = tf.memory().numTensors;
+  const again = tf.grad((t: Tensor) => dropout(t, rate, 42).sum())(x);
+  assert.equal(tf.memory().numTensors, before + 1, "the tape keeps no mask");
+  tf.dispose([x, a, b, c, d, dy, g, again]);
+});
+
+for (const backend of BACKENDS) {
+  Deno.test(`on ${backend}: scale and its gradient equal x · w; dropout at rate 0 scales`, async () => {
+    await useBackend(backend);
+    const x = tf.randomNormal([5, 33], 0, 1, "float32", 9);
+    const y = scale(x, 0.37);
+    const ref = x.mul(0.37);
+    assert.ok(relError(await y.data(), await ref.data()) < 1e-7);
+    const dy = tf.randomNormal([5, 33], 0, 1, "float32", 10);
+    const g = tf.grad((t: Tensor) => scale(t, 0.37).mul(dy).sum())(x);
+    assert.ok(relError(await g.data(), await dy.mul(0.37).data()) < 1e-7);
+    const z = dropout(x, 0, 1, 0, 2);
+    assert.ok(relError(await z.data(), await x.mul(2).data()) < 1e-7);
+    tf.dispose([x, y, ref, dy, g, z]);
+  });
+}
+
+Deno.test("dropout's key: from the seed (all of its bits) and the draw", () => {
+  assert.equal(hash32(0), 0);
+  assert.equal(hash32(1), 0x688990c0, "lowbias32(1)");
+  assert.notEqual(dropoutKey(42, 0), dropoutKey(42, 1));
+  assert.notEqual(dropoutKey(42, 0), dropoutKey(43, 0));
+  assert.notEqual(dropoutKey(2 ** 32 + 5), dropoutKey(5), "the high bits of a seed count");
+  assert.equal(dropoutKey(7, 3), dropoutKey(7, 3));
 });

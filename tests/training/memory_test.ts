@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { tf } from "../../src/core/tf.ts";
 import { loadClassifier } from "../../src/model/loading.ts";
 import { AdamW } from "../../src/training/optimizer.ts";
+import { StepPipeline } from "../../src/training/trainer.ts";
 import { BACKENDS, expected, fixture, inputs, useBackend } from "../helpers.ts";
 
 for (const backend of BACKENDS) {
@@ -73,5 +74,40 @@ Deno.test("on webgpu: GPU buffers in use stay flat over many training steps (Ada
   assert.equal(manager.getNumUsedBuffers(), buffers, "GPU buffers in use");
   adam.dispose();
   tf.dispose([pixels, labels]);
+  clf.dispose();
+});
+
+Deno.test("on webgpu: the trainer's step (fused AdamW and norm, GPU dropout, its loss read a step late) leaves tensors and GPU buffers flat", async () => {
+  await useBackend("webgpu");
+  const dir = fixture("vit-tiny-a");
+  const clf = await loadClassifier(`${dir}/model`, {
+    adapter: `${dir}/adapter`,
+    backend: "webgpu",
+    loraDropout: 0.1,
+  });
+  const e = await expected("vit-tiny-a");
+  const batch = {
+    pixels: Float32Array.from(e.pixelValues.data),
+    labels: Int32Array.from(e.labels.data),
+    size: e.labels.shape[0],
+  };
+  const adam = new AdamW(clf.trainableVariables());
+  const manager = (tf.backend() as unknown as {
+    bufferManager: { getNumUsedBuffers(): number; numBytesAllocated: number };
+  }).bufferManager;
+  const steps = new StepPipeline(clf, adam);
+  const step = (k: number) =>
+    steps.step([batch, batch], { lr: 1e-3, maxGradNorm: 1, dropoutSeed: (m) => k * 2 + m });
+  for (let k = 0; k < 3; k++) await step(k); // warm-up: kernels, buffer pools, reads in flight
+  const buffers = manager.getNumUsedBuffers();
+  const allocated = manager.numBytesAllocated;
+  const tensors = tf.memory().numTensors;
+  for (let k = 3; k < 13; k++) await step(k);
+  assert.equal(tf.memory().numTensors, tensors, "tensor count");
+  assert.equal(manager.getNumUsedBuffers(), buffers, "GPU buffers in use");
+  assert.equal(manager.numBytesAllocated, allocated, "GPU bytes allocated");
+  await steps.finish();
+  steps.dispose();
+  adam.dispose();
   clf.dispose();
 });
