@@ -17,7 +17,7 @@ import { type Tensor4D, tf } from "../src/core/tf.ts";
 import { VIT_BASE_CONFIG } from "../src/model/config.ts";
 import { activationBudget, autoChunkSize } from "../src/model/memory.ts";
 import { AdamW, trainerNoDecay } from "../src/training/optimizer.ts";
-import { StepPipeline } from "../src/training/trainer.ts";
+import { StepPipeline } from "../src/training/pipeline.ts";
 import { startGpuCounting } from "../src/backend/gpu_counters.ts";
 import { recipeClassifier, SMALL_VIT_CONFIG } from "./generated.ts";
 import { predictLogits } from "../src/model/parallel.ts";

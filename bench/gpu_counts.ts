@@ -35,7 +35,7 @@ import { createClassifier } from "../src/model/loading.ts";
 import { activationBudget, autoChunkSize } from "../src/model/memory.ts";
 import { batchGradients } from "../src/model/parallel.ts";
 import { AdamW, trainerNoDecay } from "../src/training/optimizer.ts";
-import { StepPipeline } from "../src/training/trainer.ts";
+import { StepPipeline } from "../src/training/pipeline.ts";
 
 const { values: args } = parseArgs({
   args: Deno.args,

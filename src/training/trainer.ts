@@ -13,11 +13,9 @@ import { VitLoraError } from "../core/errors.ts";
 import { writeFileAtomic } from "../core/files.ts";
 import { Progress } from "../core/progress.ts";
 import { Random } from "../core/random.ts";
-import { type Scalar, type Tensor, type Tensor1D, tf, type Variable } from "../core/tf.ts";
+import { tf } from "../core/tf.ts";
 import { VERSION } from "../core/version.ts";
 import { type BackendInfo, type BackendName, initBackend } from "../backend/backend.ts";
-import { globalNorm, scaledAdd } from "../backend/optimizer_kernels.ts";
-import { readAndDispose, submitRecorded } from "../backend/readback.ts";
 import { type Batch, batches, DecodePool, type SkippedImage } from "../data/loader.ts";
 import { openParquetDataset, type ParquetDataset } from "../data/parquet.ts";
 import { epochRows, splitIndices } from "../data/sampler.ts";
@@ -26,7 +24,7 @@ import type { HubSettings } from "../hub/settings.ts";
 import type { ViTClassifier } from "../model/classifier.ts";
 import { loadClassifier } from "../model/loading.ts";
 import { activationBudget, autoChunkSize } from "../model/memory.ts";
-import { batchGradients, classifierReplicas } from "../model/parallel.ts";
+import { classifierReplicas } from "../model/parallel.ts";
 import {
   checkTrainConfig,
   DEFAULT_TRAIN_CONFIG,
@@ -58,7 +56,8 @@ import {
   type TrainerState,
   writeFolderAtomic,
 } from "./checkpoint.ts";
-import { AdamW, clipByGlobalNorm, linearSchedule, trainerNoDecay } from "./optimizer.ts";
+import { AdamW, linearSchedule, trainerNoDecay } from "./optimizer.ts";
+import { StepPipeline } from "./pipeline.ts";
 
 /** Options of {@link train}: the configuration, where the run goes and how it runs. */
 export interface TrainOptions extends Partial<TrainConfig> {
@@ -715,246 +714,6 @@ class TrainingRun {
   }
 }
 
-/** Options of {@link stepGradients}. */
-export interface StepGradientOptions {
-  /** Images a forward + backward pass takes at most (see `batchGradients`). */
-  chunkSize?: number;
-  /** The dropout seed of micro-batch `m` (default: unseeded masks). */
-  dropoutSeed?: (m: number) => number;
-}
-
-/** Options of {@link applyGradients}. */
-export interface ApplyOptions {
-  /** The step's learning rate. */
-  lr: number;
-  /** Clip the gradient to this global L2 norm (0 or less: no clipping). */
-  maxGradNorm: number;
-}
-
-/** Options of a whole step ({@link StepPipeline.step}). */
-export interface OptimizerStepOptions extends StepGradientOptions, ApplyOptions {}
-
-/** A step's loss and gradients, still on the backend (see {@link stepGradients}). */
-export interface StepGradients {
-  /** The loss: the mean over the step's images, or their sum when `summed`. */
-  loss: Scalar;
-  /** The gradients by trainable tensor: the step's mean, or the sum when `summed`. */
-  grads: Record<string, Tensor>;
-  /** The step's images. */
-  images: number;
-  /** Sums over the images (divided by {@link applyGradients}), not means. */
-  summed: boolean;
-  /** The tensors belong to someone else ({@link HeldGradients}): applying leaves them. */
-  held?: boolean;
-}
-
-/**
- * Tensors kept from step to step (as PyTorch keeps `.grad`) that hold a step's loss and
- * gradients from their computation to their application. The trainer computes a step's
- * gradients before it records the previous step (see `TrainingRun.step`): held here, they
- * are the same tensors whether a step is waiting or not, so the tensor count and the memory in
- * use do not change from one recorded step to the next.
- */
-export class HeldGradients {
-  #loss?: Variable;
-  #grads?: Record<string, Variable>;
-
-  /** Takes over `gradients` (their tensors are disposed) and returns them as held. */
-  hold(gradients: StepGradients): StepGradients {
-    const take = (into: Variable | undefined, t: Tensor): Variable => {
-      if (!into) return tf.variable(t, false); // shares t's data
-      into.assign(t);
-      return into;
-    };
-    this.#loss = take(this.#loss, gradients.loss);
-    const grads: Record<string, Variable> = {};
-    for (const [k, g] of Object.entries(gradients.grads)) grads[k] = take(this.#grads?.[k], g);
-    this.#grads = grads;
-    disposeStepGradients(gradients);
-    return { ...gradients, loss: this.#loss as Scalar, grads, held: true };
-  }
-
-  /** Frees the tensors. */
-  dispose(): void {
-    tf.dispose([...(this.#loss ? [this.#loss] : []), ...Object.values(this.#grads ?? {})]);
-    this.#loss = undefined;
-    this.#grads = undefined;
-  }
-}
-
-/**
- * The first half of an optimizer step as {@link train} does it with HF Trainer's semantics:
- * `group`'s micro-batches through `batchGradients` (in chunks), combined so that the step's
- * loss and gradient are the mean over all of its images (each micro-batch's mean weighted by
- * its size). On WebGPU each weighting is one kernel a tensor (`scaledAdd`); elsewhere the sums
- * are made with plain ops and divided when applied. Nothing is read back.
- */
-export async function stepGradients(
-  clf: ViTClassifier,
-  group: readonly { pixels: Float32Array; labels: Int32Array; size: number }[],
-  options: StepGradientOptions = {},
-): Promise<StepGradients> {
-  const images = group.reduce((s, b) => s + b.size, 0);
-  const fused = tf.getBackend() === "webgpu";
-  let sum: { loss: Tensor; grads: Record<string, Tensor> } | undefined;
-  for (const [m, batch] of group.entries()) {
-    const out = await batchGradients(clf, batch, {
-      chunkSize: options.chunkSize,
-      training: true,
-      dropoutSeed: options.dropoutSeed?.(m),
-    });
-    let next: { loss: Tensor; grads: Record<string, Tensor> };
-    if (fused) {
-      const w = batch.size / images;
-      next = {
-        loss: scaledAdd(out.loss, w, sum?.loss),
-        grads: Object.fromEntries(
-          Object.entries(out.grads).map(([k, g]) => [k, scaledAdd(g, w, sum?.grads[k])]),
-        ),
-      };
-      if (sum) tf.dispose([sum.loss, ...Object.values(sum.grads)]);
-    } else {
-      // sums over the micro-batch's images: its mean × its size
-      const summed = tf.tidy(() => ({
-        loss: out.loss.mul(batch.size) as Scalar,
-        grads: Object.fromEntries(
-          Object.entries(out.grads).map(([k, g]) => [k, g.mul(batch.size)]),
-        ),
-      }));
-      next = {
-        loss: accumulate(sum && { loss: sum.loss }, { loss: summed.loss }).loss,
-        grads: accumulate(sum?.grads, summed.grads),
-      };
-    }
-    tf.dispose([out.loss, ...Object.values(out.grads)]);
-    sum = next;
-  }
-  return { loss: sum!.loss as Scalar, grads: sum!.grads, images, summed: !fused };
-}
-
-/**
- * The second half of an optimizer step: the step's gradient clipped to the global norm and
- * applied by `optimizer` with rate `lr`. Takes over `gradients` (disposes them, unless held).
- * Returns `[loss, grad_norm]` (the step's mean loss, the norm before clipping) as a tensor,
- * still on the backend: the caller reads and disposes it (see {@link readStepStats}). On WebGPU
- * the norm is a kernel a tensor and the clipping happens inside AdamW's kernels.
- */
-export function applyGradients(
-  optimizer: AdamW,
-  gradients: StepGradients,
-  options: ApplyOptions,
-): Tensor1D {
-  const maxNorm = options.maxGradNorm > 0 ? options.maxGradNorm : Infinity;
-  const { loss, grads, images } = gradients;
-  const given = gradients.held ? [] : [loss, ...Object.values(grads)];
-  if (!gradients.summed) {
-    const norm = globalNorm(Object.values(grads));
-    optimizer.step(grads, options.lr, { clip: { norm, maxNorm } });
-    const stats = tf.tidy(() => tf.stack([loss, norm])) as Tensor1D;
-    tf.dispose([norm, ...given]);
-    return stats;
-  }
-  const mean = tf.tidy(() =>
-    Object.fromEntries(Object.entries(grads).map(([k, g]) => [k, g.div(images)]))
-  ) as Record<string, Tensor>;
-  const clipped = clipByGlobalNorm(mean, maxNorm);
-  optimizer.step(clipped.grads, options.lr);
-  const stats = tf.tidy(() => tf.stack([loss.div(images), clipped.norm])) as Tensor1D;
-  tf.dispose([
-    clipped.norm,
-    ...given,
-    ...Object.values(mean),
-    ...Object.values(clipped.grads),
-  ]);
-  return stats;
-}
-
-/** Frees a step's gradients without applying them (held ones stay with their holder). */
-export function disposeStepGradients(gradients: StepGradients): void {
-  if (!gradients.held) tf.dispose([gradients.loss, ...Object.values(gradients.grads)]);
-}
-
-/**
- * Starts reading a step's `[loss, grad_norm]` (from {@link applyGradients}) back to the host,
- * and disposes the tensor: on WebGPU the copy is queued behind the step's work and the values
- * arrive when the GPU gets there, so the next step can be queued meanwhile.
- *
- * @example
- * ```ts ignore
- * const { read } = readStepStats(applyGradients(adam, await stepGradients(clf, group), options));
- * // … queue the next step …
- * const [loss, gradNorm] = await read;
- * ```
- */
-export function readStepStats(stats: Tensor1D): { read: Promise<Float32Array> } {
-  return { read: readAndDispose(stats) };
-}
-
-/**
- * Optimizer steps as the trainer runs them, each step's loss and gradient norm read a step
- * late so that the GPU never waits for the host: a step's forward and backward passes are
- * queued ({@link stepGradients}, the gradients held in {@link HeldGradients}) and submitted;
- * then the previous step's values, which have had those passes to arrive, are handed over;
- * then the step is applied ({@link applyGradients}) and its values start their way back.
- * {@link StepPipeline.finish} waits for the last step's.
- *
- * @example
- * ```ts ignore
- * const steps = new StepPipeline(clf, adam);
- * for (const [k, group] of groups.entries()) {
- *   await steps.step(group, { lr: rate(k), maxGradNorm: 1 }, ([loss, norm]) => log(k - 1, loss, norm));
- * }
- * const last = await steps.finish();
- * steps.dispose();
- * ```
- */
-export class StepPipeline {
-  readonly clf: ViTClassifier;
-  readonly optimizer: AdamW;
-  #held = new HeldGradients();
-  #pending?: Promise<Float32Array>;
-
-  /** Steps of `clf`'s trainable tensors by `optimizer`. */
-  constructor(clf: ViTClassifier, optimizer: AdamW) {
-    this.clf = clf;
-    this.optimizer = optimizer;
-  }
-
-  /**
-   * One step over `group`: its passes queued, the previous step's `[loss, grad_norm]` handed to
-   * `previous` (if there was one), then the step applied, unless `previous` returned false
-   * (its gradients are then dropped). Returns whether it was applied.
-   */
-  async step(
-    group: readonly { pixels: Float32Array; labels: Int32Array; size: number }[],
-    options: OptimizerStepOptions,
-    previous?: (values: Float32Array) => boolean | void | Promise<boolean | void>,
-  ): Promise<boolean> {
-    const gradients = this.#held.hold(await stepGradients(this.clf, group, options));
-    const values = await this.finish();
-    if (values && previous && (await previous(values)) === false) return false;
-    const { read } = readStepStats(applyGradients(this.optimizer, gradients, options));
-    read.catch(() => {}); // an error surfaces when it is awaited, not as an unhandled rejection
-    this.#pending = read;
-    return true;
-  }
-
-  /** The last step's `[loss, grad_norm]`, once back (undefined when none is pending). */
-  finish(): Promise<Float32Array | undefined> {
-    const pending = this.#pending;
-    this.#pending = undefined;
-    // what is queued goes to the GPU before the host waits (and tfjs frees what it held)
-    submitRecorded();
-    return pending ?? Promise.resolve(undefined);
-  }
-
-  /** Frees the held gradients (the optimizer and the model are the caller's). */
-  dispose(): void {
-    this.#pending = undefined;
-    this.#held.dispose();
-  }
-}
-
 /** A step applied whose loss and gradient norm are still on their way. */
 interface PendingStep {
   /** Its epoch (from 1), step number (from 1) and learning rate. */
@@ -964,20 +723,6 @@ interface PendingStep {
   /** Its images, and when it started. */
   images: number;
   start: number;
-}
-
-/** `into + add` key by key (a new record; both inputs are disposed), or `add` when `into` is empty. */
-function accumulate(
-  into: Record<string, Tensor> | undefined,
-  add: Record<string, Tensor>,
-): Record<string, Tensor> {
-  if (!into) return add;
-  const out: Record<string, Tensor> = {};
-  for (const [key, t] of Object.entries(add)) {
-    out[key] = into[key].add(t);
-    tf.dispose([into[key], t]);
-  }
-  return out;
 }
 
 function summary(r: TrainResult): string {

@@ -9,13 +9,14 @@
  */
 
 import { Random } from "../core/random.ts";
-import { type Scalar, type Tensor, type Tensor1D, type Tensor4D, tf } from "../core/tf.ts";
+import { type Tensor1D, type Tensor4D, tf } from "../core/tf.ts";
 import { VitLoraError } from "../core/errors.ts";
 import type { RgbImage } from "../data/image.ts";
 import { transformImage, type TransformSpec } from "../data/transforms.ts";
 import type { ViTClassifier } from "../model/classifier.ts";
 import type { EvalSummary, StepEvent } from "../runs/events.ts";
-import { AdamW, clipByGlobalNorm, linearSchedule, trainerNoDecay } from "../training/optimizer.ts";
+import { AdamW, linearSchedule, trainerNoDecay } from "../training/optimizer.ts";
+import { applyGradients, combineGradients, readStepStats } from "../training/step.ts";
 
 /** One labelled image. */
 export interface Example {
@@ -142,53 +143,32 @@ export async function fineTune(
         const stepStart = performance.now();
         const group = micro.slice(s, s + gradAccum);
         const images = group.reduce((n, b) => n + b.length, 0);
-        // the step's loss and gradient: the mean over all of its images (HF Trainer's)
-        let sums: { loss: Scalar; grads: Record<string, Tensor> } | undefined;
-        for (const [m, rows] of group.entries()) {
-          const { x, y } = batchOf(
-            clf,
-            rows.map((r) => examples[r]),
-            spec,
-            (i) => Random.derive(seed, epoch, rows[i]),
-          );
-          const out = clf.lossAndGradients(x, y, {
-            training: true,
-            dropoutSeed: Random.derive(seed, 3, step, m).state,
-          });
-          tf.dispose([x, y]);
-          const next = tf.tidy(() => ({
-            loss: (sums
-              ? sums.loss.add(out.loss.mul(rows.length))
-              : out.loss.mul(rows.length)) as Scalar,
-            grads: Object.fromEntries(
-              Object.entries(out.grads).map(([k, g]) => {
-                const weighted = g.mul(rows.length);
-                return [k, sums ? sums.grads[k].add(weighted) : weighted];
-              }),
-            ),
-          }));
-          if (sums) {
-            tf.dispose([sums.loss, ...Object.values(sums.grads)]);
-          }
-          tf.dispose([out.loss, ...Object.values(out.grads)]);
-          sums = next;
-        }
+        // the step's loss and gradient: the mean over all of its images (HF Trainer's), as the
+        // trainer's own step makes them (training/step.ts)
+        const gradients = await combineGradients(
+          group.map((rows) => ({ rows, size: rows.length })),
+          ({ rows }, m) => {
+            const { x, y } = batchOf(
+              clf,
+              rows.map((r) => examples[r]),
+              spec,
+              (i) => Random.derive(seed, epoch, rows[i]),
+            );
+            try {
+              return clf.lossAndGradients(x, y, {
+                training: true,
+                dropoutSeed: Random.derive(seed, 3, step, m).state,
+              });
+            } finally {
+              tf.dispose([x, y]);
+            }
+          },
+        );
         const rate = lr(step);
-        const mean = tf.tidy(() =>
-          Object.fromEntries(Object.entries(sums!.grads).map(([k, g]) => [k, g.div(images)]))
-        ) as Record<string, Tensor>;
-        const clipped = clipByGlobalNorm(mean, maxGradNorm > 0 ? maxGradNorm : Infinity);
-        optimizer.step(clipped.grads, rate);
-        const stats = tf.tidy(() => tf.stack([sums!.loss.div(images), clipped.norm]));
-        const [loss, gradNorm] = await stats.data();
-        tf.dispose([
-          stats,
-          sums!.loss,
-          clipped.norm,
-          ...Object.values(sums!.grads),
-          ...Object.values(mean),
-          ...Object.values(clipped.grads),
-        ]);
+        const { read } = readStepStats(
+          applyGradients(optimizer, gradients, { lr: rate, maxGradNorm }),
+        );
+        const [loss, gradNorm] = await read;
         step++;
         options.onStep?.({
           event: "step",

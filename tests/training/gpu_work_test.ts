@@ -11,7 +11,7 @@ import { parseViTConfig } from "../../src/model/config.ts";
 import { createClassifier } from "../../src/model/loading.ts";
 import { Linear } from "../../src/model/vit.ts";
 import { AdamW, trainerNoDecay } from "../../src/training/optimizer.ts";
-import { StepPipeline } from "../../src/training/trainer.ts";
+import { StepPipeline } from "../../src/training/pipeline.ts";
 import { relError, useBackend } from "../helpers.ts";
 
 Deno.test("on webgpu: a linear layer's input gradient is a plain product (vec4 kernel), its [out, in] weight made once", async () => {

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { tf } from "../../src/core/tf.ts";
 import { loadClassifier } from "../../src/model/loading.ts";
 import { AdamW } from "../../src/training/optimizer.ts";
-import { StepPipeline } from "../../src/training/trainer.ts";
+import { StepPipeline } from "../../src/training/pipeline.ts";
 import { BACKENDS, expected, fixture, inputs, useBackend } from "../helpers.ts";
 
 for (const backend of BACKENDS) {
