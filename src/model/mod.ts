@@ -42,6 +42,7 @@ export {
   safetensorsFromBytes,
   type TensorData,
   tensorData,
+  type TensorStore,
   writeSafetensors,
 } from "./safetensors.ts";
 export {
