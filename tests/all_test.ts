@@ -12,11 +12,13 @@
 import assert from "node:assert/strict";
 import "./architecture_test.ts";
 import "./backend/backend_test.ts";
+import "./backend/blas_test.ts";
 import "./model/checkpoint_test.ts";
 import "./model/config_test.ts";
 import "./model/exit_test.ts";
 import "./data/data_test.ts";
 import "./model/hf5_test.ts";
+import "./model/ort_test.ts";
 import "./hub/hub_test.ts";
 import "./data/image_test.ts";
 import "./backend/kernels_test.ts";

@@ -1,6 +1,16 @@
 /**
- * Two of tfjs-wasm's kernels, replaced for speed: `BatchMatMul` (to reach XNNPACK for every
- * product the ViT asks for) and `Identity` (to share data instead of copying it).
+ * Three of tfjs-wasm's kernels, replaced for speed: `BatchMatMul` and `_FusedMatMul` (every
+ * product of the ViT on a native BLAS when there is one, else on XNNPACK) and `Identity` (to
+ * share data instead of copying it).
+ *
+ * **Products on OpenBLAS** (`blas.ts`): XNNPACK's 128-bit SIMD reaches ~20 GFLOP/s a core
+ * here, OpenBLAS's AVX-512 kernels ~90. When OpenBLAS is installed and the process may load
+ * it (`--allow-ffi`), every float32 product, transposed, batched or fused with a bias, is one
+ * `cblas_sgemm` call (or one per matrix of a batch) on zero-copy views of the wasm heap: the
+ * BLAS transposes as it multiplies, and a linear layer's bias is copied into the output's rows
+ * before `C = A·B + C`. OpenBLAS runs one thread an isolate: the other cores run the model's
+ * replicas (`src/model/replicas.ts`). Without it, the reason is printed once and the
+ * products run on XNNPACK as below.
  *
  * `Identity` is what tfjs's engine runs to keep an op's inputs for its gradient, and
  * tfjs-wasm's copies the tensor: every frozen weight and every saved activation was copied
@@ -8,7 +18,7 @@
  * XNNPACK's cache of packed weights in the backward pass. Tensors are immutable, so the
  * replacement shares the data and counts a reference, as tfjs's cpu backend does.
  *
- * `BatchMatMul`:
+ * `BatchMatMul` without a BLAS:
  *
  * tfjs 4.22's wasm kernel hands a product to XNNPACK (~17–20 GFLOP/s here) only when it is
  * plain 2-D: no `transposeA`/`transposeB` and a batch of one. Everything else runs in a
@@ -25,17 +35,19 @@
  *   the backward pass, `dY·Wᵀ`), until that matrix is disposed: XNNPACK then reuses the
  *   operator it packed for it instead of packing a fresh copy at every step.
  *
- * The result is the same arithmetic as the plain product, per matrix; a test holds it
- * against the cpu backend.
+ * The result is the same arithmetic as the plain product, per matrix; a test holds both
+ * paths against the cpu backend.
  *
  * @module
  */
 
 import * as tf from "@tensorflow/tfjs";
+import { blas, blasStatus } from "./blas.ts";
 
 /** The parts of tfjs-wasm's backend object this kernel uses (not in its public types). */
 interface WasmBackend {
   wasm: {
+    HEAPU8: Uint8Array;
     cwrap(name: string, ret: null, args: string[]): (...args: unknown[]) => void;
     tfjs: {
       registerTensor(id: number, size: number, offset: number): void;
@@ -70,10 +82,173 @@ type WasmProduct = (
 
 let product: WasmProduct | undefined;
 
-/** Replaces tfjs-wasm's `BatchMatMul` and `Identity` kernels (once, at import of the backend). */
+let announced = false;
+
+/**
+ * Says once, on the main thread, why the products are not on a BLAS (when they are not and
+ * that was not asked for), as the wasm backend starts.
+ */
+function announceBlas(): void {
+  if (announced) return;
+  announced = true;
+  const { reason, quiet } = blasStatus();
+  // a worker (the model's replicas, web or node:worker_threads) has postMessage; Deno's main
+  // thread has not
+  const worker = typeof (globalThis as { postMessage?: unknown }).postMessage === "function";
+  if (reason && !quiet && !worker) console.error(`vit-lora: ${reason}`);
+}
+
+/**
+ * Replaces tfjs-wasm's `BatchMatMul`, `_FusedMatMul` and `Identity` kernels (once, at import
+ * of the backend).
+ */
 export function registerWasmKernels(): void {
   registerIdentity();
   registerMatMul();
+  registerFusedMatMul();
+}
+
+/**
+ * Products whose right-hand matrix has fewer elements than this (`n·k`) stay on XNNPACK: a
+ * tiny model's, where a BLAS call's fixed costs (and `sgemmRows`' padding of small products)
+ * outweigh its speed. The choice depends on the matrix alone, never on the rows of the
+ * left-hand side, so a row's value does not depend on the batch it came in. ViT-B's smallest
+ * products (attention's, per head: 197·64) go to the BLAS.
+ */
+export const BLAS_MIN_MATRIX = 8192;
+
+let blasCalls = 0;
+
+/** Products the wasm kernels have run on the BLAS in this isolate (for tests and benchmarks). */
+export function blasProductCount(): number {
+  return blasCalls;
+}
+
+/** Whether a product with right-hand side `b` goes to the BLAS. */
+function onBlas(b: tf.TensorInfo): boolean {
+  if (!blas()) return false;
+  const [rb, cb] = b.shape.slice(-2);
+  return rb * cb >= BLAS_MIN_MATRIX;
+}
+
+/**
+ * `out = op(a)·op(b)` (`+ out` when `accumulate`) by the BLAS, on views of the wasm heap (no
+ * copy): one product for a batch against one right-hand matrix, else one per matrix.
+ */
+function blasProduct(
+  backend: WasmBackend,
+  a: tf.TensorInfo,
+  b: tf.TensorInfo,
+  transposeA: boolean,
+  transposeB: boolean,
+  out: tf.TensorInfo,
+  accumulate = false,
+): void {
+  const sgemm = blas()!.sgemmRows;
+  blasCalls++;
+  const sizeA = size(a.shape.slice(0, -2)), sizeB = size(b.shape.slice(0, -2));
+  const [ra, ca] = a.shape.slice(-2), [rb, cb] = b.shape.slice(-2);
+  const [m, k] = transposeA ? [ca, ra] : [ra, ca];
+  const n = transposeB ? rb : cb;
+  const count = Math.max(sizeA, sizeB);
+  if (m === 0 || n === 0 || count === 0) return;
+  const buffer = backend.wasm.HEAPU8.buffer as ArrayBuffer; // after makeOutput: the heap as it is now
+  const offset = (t: tf.TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset;
+  const [oa, ob, oc] = [offset(a), offset(b), offset(out)];
+  const view = (at: number, length: number) => new Float32Array(buffer, at, length);
+  if (k === 0) {
+    if (!accumulate) view(oc, count * m * n).fill(0);
+    return;
+  }
+  const beta = accumulate ? 1 : 0;
+  if (sizeB <= 1 && !transposeA) {
+    // a batch against one matrix: one tall product
+    const rows = sizeA * m;
+    sgemm(
+      false,
+      transposeB,
+      rows,
+      n,
+      k,
+      1,
+      view(oa, rows * k),
+      ca,
+      view(ob, k * n),
+      cb,
+      beta,
+      view(oc, rows * n),
+      n,
+    );
+    return;
+  }
+  for (let i = 0; i < count; i++) {
+    sgemm(
+      transposeA,
+      transposeB,
+      m,
+      n,
+      k,
+      1,
+      view(oa + (sizeA === 1 ? 0 : i * m * k * 4), m * k),
+      ca,
+      view(ob + (sizeB === 1 ? 0 : i * k * n * 4), k * n),
+      cb,
+      beta,
+      view(oc + i * m * n * 4, m * n),
+      n,
+    );
+  }
+}
+
+/**
+ * `_FusedMatMul` (a linear layer's `x Wᵀ + b`, tfjs's fused matMul) by the BLAS: the bias
+ * copied into every row of the output, then `C = A·B + C`. Activations, PReLU weights and
+ * batched right-hand sides go to tfjs-wasm's own kernel.
+ */
+function registerFusedMatMul(): void {
+  const original = tf.getKernel(tf._FusedMatMul, "wasm");
+  if (!original) return;
+  tf.unregisterKernel(tf._FusedMatMul, "wasm");
+  tf.registerKernel({
+    ...original,
+    kernelFunc: (args) => {
+      const { a, b, bias, preluActivationWeights } = args.inputs as Record<
+        string,
+        tf.TensorInfo | undefined
+      >;
+      const { transposeA, transposeB, activation } = args.attrs as {
+        transposeA: boolean;
+        transposeB: boolean;
+        activation?: string;
+      };
+      const backend = args.backend as unknown as WasmBackend;
+      const sizeA = size(a!.shape.slice(0, -2)), sizeB = size(b!.shape.slice(0, -2));
+      const m = a!.shape[a!.shape.length - (transposeA ? 1 : 2)];
+      const n = b!.shape[b!.shape.length - (transposeB ? 2 : 1)];
+      if (
+        !onBlas(b!) || a!.dtype !== "float32" || b!.dtype !== "float32" ||
+        preluActivationWeights ||
+        (activation && activation !== "linear") || sizeB > 1 ||
+        (bias && (bias.shape.length !== 1 || bias.shape[0] !== n))
+      ) {
+        return original.kernelFunc(args);
+      }
+      const out = backend.makeOutput([...a!.shape.slice(0, -2), m, n], "float32");
+      if (bias) {
+        const buffer = backend.wasm.HEAPU8.buffer as ArrayBuffer;
+        const rows = sizeA * m;
+        const row = new Float32Array(buffer, backend.dataIdMap.get(bias.dataId).memoryOffset, n);
+        const target = new Float32Array(
+          buffer,
+          backend.dataIdMap.get(out.dataId).memoryOffset,
+          rows * n,
+        );
+        for (let r = 0; r < rows; r++) target.set(row, r * n);
+      }
+      blasProduct(backend, a!, b!, transposeA, transposeB, out, !!bias);
+      return out;
+    },
+  });
 }
 
 function registerIdentity(): void {
@@ -100,6 +275,7 @@ function registerMatMul(): void {
     ...original,
     setupFunc: (backend) => {
       original.setupFunc?.(backend); // binds the wasm function the original kernel calls
+      announceBlas();
       const wasm = backend as unknown as WasmBackend;
       const dispose = wasm.disposeData.bind(wasm);
       wasm.disposeData = (dataId, force) => {
@@ -127,6 +303,19 @@ function registerMatMul(): void {
       const sizeB = size(batchB);
       const plain = sizeA <= 1 && sizeB <= 1;
       const simpleBatch = sizeB === 1 || sizeA === 1 || sameShape(batchA, batchB);
+      if (
+        onBlas(b) && simpleBatch && a.dtype === "float32" && b.dtype === "float32"
+      ) {
+        // the BLAS transposes as it multiplies: no copies
+        const [ra, ca] = a.shape.slice(-2), [rb, cb] = b.shape.slice(-2);
+        const outBatch = tf.broadcast_util.assertAndGetBroadcastShape(batchA, batchB);
+        const out = backend.makeOutput(
+          [...outBatch, transposeA ? ca : ra, transposeB ? rb : cb],
+          "float32",
+        );
+        blasProduct(backend, a, b, transposeA, transposeB, out);
+        return out;
+      }
       if ((plain && !transposeA && !transposeB) || !simpleBatch || a.dtype !== "float32") {
         return original.kernelFunc(args); // plain already, or a broadcast this does not handle
       }

@@ -55,6 +55,22 @@ export {
   ViTModel,
 } from "./vit.ts";
 export { classifierReplicas } from "./parallel.ts";
+export {
+  encodeViTOnnx,
+  exportOnnx,
+  type OnnxExportOptions,
+  type OnnxLayout,
+} from "./onnx_export.ts";
+export {
+  forwardFlops,
+  OrtClassifier,
+  ortLogits,
+  type OrtLogitsOptions,
+  type OrtModule,
+  type OrtSessionOptions,
+  type OrtStatus,
+  ortStatus,
+} from "./ort.ts";
 export { Replicas, splitRows } from "./replicas.ts";
 export type { ReplicaJob, ReplicaReply, ReplicaRequest } from "./replica_protocol.ts";
 export { classifierFromSnapshot, type ClassifierSnapshot, snapshotClassifier } from "./snapshot.ts";

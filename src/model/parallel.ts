@@ -3,7 +3,9 @@
  * ViT-B's size starts replicas of itself in workers (`replicas.ts`) and splits each batch
  * with them. {@link predictLogits} (forward passes: `classify`, `evaluate`) and
  * {@link batchGradients} (the trainer's step) give the same values as the plain methods, bit
- * for bit: chunks are summed in order, and dropout masks are seeded per chunk.
+ * for bit: chunks are summed in order, and dropout masks are seeded per chunk. Forward passes
+ * of a model of ViT-B's size go to ONNX Runtime's native engine instead when it loads
+ * (`ort.ts`: every core in one process, the same logits within float32 rounding).
  *
  * @module
  */
@@ -20,6 +22,7 @@ import { Random } from "../core/random.ts";
 import { scaledAdd } from "../backend/optimizer_kernels.ts";
 import type { LossAndGradients, LossOptions, ViTClassifier } from "./classifier.ts";
 import type { ViTConfig } from "./config.ts";
+import { ortLogits } from "./ort.ts";
 import { Replicas, splitRows } from "./replicas.ts";
 import { snapshotClassifier } from "./snapshot.ts";
 
@@ -68,9 +71,11 @@ export function classifierReplicas(clf: ViTClassifier): Promise<Replicas | undef
 }
 
 /**
- * `clf.logits(pixelValues)`, on every core the backend can use: on wasm with replicas, the
- * batch is split between this isolate and the replica workers, which run at the same time.
- * The values are the same as `logits`'.
+ * `clf.logits(pixelValues)`, on every core the backend can use: on wasm, by ONNX Runtime for
+ * a model of over a GFLOP a forward pass when it loads (`ort.ts`; the same values as
+ * `logits`' within float32 rounding), else with replicas, the batch split between this
+ * isolate and the replica workers, which run at the same time (the same values as `logits`',
+ * bit for bit).
  *
  * @example
  * ```ts ignore
@@ -84,6 +89,8 @@ export async function predictLogits(
   pixelValues: Tensor4D,
 ): Promise<Tensor2D> {
   clf.check();
+  const fast = await ortLogits(clf, pixelValues);
+  if (fast) return fast;
   const batch = pixelValues.shape[0];
   const replicas = batch > 1 ? await classifierReplicas(clf) : undefined;
   if (!replicas) return clf.logits(pixelValues);

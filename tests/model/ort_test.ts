@@ -1,0 +1,150 @@
+/**
+ * ONNX Runtime as the CPU inference engine (`src/model/onnx_export.ts`, `src/model/ort.ts`):
+ * the exported model (LoRA merged in, either layout) gives PyTorch's logits on the fixtures
+ * (within 1e-4 relative, as the tfjs path must); `ortLogits` follows the trainable tensors
+ * (a new session after an optimizer step) and leaves nothing behind; without `--allow-ffi`
+ * one line says why and the caller's tfjs path runs. Skipped (with a line saying why) where
+ * ONNX Runtime does not load.
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { type Tensor4D, tf } from "../../src/core/tf.ts";
+import { loadClassifier } from "../../src/model/loading.ts";
+import { encodeViTOnnx, exportOnnx } from "../../src/model/onnx_export.ts";
+import { forwardFlops, OrtClassifier, ortLogits, ortStatus } from "../../src/model/ort.ts";
+import { VIT_BASE_CONFIG } from "../../src/model/config.ts";
+import { AdamW } from "../../src/training/optimizer.ts";
+import { expected, fixture, FIXTURE_SETS, relError, useBackend } from "../helpers.ts";
+
+const status = await ortStatus();
+const ignore = !status.ort;
+if (ignore) console.error(`ort_test: skipped: ${status.reason}`);
+
+for (const set of FIXTURE_SETS) {
+  Deno.test({
+    name: `ONNX Runtime: ${set} exported (LoRA merged, both layouts) gives PyTorch's logits`,
+    ignore,
+    async fn() {
+      await useBackend("wasm");
+      const e = await expected(set);
+      const px = e.tensors.get("pixel_values")!;
+      const dir = fixture(set);
+      const clf = await loadClassifier(`${dir}/model`, { adapter: `${dir}/adapter` });
+      try {
+        for (const layout of ["fused", "torch"] as const) {
+          const session = await OrtClassifier.fromBytes(
+            status.ort!,
+            await exportOnnx(clf, { layout }),
+            clf,
+          );
+          const got = await session.run(px.data as Float32Array, px.shape[0]);
+          await session.release();
+          const err = relError(got, e.tensors.get("logits")!.data);
+          assert.ok(err < 1e-4, `${layout}: relative error ${err.toExponential(2)}`);
+        }
+      } finally {
+        clf.dispose();
+      }
+    },
+  });
+}
+
+Deno.test({
+  name: "ONNX Runtime: an adapter PEFT 0.21 trained on transformers 5 gives PyTorch's logits",
+  ignore,
+  async fn() {
+    await useBackend("wasm");
+    const hf5 = fixture("hf5");
+    const run = JSON.parse(await Deno.readTextFile(join(hf5, "trainer_run.json")));
+    const t = (await import("../../src/model/safetensors.ts")).readSafetensors;
+    const raw = (await t(join(hf5, "data", "pixels.safetensors"))).get("validation.pixels")!;
+    const mean = [0.485, 0.456, 0.406], std = [0.229, 0.224, 0.225];
+    const x = tf.tidy(() =>
+      tf.tensor4d(Float32Array.from(raw.data), raw.shape as [number, number, number, number])
+        .div(255).sub(mean).div(std).transpose([0, 3, 1, 2])
+    ) as Tensor4D;
+    const clf = await loadClassifier(join(hf5, "model"), {
+      adapter: join(hf5, "trained-adapter-transformers5"),
+    });
+    try {
+      const logits = (await ortLogits(clf, x, { always: true }))!;
+      const err = relError(await logits.data(), run.validation_logits.flat());
+      logits.dispose();
+      assert.ok(err < 1e-4, `validation logits: relative error ${err.toExponential(2)}`);
+    } finally {
+      x.dispose();
+      clf.dispose();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "ortLogits: equals logits(), follows an optimizer step, leaves no tensor; small models stay on tfjs by default",
+  ignore,
+  async fn() {
+    await useBackend("wasm");
+    const dir = fixture("vit-tiny-b");
+    const clf = await loadClassifier(`${dir}/model`, { adapter: `${dir}/adapter` });
+    const x = tf.tidy(() => tf.randomNormal([5, 3, 48, 48], 0, 1, "float32", 7)) as Tensor4D;
+    try {
+      assert.ok(forwardFlops(clf.config) < 1e9 && forwardFlops(VIT_BASE_CONFIG) > 1e9);
+      assert.equal(await ortLogits(clf, x), undefined, "a tiny model stays on tfjs");
+      const compare = async () => {
+        const before = tf.memory().numTensors;
+        const fast = (await ortLogits(clf, x, { always: true }))!;
+        const ref = clf.logits(x);
+        assert.deepEqual(fast.shape, ref.shape);
+        const err = relError(await fast.data(), await ref.data());
+        assert.ok(err < 1e-5, `relative error ${err.toExponential(2)}`);
+        tf.dispose([fast, ref]);
+        assert.equal(tf.memory().numTensors, before, "no tensor left behind");
+      };
+      await compare();
+      const vars = clf.trainableVariables();
+      const adam = new AdamW(vars);
+      const grads = tf.tidy(() =>
+        Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, tf.onesLike(v)]))
+      );
+      adam.step(grads, 0.05);
+      tf.dispose(Object.values(grads));
+      adam.dispose();
+      await compare(); // a stale session would give the old logits
+    } finally {
+      x.dispose();
+      clf.dispose();
+    }
+  },
+});
+
+Deno.test("ONNX export: a missing tensor is one clear error", () => {
+  assert.throws(
+    () => encodeViTOnnx(VIT_BASE_CONFIG, {}),
+    /exportOnnx: the checkpoint has no classifier.bias/,
+  );
+});
+
+Deno.test("without --allow-ffi: one line says why, inference and products stay on tfjs's wasm backend", async () => {
+  const script = new URL("./ort_fallback.ts", import.meta.url);
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-read", "--allow-env", script.pathname],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stdout = new TextDecoder().decode(out.stdout);
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.ok(out.success, stderr);
+  assert.match(stdout, /^ortLogits: undefined, logits ok$/m);
+  const lines = stderr.split("\n").filter((l) => l.startsWith("vit-lora: "));
+  assert.ok(
+    lines.some((l) => /ONNX Runtime needs --allow-ffi/.test(l)),
+    `the ONNX Runtime line:\n${stderr}`,
+  );
+  assert.equal(lines.filter((l) => /ONNX Runtime/.test(l)).length, 1, "said once");
+  if ((await ortStatus()).ort) {
+    // where a BLAS is installed, its line too
+    const blas = lines.filter((l) => /OpenBLAS/.test(l));
+    assert.ok(blas.length <= 1, "the BLAS line at most once");
+  }
+});
