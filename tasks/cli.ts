@@ -68,6 +68,11 @@ export async function runTask(main: () => Promise<void>): Promise<void> {
       console.error(`error: ${e.message}`);
       Deno.exit(1);
     }
+    // a path or host outside the task's permissions (deno.json's task line): one line too
+    if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
+      console.error(`error: ${(e as Error).message.split("\n")[0]}`);
+      Deno.exit(1);
+    }
     throw e;
   }
 }

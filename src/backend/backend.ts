@@ -134,6 +134,7 @@ async function createWebGPU(): Promise<{ backend: WebGPUBackend; info: BackendIn
       "WebGPU is not available in this runtime (navigator.gpu is missing): run with Deno 2, or use --backend wasm",
     );
   }
+  quietWayland();
   const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
   if (!adapter) {
     throw new VitLoraError(
@@ -173,6 +174,24 @@ async function createWebGPU(): Promise<{ backend: WebGPUBackend; info: BackendIn
   const software = (info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter ??
     /llvmpipe|lavapipe|swiftshader|software/i.test(description);
   return { backend, info: { name: "webgpu", adapter: description, software } };
+}
+
+/**
+ * Mesa's drivers (the software ones included) probe Wayland as they start and print
+ * `error: XDG_RUNTIME_DIR is invalid or not set in the environment.` on machines without a
+ * desktop session (servers, containers, CI), though nothing is wrong. When the variable is
+ * unset and this process may set it, it is set to the conventional place, which silences the
+ * probe; no file is made there, and a machine that has a session keeps its own value.
+ */
+function quietWayland(): void {
+  try {
+    if (globalThis.Deno?.build.os !== "linux") return;
+    const state = Deno.permissions.querySync({ name: "env", variable: "XDG_RUNTIME_DIR" }).state;
+    if (state !== "granted" || Deno.env.get("XDG_RUNTIME_DIR")) return;
+    Deno.env.set("XDG_RUNTIME_DIR", "/run/user/vit-lora-no-session");
+  } catch {
+    // no environment to set (a web page), or not allowed: the probe's line is harmless
+  }
 }
 
 /**

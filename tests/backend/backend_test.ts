@@ -78,3 +78,25 @@ Deno.test("wasm: transposed, batched and broadcast matMuls (XNNPACK products in 
   }
   await initBackend("cpu");
 });
+
+Deno.test("a process that finds a software GPU prints no error line, also without XDG_RUNTIME_DIR", async () => {
+  const script = `import { initBackend } from ${
+    JSON.stringify(new URL("../../src/backend/backend.ts", import.meta.url).href)
+  }; const info = await initBackend(); console.log(info.name);`;
+  const env: Record<string, string> = { NO_COLOR: "1", HOME: Deno.env.get("HOME") ?? "/" };
+  const path = Deno.env.get("PATH");
+  if (path) env.PATH = path;
+  const backend = Deno.env.get("DENO_WEBGPU_BACKEND");
+  if (backend) env.DENO_WEBGPU_BACKEND = backend;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", script],
+    clearEnv: true, // no XDG_RUNTIME_DIR, as on a server or in a container
+    env,
+    cwd: new URL("../..", import.meta.url).pathname,
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 0, stderr);
+  assert.match(new TextDecoder().decode(out.stdout), /^(webgpu|wasm)\n$/);
+  const errors = stderr.split("\n").filter((line) => /^error:/i.test(line));
+  assert.deepEqual(errors, [], "no error line on stderr");
+});
