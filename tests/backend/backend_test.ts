@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { initBackend, parseBackendName } from "../../src/backend/backend.ts";
 import { VitLoraError } from "../../src/core/errors.ts";
+import { readEnv } from "../../src/core/env.ts";
 import { tf } from "../../src/core/tf.ts";
 
 Deno.test("WebGPU: an adapter is found and described (CI installs Mesa's when none is)", async () => {
@@ -83,11 +84,12 @@ Deno.test("a process that finds a software GPU prints no error line, also withou
   const script = `import { initBackend } from ${
     JSON.stringify(new URL("../../src/backend/backend.ts", import.meta.url).href)
   }; const info = await initBackend(); console.log(info.name);`;
-  const env: Record<string, string> = { NO_COLOR: "1", HOME: Deno.env.get("HOME") ?? "/" };
-  const path = Deno.env.get("PATH");
-  if (path) env.PATH = path;
-  const backend = Deno.env.get("DENO_WEBGPU_BACKEND");
-  if (backend) env.DENO_WEBGPU_BACKEND = backend;
+  // the few variables the child needs, as far as this process may read them
+  const env: Record<string, string> = { NO_COLOR: "1" };
+  for (const name of ["HOME", "DENO_WEBGPU_BACKEND", "DENO_DIR"]) {
+    const value = readEnv(name);
+    if (value) env[name] = value;
+  }
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["eval", script],
     clearEnv: true, // no XDG_RUNTIME_DIR, as on a server or in a container
