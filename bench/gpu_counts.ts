@@ -28,14 +28,11 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { initBackend } from "../src/backend/backend.ts";
 import { type GpuCounts, startGpuCounting } from "../src/backend/gpu_counters.ts";
-import { Random } from "../src/core/random.ts";
 import { tf } from "../src/core/tf.ts";
 import { parseViTConfig, VIT_BASE_CONFIG, type ViTConfig } from "../src/model/config.ts";
-import { createClassifier } from "../src/model/loading.ts";
 import { activationBudget, autoChunkSize } from "../src/model/memory.ts";
 import { batchGradients } from "../src/model/parallel.ts";
-import { AdamW, trainerNoDecay } from "../src/training/optimizer.ts";
-import { StepPipeline } from "../src/training/pipeline.ts";
+import { countedSteps } from "./gpu_steps.ts";
 
 const { values: args } = parseArgs({
   args: Deno.args,
@@ -85,29 +82,16 @@ if (args.dry) {
   (globalThis as unknown as { GPUQueue: { prototype: Record<string, unknown> } }).GPUQueue
     .prototype.submit = () => {};
 }
-const clf = await createClassifier(config, {
-  labels: Array.from({ length: 101 }, (_, i) => `class_${i}`),
-  lora: { r: Number(args.r), alpha: 16, dropout: 0.1, targetModules: ["query", "value"] },
-  seed: 1,
-});
-const adam = new AdamW(clf.trainableVariables(), { noDecay: trainerNoDecay });
-const size = config.image_size;
-const group = Array.from({ length: accum }, (_, m) => ({
-  pixels: Float32Array.from({ length: batchSize * 3 * size * size }, (_, i) => Math.sin(i + m)),
-  labels: Int32Array.from({ length: batchSize }, (_, i) => (i * 7 + m) % 101),
-  size: batchSize,
-}));
-
 // the trainer's steps (`StepPipeline`, which `TrainingRun.step` runs): each step's passes
 // queued, the previous step's loss and gradient norm read, then the update applied
-const steps = new StepPipeline(clf, adam);
-const step = (k: number) =>
-  steps.step(group, {
-    chunkSize,
-    dropoutSeed: (m) => Random.derive(42, 3, k, m).state,
-    lr: 5e-3 * (1 - k / 100),
-    maxGradNorm: 1,
-  });
+const { clf, group, step, dispose } = await countedSteps({
+  config,
+  batchSize,
+  accum,
+  chunkSize,
+  r: Number(args.r),
+});
+const size = config.image_size;
 
 // warm-up: shaders, buffer pools (two reads in flight)
 for (let k = 0; k < 3; k++) await step(k);
@@ -119,15 +103,12 @@ for (let k = 3; k < 3 + measured; k++) {
   await step(k);
   perStep.push({ counts: counter.snapshot(), ms: performance.now() - start });
 }
-await steps.finish();
-steps.dispose();
 // the forward and backward passes alone (one micro-batch, in its chunks)
 counter.reset();
 const passes = await batchGradients(clf, group[0], { chunkSize, training: true, dropoutSeed: 1 });
 tf.dispose([passes.loss, ...Object.values(passes.grads)]);
 const gradientCounts = counter.stop();
-adam.dispose();
-clf.dispose();
+await dispose();
 
 const counts = perStep[perStep.length - 1].counts;
 const steady = perStep.every((s) =>

@@ -17,6 +17,7 @@
  */
 
 import { join } from "node:path";
+import { quietWayland } from "../src/backend/backend.ts";
 import { blasStatus } from "../src/backend/blas.ts";
 import { tf } from "../src/core/tf.ts";
 
@@ -178,6 +179,7 @@ const ratiosTransformersJs = jsPeer && {
 
 let adapter = "none";
 try {
+  quietWayland(); // as initBackend does: no Mesa error line on a machine without a session
   const a = await navigator.gpu?.requestAdapter();
   adapter = a ? (a.info.description || a.info.vendor || "unnamed") : "none";
 } catch {

@@ -183,7 +183,7 @@ async function createWebGPU(): Promise<{ backend: WebGPUBackend; info: BackendIn
  * unset and this process may set it, it is set to the conventional place, which silences the
  * probe; no file is made there, and a machine that has a session keeps its own value.
  */
-function quietWayland(): void {
+export function quietWayland(): void {
   try {
     if (globalThis.Deno?.build.os !== "linux") return;
     const state = Deno.permissions.querySync({ name: "env", variable: "XDG_RUNTIME_DIR" }).state;
