@@ -31,6 +31,16 @@ import { epochRows } from "../src/data/sampler.ts";
 import { writeSyntheticDataset } from "../src/data/synthetic.ts";
 import { parseFlags, runTask } from "./cli.ts";
 
+/** The demo's base model: a small ViT (the web page's demo model too). */
+export const DEMO_CONFIG = {
+  hidden_size: 64,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  intermediate_size: 128,
+  image_size: 32,
+  patch_size: 8,
+};
+
 async function main(): Promise<void> {
   const { values } = parseFlags({
     args: Deno.args,
@@ -66,14 +76,7 @@ async function main(): Promise<void> {
 
   // 2. a base model: a small ViT with random weights, saved in Hugging Face layout
   const modelDir = join(out, "base-model");
-  const config = parseViTConfig({
-    hidden_size: 64,
-    num_hidden_layers: 2,
-    num_attention_heads: 4,
-    intermediate_size: 128,
-    image_size: 32,
-    patch_size: 8,
-  });
+  const config = parseViTConfig(DEMO_CONFIG);
   const base = await createClassifier(config, { labels: data.labels, backend, seed: 42 });
   await base.saveMerged(modelDir);
   base.dispose();

@@ -19,18 +19,9 @@ import { parseViTConfig } from "../src/model/config.ts";
 import { createClassifier } from "../src/model/loading.ts";
 import { decodeSafetensors, encodeSafetensors } from "../src/model/safetensors.ts";
 import { countFlag, parseFlags, runTask } from "./cli.ts";
+import { DEMO_CONFIG } from "./demo.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
-
-/** The demo's base model: a small ViT (as `deno task demo`'s), random weights, no head. */
-export const DEMO_CONFIG = {
-  hidden_size: 64,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  intermediate_size: 128,
-  image_size: 32,
-  patch_size: 8,
-};
 
 /** The demo dataset: 4 generated patterns, 32 images each, 48 × 40 JPEGs. */
 const DEMO_CLASSES = SYNTHETIC_CLASSES.slice(0, 4);

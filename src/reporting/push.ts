@@ -8,6 +8,7 @@
 
 import { basename, join } from "node:path";
 import { commit, createRepo, HubApiError, whoAmI } from "@huggingface/hub";
+import type { ViTClassifier } from "../model/classifier.ts";
 import { loadClassifier } from "../model/loading.ts";
 import { VitLoraError } from "../core/errors.ts";
 import { exists } from "../core/files.ts";
@@ -337,73 +338,64 @@ export async function pushRun(options: PushOptions): Promise<PushResult> {
   }
 
   const files = new Map<string, Blob>();
-  const file = async (path: string, source: string) =>
-    files.set(path, new Blob([await Deno.readFile(source)]));
-  // the adapter in the naming asked for: as saved, or written again in the other
-  let adapterDir = best;
+  // the run's model with its best adapter, loaded only when the adapter must be written in the
+  // other generation's names, or merged
+  let clf: ViTClassifier | undefined;
+  const model = async () =>
+    clf ??= await loadClassifier(config.train.model, {
+      adapter: best,
+      labels: config.dataset?.labels,
+      progress: false,
+      hub: settings,
+    });
   const saved = await adapterFormat(best);
   const peftFormat = options.peftFormat ?? saved;
-  const tmpDirs: string[] = [];
-  if (peftFormat !== saved) {
-    adapterDir = await Deno.makeTempDir({ prefix: "vit-lora-adapter-" });
-    tmpDirs.push(adapterDir);
-    const clf = await loadClassifier(config.train.model, {
-      adapter: best,
-      labels: config.dataset?.labels,
-      progress: false,
-      hub: settings,
-    });
-    try {
-      await clf.saveAdapter(adapterDir, { peftFormat });
-    } finally {
-      clf.dispose();
+  try {
+    // the adapter in the naming asked for: as saved, or written again in the other
+    const adapter = peftFormat === saved
+      ? new Map(
+        await Promise.all(
+          ["adapter_config.json", "adapter_model.safetensors"].map(async (name) =>
+            [name, await Deno.readFile(join(best, name))] as const
+          ),
+        ),
+      )
+      : await (await model()).adapterFiles({ peftFormat });
+    for (const [name, bytes] of adapter) files.set(name, new Blob([bytes as BlobPart]));
+    const adapterConfig = JSON.parse(
+      new TextDecoder().decode(adapter.get("adapter_config.json")),
+    );
+    // the run's configuration, with local folders by their last names only
+    const uploaded = JSON.parse(await Deno.readTextFile(join(run, "config.json")));
+    for (const key of ["model", "data", "adapter"]) {
+      if (typeof uploaded.train?.[key] === "string") {
+        uploaded.train[key] = shown(uploaded.train[key]);
+      }
     }
-  }
-  await file("adapter_config.json", join(adapterDir, "adapter_config.json"));
-  await file("adapter_model.safetensors", join(adapterDir, "adapter_model.safetensors"));
-  const adapterConfig = JSON.parse(
-    await Deno.readTextFile(join(adapterDir, "adapter_config.json")),
-  );
-  // the run's configuration, with local folders by their last names only
-  const uploaded = JSON.parse(await Deno.readTextFile(join(run, "config.json")));
-  for (const key of ["model", "data", "adapter"]) {
-    if (typeof uploaded.train?.[key] === "string") uploaded.train[key] = shown(uploaded.train[key]);
-  }
-  if (typeof uploaded.dataset?.root === "string") {
-    uploaded.dataset.root = shown(uploaded.dataset.root);
-  }
-  files.set("training_config.json", new Blob([JSON.stringify(uploaded, null, 2) + "\n"]));
-  files.set("metrics.jsonl", new Blob([metricsText]));
-  files.set(
-    "README.md",
-    new Blob([
-      modelCard({
-        repo,
-        config,
-        metrics,
-        endpoint: settings.endpoint,
-        adapter: { peftFormat, targetModules: adapterConfig.target_modules },
-      }),
-    ]),
-  );
-  let mergedDir: string | undefined;
-  if (options.merged) {
-    mergedDir = await Deno.makeTempDir({ prefix: "vit-lora-merged-" });
-    tmpDirs.push(mergedDir);
-    const clf = await loadClassifier(config.train.model, {
-      adapter: best,
-      labels: config.dataset?.labels,
-      progress: false,
-      hub: settings,
-    });
-    try {
-      await clf.saveMerged(mergedDir);
-    } finally {
-      clf.dispose();
+    if (typeof uploaded.dataset?.root === "string") {
+      uploaded.dataset.root = shown(uploaded.dataset.root);
     }
-    for (const name of ["config.json", "model.safetensors", "preprocessor_config.json"]) {
-      await file(`merged/${name}`, join(mergedDir, name));
+    files.set("training_config.json", new Blob([JSON.stringify(uploaded, null, 2) + "\n"]));
+    files.set("metrics.jsonl", new Blob([metricsText]));
+    files.set(
+      "README.md",
+      new Blob([
+        modelCard({
+          repo,
+          config,
+          metrics,
+          endpoint: settings.endpoint,
+          adapter: { peftFormat, targetModules: adapterConfig.target_modules },
+        }),
+      ]),
+    );
+    if (options.merged) {
+      for (const [name, bytes] of await (await model()).mergedFiles()) {
+        files.set(`merged/${name}`, new Blob([bytes as BlobPart]));
+      }
     }
+  } finally {
+    clf?.dispose();
   }
   try {
     const out = await commit({
@@ -425,7 +417,5 @@ export async function pushRun(options: PushOptions): Promise<PushResult> {
     };
   } catch (e) {
     throw hubError(e, settings, `cannot commit to ${repo}`);
-  } finally {
-    for (const dir of tmpDirs) await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 }
