@@ -46,7 +46,7 @@ import {
 import { isFloatDtype, type TensorStore } from "./safetensors.ts";
 import { LoraLayer, takesTransposed, transposeWeight, ViTModel } from "./vit.ts";
 
-/** Options of {@link loadClassifier} and {@link createClassifier}. */
+/** Options of `loadClassifier` and `createClassifier` (and the web loaders). */
 export interface ClassifierOptions {
   /**
    * A PEFT LoRA adapter folder (`adapter_config.json`, `adapter_model.safetensors`). Its
