@@ -59,7 +59,8 @@ export {
 } from "./src/eval/evaluate.ts";
 export type { ClassMetrics } from "./src/eval/metrics.ts";
 export { predict, type PredictOptions, type PredictResult } from "./src/eval/predict.ts";
-export { classify, type ClassifyOptions, type Prediction } from "./src/eval/classify.ts";
+export { classify, type ClassifyOptions } from "./src/eval/classify.ts";
+export type { Prediction } from "./src/eval/top.ts";
 export {
   type MergedPredictions,
   type MergeEvalOptions,

@@ -12,16 +12,7 @@ import { decodeImage, type RgbImage } from "../data/image.ts";
 import { transformImage } from "../data/transforms.ts";
 import type { ViTClassifier } from "../model/classifier.ts";
 import { predictLogits } from "../model/parallel.ts";
-
-/** A class and its probability. */
-export interface Prediction {
-  /** The class name. */
-  label: string;
-  /** The class index. */
-  index: number;
-  /** Its softmax probability. */
-  probability: number;
-}
+import { type Prediction, topClasses } from "./top.ts";
 
 /** Options of {@link classify}. */
 export interface ClassifyOptions {
@@ -50,7 +41,6 @@ export async function classify(
   clf.check();
   const size = clf.config.image_size, plane = 3 * size * size;
   const spec = clf.transformSpec();
-  const k = Math.min(options.topK ?? 5, clf.labels.length);
   const batchSize = options.batchSize ?? 32;
   const out: Prediction[][] = [];
   for (let start = 0; start < images.length; start += batchSize) {
@@ -67,22 +57,8 @@ export async function classify(
     const x = tf.tensor4d(pixels, [chunk.length, 3, size, size]) as Tensor4D;
     const logits = await predictLogits(clf, x);
     x.dispose();
-    const [values, indices] = tf.tidy(() => {
-      const top = tf.topk(tf.softmax(logits), k);
-      return [top.values, top.indices];
-    });
+    out.push(...await topClasses(logits, clf.labels, options.topK ?? 5));
     logits.dispose();
-    const [p, idx] = [await values.data(), await indices.data()];
-    tf.dispose([values, indices]);
-    for (let i = 0; i < chunk.length; i++) {
-      out.push(
-        Array.from({ length: k }, (_, j) => ({
-          label: clf.labels[idx[i * k + j]],
-          index: idx[i * k + j],
-          probability: p[i * k + j],
-        })),
-      );
-    }
   }
   return out;
 }

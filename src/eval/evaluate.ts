@@ -26,6 +26,7 @@ import type { EvalSummary } from "../runs/events.ts";
 import {
   adapterDigest,
   checkShard,
+  emptyOutcomes,
   type EvalOutcomes,
   type EvalShardFile,
   evalShardPath,
@@ -89,14 +90,7 @@ export async function evaluateBatches(
   const size = clf.config.image_size;
   const k = Math.min(5, clf.labels.length);
   let count = 0;
-  const o: EvalOutcomes = {
-    indices: [],
-    labels: [],
-    predictions: [],
-    probabilities: [],
-    losses: [],
-    top5Hits: [],
-  };
+  const o = emptyOutcomes();
   const start = performance.now();
   for await (const batch of source) {
     const pixels = tf.tensor4d(batch.pixels, [batch.size, 3, size, size]) as Tensor4D;

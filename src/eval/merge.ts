@@ -13,6 +13,7 @@ import { readJsonFile, writeFileAtomic } from "../core/files.ts";
 import { type EvalReport, metricsFromOutcomes, toEvalReport } from "./evaluate.ts";
 import type { PredictResult } from "./predict.ts";
 import {
+  emptyOutcomes,
   type EvalOutcomes,
   type EvalShardFile,
   type PredictShardHeader,
@@ -206,14 +207,7 @@ export async function mergeEvalShards(
     "rows",
     (c) => [c.rows.start, c.rows.end],
   );
-  const all: EvalOutcomes = {
-    indices: [],
-    labels: [],
-    predictions: [],
-    probabilities: [],
-    losses: [],
-    top5Hits: [],
-  };
+  const all = emptyOutcomes();
   const seen = new Set<number>();
   let seconds = 0;
   for (const { file, content } of ordered) {

@@ -157,6 +157,11 @@ export interface EvalOutcomes {
   top5Hits: boolean[];
 }
 
+/** Outcomes of no image yet, to append to. */
+export function emptyOutcomes(): EvalOutcomes {
+  return { indices: [], labels: [], predictions: [], probabilities: [], losses: [], top5Hits: [] };
+}
+
 /**
  * What one evaluation shard writes to `RUN/eval-<split>.shard-<i>-of-<n>.json`: where it sits
  * in the split, what it evaluated with, and each image's outcome, from which `merge.ts`

@@ -186,6 +186,23 @@ export function numTokens(config: ViTConfig): number {
   return patchGrid(config) ** 2 + 1;
 }
 
+/**
+ * Multiply-adds ×2 of one image's forward pass (the linear layers and attention): what
+ * decides whether a model is worth ONNX Runtime's export or replicas' start-up.
+ *
+ * @example
+ * ```ts
+ * import { VIT_BASE_CONFIG } from "@lora/vit";
+ * import { forwardFlops } from "@lora/vit/model";
+ * console.log((forwardFlops(VIT_BASE_CONFIG) / 1e9).toFixed(1)); // 34.9
+ * ```
+ */
+export function forwardFlops(config: ViTConfig): number {
+  const { hidden_size: h, intermediate_size: i, num_hidden_layers: layers } = config;
+  const tokens = numTokens(config);
+  return 2 * layers * tokens * (4 * h * h + 2 * h * i + 2 * tokens * h);
+}
+
 /** The linear modules of one encoder layer, by their name inside `encoder.layer.N.`. */
 export const LAYER_LINEARS = [
   "attention.attention.query",

@@ -62,7 +62,6 @@ export {
   type OnnxLayout,
 } from "./onnx_export.ts";
 export {
-  forwardFlops,
   OrtClassifier,
   ortLogits,
   type OrtLogitsOptions,
@@ -71,6 +70,7 @@ export {
   type OrtStatus,
   ortStatus,
 } from "./ort.ts";
+export { forwardFlops } from "./config.ts";
 export { Replicas, splitRows } from "./replicas.ts";
 export type { ReplicaJob, ReplicaReply, ReplicaRequest } from "./replica_protocol.ts";
 export { classifierFromSnapshot, type ClassifierSnapshot, snapshotClassifier } from "./snapshot.ts";

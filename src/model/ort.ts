@@ -24,7 +24,7 @@ import { readEnv } from "../core/env.ts";
 import { VitLoraError } from "../core/errors.ts";
 import { type Tensor2D, type Tensor4D, tf } from "../core/tf.ts";
 import type { ViTClassifier } from "./classifier.ts";
-import type { ViTConfig } from "./config.ts";
+import { forwardFlops } from "./config.ts";
 import { exportOnnx, type OnnxLayout } from "./onnx_export.ts";
 
 /** The `onnxruntime-node` package, as loaded. */
@@ -178,13 +178,6 @@ export interface OrtLogitsOptions {
    * forward pass, where a session pays for its export).
    */
   always?: boolean;
-}
-
-/** Multiply-adds ×2 of one image's forward pass (the linear layers and attention). */
-export function forwardFlops(config: ViTConfig): number {
-  const { hidden_size: h, intermediate_size: i, num_hidden_layers: layers } = config;
-  const tokens = Math.floor(config.image_size / config.patch_size) ** 2 + 1;
-  return 2 * layers * tokens * (4 * h * h + 2 * h * i + 2 * tokens * h);
 }
 
 /**

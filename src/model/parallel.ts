@@ -21,7 +21,7 @@ import {
 import { Random } from "../core/random.ts";
 import { scaledAdd } from "../backend/optimizer_kernels.ts";
 import type { LossAndGradients, LossOptions, ViTClassifier } from "./classifier.ts";
-import type { ViTConfig } from "./config.ts";
+import { forwardFlops, type ViTConfig } from "./config.ts";
 import { ortLogits } from "./ort.ts";
 import { Replicas, splitRows } from "./replicas.ts";
 import { snapshotClassifier } from "./snapshot.ts";
@@ -221,9 +221,6 @@ export async function batchGradients(
  */
 function defaultReplicaCount(config: ViTConfig): number {
   if (tf.getBackend() !== "wasm") return 0;
-  const { hidden_size: h, intermediate_size: i, num_hidden_layers: layers } = config;
-  const tokens = (config.image_size / config.patch_size) ** 2 + 1;
-  const flops = 2 * layers * tokens * (4 * h * h + 2 * h * i + 2 * tokens * h);
-  if (flops < 1e9) return 0;
+  if (forwardFlops(config) < 1e9) return 0;
   return Math.max(0, Math.min(3, (navigator.hardwareConcurrency ?? 1) - 1));
 }

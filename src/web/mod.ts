@@ -57,6 +57,7 @@ export {
   type WebClassifierOptions,
 } from "./load.ts";
 export { decodeImageInBrowser, rgbFromRgba } from "./images.ts";
+export type { Prediction } from "../eval/top.ts";
 export {
   classifyImages,
   evaluateExamples,
@@ -64,7 +65,6 @@ export {
   fineTune,
   type FineTuneOptions,
   type FineTuneResult,
-  type WebPrediction,
 } from "./train.ts";
 
 /**

@@ -13,6 +13,7 @@ import { type Tensor1D, type Tensor4D, tf } from "../core/tf.ts";
 import { VitLoraError } from "../core/errors.ts";
 import type { RgbImage } from "../data/image.ts";
 import { transformImage, type TransformSpec } from "../data/transforms.ts";
+import { type Prediction, topClasses } from "../eval/top.ts";
 import type { ViTClassifier } from "../model/classifier.ts";
 import type { EvalSummary, StepEvent } from "../runs/events.ts";
 import { AdamW, linearSchedule, trainerNoDecay } from "../training/optimizer.ts";
@@ -231,16 +232,6 @@ export async function evaluateExamples(
   return { loss: loss / n, accuracy: correct / n, top5: correct5 / n, count: n };
 }
 
-/** A class and its probability. */
-export interface WebPrediction {
-  /** The class name. */
-  label: string;
-  /** The class index. */
-  index: number;
-  /** Its softmax probability. */
-  probability: number;
-}
-
 /**
  * The `topK` most probable classes of each image (evaluation transform, dropout off).
  *
@@ -253,25 +244,14 @@ export async function classifyImages(
   clf: ViTClassifier,
   images: RgbImage[],
   topK = 5,
-): Promise<WebPrediction[][]> {
-  const k = Math.min(topK, clf.labels.length);
-  const out: WebPrediction[][] = [];
+): Promise<Prediction[][]> {
+  const out: Prediction[][] = [];
   for (let i = 0; i < images.length; i += 16) {
     const part = images.slice(i, i + 16).map((image) => ({ image, label: 0 }));
     const { x, y } = batchOf(clf, part, clf.transformSpec());
-    const [values, indices] = tf.tidy(() => {
-      const top = tf.topk(tf.softmax(clf.logits(x)), k);
-      return [top.values, top.indices];
-    });
-    const [p, idx] = [await values.data(), await indices.data()];
-    tf.dispose([x, y, values, indices]);
-    for (let r = 0; r < part.length; r++) {
-      out.push(Array.from({ length: k }, (_, j) => ({
-        label: clf.labels[idx[r * k + j]],
-        index: idx[r * k + j],
-        probability: p[r * k + j],
-      })));
-    }
+    const logits = clf.logits(x);
+    out.push(...await topClasses(logits, clf.labels, topK));
+    tf.dispose([x, y, logits]);
   }
   return out;
 }

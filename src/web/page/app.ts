@@ -299,7 +299,7 @@ function draw(): void {
 
 // ---- classify and download ----
 
-async function classifyFiles(files: File[]): Promise<api.WebPrediction[][]> {
+async function classifyFiles(files: File[]): Promise<api.Prediction[][]> {
   const clf = state.clf!;
   const images = [];
   for (const f of files) images.push(await api.decodeImageInBrowser(f, f.name));
