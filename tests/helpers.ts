@@ -3,7 +3,11 @@
 import assert from "node:assert/strict";
 import { type BackendName, initBackend } from "../src/backend/backend.ts";
 import { type Tensor, type Tensor1D, type Tensor4D, tf } from "../src/core/tf.ts";
+import { join } from "node:path";
+import { writeSyntheticDataset } from "../src/data/synthetic.ts";
 import { readSafetensors, type TensorData } from "../src/model/safetensors.ts";
+import type { TrainerCallback } from "../src/training/callbacks.ts";
+import { train } from "../src/training/trainer.ts";
 
 /** The reference sets copied from ../shared/fixtures (PyTorch float32). */
 export const FIXTURE_SETS = ["vit-tiny-a", "vit-tiny-b", "vit-tiny-c"] as const;
@@ -80,4 +84,31 @@ export function serveLocal(
 ): { server: Deno.HttpServer<Deno.NetAddr>; url: string } {
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, handler);
   return { server, url: `http://127.0.0.1:${server.addr.port}` };
+}
+
+/**
+ * A small trained run in `dir` (a tiny ViT, two epochs on a generated dataset of 4 classes,
+ * on cpu), for the tests of what reads runs: the run folder and its data.
+ */
+export async function trainedRun(
+  dir: string,
+  callbacks: TrainerCallback[] = [],
+): Promise<{ run: string; data: string }> {
+  const data = join(dir, "data");
+  await writeSyntheticDataset(data, { classes: 4, trainPerClass: 16, validationPerClass: 10 });
+  const run = join(dir, "run");
+  await train({
+    model: `${fixture("vit-tiny-a")}/model`,
+    data,
+    out: run,
+    epochs: 2,
+    batchSize: 16,
+    gradAccum: 1,
+    loraR: 4,
+    backend: "cpu",
+    workers: 0,
+    progress: false,
+    callbacks,
+  });
+  return { run, data };
 }

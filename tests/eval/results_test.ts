@@ -13,7 +13,7 @@ import { reportCallback, trackingCallback } from "../../src/reporting/callbacks.
 import { openInChromium, writeReport } from "../../src/reporting/report.ts";
 import { train } from "../../src/training/trainer.ts";
 import { FakeWandb } from "../reporting/wandb_server.ts";
-import { fixture, tempDir, useBackend } from "../helpers.ts";
+import { fixture, tempDir, trainedRun, useBackend } from "../helpers.ts";
 
 Deno.test("metrics: a known confusion, by hand", () => {
   // true   0 0 0 1 1 2, predicted 0 1 0 1 2 2; class 3 has no image and no prediction
@@ -30,31 +30,10 @@ Deno.test("metrics: a known confusion, by hand", () => {
   assert.ok(Math.abs(m.macroF1 - (0.8 + 0.5 + 2 / 3) / 3) < 1e-12, "macro F1 over classes seen");
 });
 
-/** A small trained run, shared by the tests below. */
-async function trainedRun(dir: string): Promise<{ run: string; data: string }> {
-  const data = join(dir, "data");
-  await writeSyntheticDataset(data, { classes: 4, trainPerClass: 16, validationPerClass: 10 });
-  const run = join(dir, "run");
-  await train({
-    model: `${fixture("vit-tiny-a")}/model`,
-    data,
-    out: run,
-    epochs: 2,
-    batchSize: 16,
-    gradAccum: 1,
-    loraR: 4,
-    backend: "cpu",
-    workers: 0,
-    progress: false,
-    callbacks: [reportCallback()],
-  });
-  return { run, data };
-}
-
 Deno.test("evaluate a run: the trainer's test figures, eval-<split>.json, consistent counts", async () => {
   await useBackend("cpu");
   await using dir = await tempDir();
-  const { run } = await trainedRun(dir.path);
+  const { run } = await trainedRun(dir.path, [reportCallback()]);
   const fromTrain = JSON.parse(await Deno.readTextFile(join(run, "eval-test.json"))) as EvalReport;
   const report = await evaluate({
     run,
@@ -90,7 +69,7 @@ Deno.test("evaluate a run: the trainer's test figures, eval-<split>.json, consis
 Deno.test("predict: files, folders and bad inputs; each bad one is its own error", async () => {
   await useBackend("cpu");
   await using dir = await tempDir();
-  const { run } = await trainedRun(dir.path);
+  const { run } = await trainedRun(dir.path, [reportCallback()]);
   const images = join(dir.path, "images");
   await Deno.mkdir(join(images, "sub"), { recursive: true });
   await Deno.copyFile(fixture("images/rgb.jpg"), join(images, "a.jpg"));
@@ -144,7 +123,7 @@ Deno.test("predict: files, folders and bad inputs; each bad one is its own error
 Deno.test("report: one self-contained page that renders in headless Chromium with no console error", async () => {
   await useBackend("cpu");
   await using dir = await tempDir();
-  const { run } = await trainedRun(dir.path);
+  const { run } = await trainedRun(dir.path, [reportCallback()]);
   const { html, png } = await writeReport({ run });
   const page = await Deno.readTextFile(html);
   for (

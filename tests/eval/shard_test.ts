@@ -7,35 +7,13 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { writeSyntheticDataset } from "../../src/data/synthetic.ts";
 import { type EvalReport, evaluate } from "../../src/eval/evaluate.ts";
 import { mergeEvalShards, mergePredictShards } from "../../src/eval/merge.ts";
 import { predict } from "../../src/eval/predict.ts";
 import { parseShard, shardRange } from "../../src/eval/shard.ts";
-import { train } from "../../src/training/trainer.ts";
-import { fixture, tempDir, useBackend } from "../helpers.ts";
+import { fixture, tempDir, trainedRun, useBackend } from "../helpers.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
-
-/** A small trained run (as in results_test.ts). */
-async function trainedRun(dir: string): Promise<string> {
-  const data = join(dir, "data");
-  await writeSyntheticDataset(data, { classes: 4, trainPerClass: 16, validationPerClass: 10 });
-  const run = join(dir, "run");
-  await train({
-    model: `${fixture("vit-tiny-a")}/model`,
-    data,
-    out: run,
-    epochs: 2,
-    batchSize: 16,
-    gradAccum: 1,
-    loraR: 4,
-    backend: "cpu",
-    workers: 0,
-    progress: false,
-  });
-  return run;
-}
 
 /** A task's `--allow-…` flags in deno.json (which `--shard` and `--out` need). */
 async function permissions(task: "eval" | "predict"): Promise<string[]> {
@@ -106,7 +84,7 @@ Deno.test("deno task eval --shard i/n in three processes, then --merge: the sing
   await permissions("eval"); // before the work, a clear failure if deno.json lacks them
   await useBackend("cpu");
   await using dir = await tempDir();
-  const run = await trainedRun(dir.path);
+  const { run } = await trainedRun(dir.path);
   const flags = ["--run", run, "--backend", "wasm", "--replicas", "1", "--workers", "1"];
   // 12 test images in batches of 3: 4 batches, so shards of 1, 1 and 2 batches
   const single = await runTask("eval", [...flags, "--batch-size", "3"]);
@@ -177,7 +155,7 @@ Deno.test("deno task eval --shard i/n in three processes, then --merge: the sing
 Deno.test("evaluate({ shard }): shards with no rows at all, and a shard without a run, are handled", async () => {
   await useBackend("cpu");
   await using dir = await tempDir();
-  const run = await trainedRun(dir.path);
+  const { run } = await trainedRun(dir.path);
   const base = {
     run,
     split: "validation" as const,
@@ -206,7 +184,7 @@ Deno.test("deno task predict --shard i/n --out, then --merge: what one process p
   await permissions("predict");
   await useBackend("cpu");
   await using dir = await tempDir();
-  const run = await trainedRun(dir.path);
+  const { run } = await trainedRun(dir.path);
   const images = join(dir.path, "images");
   await Deno.mkdir(join(images, "sub"), { recursive: true });
   for (const name of ["rgb.jpg", "gray.png", "cmyk.jpg", "rgba.png"]) {

@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type Tensor4D, tf } from "../../src/core/tf.ts";
+import { linearModules, VIT_BASE_CONFIG } from "../../src/model/config.ts";
 import { loadClassifier } from "../../src/model/loading.ts";
 import { loraConfig, loraTargets, parseAdapterConfig } from "../../src/model/lora.ts";
 import { parsePeftKey } from "../../src/model/peft_format.ts";
@@ -23,23 +24,79 @@ const T5 = join(HF5, "adapter-transformers5");
 const T4 = join(HF5, "adapter-transformers4");
 const MEAN = [0.485, 0.456, 0.406], STD = [0.229, 0.224, 0.225]; // model/preprocessor_config.json
 
-/** A split's pixels from `data/pixels.safetensors`, normalised as the processor does, NCHW. */
-async function pixels(split: "train" | "validation"): Promise<Tensor4D> {
-  const t = (await readSafetensors(join(HF5, "data", "pixels.safetensors"))).get(
-    `${split}.pixels`,
-  )!;
+/**
+ * A split's pixels from a fixture's `pixels.safetensors` (default hf5's), normalised as the
+ * processor does (both fixture models take ImageNet's mean and std), NCHW.
+ */
+async function pixels(
+  split: "train" | "validation",
+  data = join(HF5, "data"),
+): Promise<Tensor4D> {
+  const t = (await readSafetensors(join(data, "pixels.safetensors"))).get(`${split}.pixels`)!;
   return tf.tidy(() =>
     tf.tensor4d(Float32Array.from(t.data), t.shape as [number, number, number, number])
       .div(255).sub(MEAN).div(STD).transpose([0, 3, 1, 2])
   ) as Tensor4D;
 }
 
+/** A Trainer run's steps as `trainer_run.json` records them. */
+type TrainerSteps = {
+  step: number;
+  loss: number;
+  lr: number;
+  grad_norm: number;
+  sizes: number[];
+}[];
+
+/**
+ * Holds `train()`'s steps to a real Trainer run's, step by step (loss, lr and grad_norm within
+ * 1e-4 relative; absolute where Trainer's value is 0, as a warmup's first rate), and returns
+ * the worst error.
+ */
+function assertTrainerSteps(name: string, steps: StepEvent[], expected: TrainerSteps): number {
+  assert.equal(steps.length, expected.length);
+  assert.ok(expected.some((s) => new Set(s.sizes).size > 1), `${name}: a step mixes sizes`);
+  let worst = 0;
+  for (const [i, e] of expected.entries()) {
+    assert.equal(steps[i].step, e.step);
+    for (const key of ["loss", "lr", "grad_norm"] as const) {
+      const rel = e[key] === 0
+        ? Math.abs(steps[i][key])
+        : Math.abs(steps[i][key] - e[key]) / Math.abs(e[key]);
+      worst = Math.max(worst, rel);
+      assert.ok(rel < 1e-4, `${name} step ${e.step} ${key}: ${steps[i][key]} vs ${e[key]}`);
+    }
+  }
+  return worst;
+}
+
+/** The relative error of a trained adapter's validation logits against Trainer's. */
+async function validationError(
+  model: string,
+  adapter: string,
+  data: string,
+  expected: number[][],
+  backend: (typeof BACKENDS)[number],
+): Promise<number> {
+  const clf = await loadClassifier(model, { adapter, backend });
+  const x = await pixels("validation", data);
+  const logits = clf.logits(x);
+  const err = relError(await logits.data(), expected.flat());
+  tf.dispose([x, logits]);
+  clf.dispose();
+  return err;
+}
+
+/** The linear modules of a ViT of `layers` layers (this module's names). */
+const modulesOf = (layers: number) =>
+  linearModules({ ...VIT_BASE_CONFIG, num_hidden_layers: layers });
+
 async function readJson(path: string): Promise<Record<string, unknown>> {
   return JSON.parse(await Deno.readTextFile(path));
 }
 
 const run = await readJson(join(HF5, "trainer_run.json")) as {
-  steps: { step: number; loss: number; lr: number; grad_norm: number; sizes: number[] }[];
+  steps: TrainerSteps;
   validation_logits: number[][];
   train_logits: number[][];
 };
@@ -162,15 +219,7 @@ Deno.test("saved adapters have PEFT's own names and config: transformers-5 by de
 });
 
 Deno.test("query,value and q_proj,v_proj name the same modules, in configs and on the command line", () => {
-  const modules = Array.from({ length: 2 }, (_, i) =>
-    [
-      "attention.attention.query",
-      "attention.attention.key",
-      "attention.attention.value",
-      "attention.output.dense",
-      "intermediate.dense",
-      "output.dense",
-    ].map((m) => `encoder.layer.${i}.${m}`)).flat();
+  const modules = modulesOf(2);
   const old = loraTargets(loraConfig({ targetModules: ["query", "value"] }), modules);
   const now = loraTargets(loraConfig({ targetModules: ["q_proj", "v_proj"] }), modules);
   assert.deepEqual(now, old);
@@ -299,32 +348,20 @@ for (const backend of BACKENDS) {
       backend,
       onStep: (e) => steps.push(e),
     });
-    assert.equal(steps.length, run.steps.length);
-    assert.ok(run.steps.some((s) => new Set(s.sizes).size > 1), "the fixture mixes sizes");
-    let worst = 0;
-    for (const [i, e] of run.steps.entries()) {
-      assert.equal(steps[i].step, e.step);
-      for (const key of ["loss", "lr", "grad_norm"] as const) {
-        const rel = Math.abs(steps[i][key] - e[key]) / Math.abs(e[key]);
-        worst = Math.max(worst, rel);
-        assert.ok(rel < 1e-4, `step ${e.step} ${key}: ${steps[i][key]} vs ${e[key]}`);
-      }
-    }
+    const worst = assertTrainerSteps("hf5", steps, run.steps);
     const config = await readJson(join(result.runDir, "config.json")) as {
       train: { peftFormat: string };
       adapter: { peft_format: string };
     };
     assert.equal(config.train.peftFormat, "transformers-5");
     assert.equal(config.adapter.peft_format, "transformers-5");
-    const clf = await loadClassifier(MODEL, {
-      adapter: join(result.runDir, "checkpoints", "epoch-2"),
+    const err = await validationError(
+      MODEL,
+      join(result.runDir, "checkpoints", "epoch-2"),
+      join(HF5, "data"),
+      run.validation_logits,
       backend,
-    });
-    const x = await pixels("validation");
-    const logits = clf.logits(x);
-    const err = relError(await logits.data(), run.validation_logits.flat());
-    tf.dispose([x, logits]);
-    clf.dispose();
+    );
     assert.ok(err < 1e-4, `validation logits after training: ${err.toExponential(2)}`);
     console.log(`  worst step error ${worst.toExponential(2)}, logits ${err.toExponential(2)}`);
   });
@@ -415,15 +452,7 @@ for (const backend of BACKENDS) {
 Deno.test("adapters with PEFT's full targeting, saved in either generation, are what PEFT saved", async () => {
   await useBackend("cpu");
   await using tmp = await tempDir();
-  const modules = Array.from({ length: 3 }, (_, i) =>
-    [
-      "attention.attention.query",
-      "attention.attention.key",
-      "attention.attention.value",
-      "attention.output.dense",
-      "intermediate.dense",
-      "output.dense",
-    ].map((m) => `encoder.layer.${i}.${m}`)).flat();
+  const modules = modulesOf(3);
   for (const variant of VARIANTS) {
     const peft = {
       "transformers-5": join(MORE, `adapter-${variant}`),
@@ -476,7 +505,7 @@ for (const name of ["trainer-a", "trainer-b"]) {
         args: Record<string, number>;
         start_adapter: string;
         data: { root: string };
-        steps: { step: number; loss: number; lr: number; grad_norm: number; sizes: number[] }[];
+        steps: TrainerSteps;
         validation_logits: number[][];
       };
       const a = trainer.args;
@@ -501,32 +530,14 @@ for (const name of ["trainer-a", "trainer-b"]) {
         backend,
         onStep: (e) => steps.push(e),
       });
-      assert.equal(steps.length, trainer.steps.length);
-      assert.ok(trainer.steps.some((s) => new Set(s.sizes).size > 1), "a step mixes sizes");
-      let worst = 0;
-      for (const [i, e] of trainer.steps.entries()) {
-        for (const key of ["loss", "lr", "grad_norm"] as const) {
-          const rel = e[key] === 0
-            ? Math.abs(steps[i][key])
-            : Math.abs(steps[i][key] - e[key]) / Math.abs(e[key]);
-          worst = Math.max(worst, rel);
-          assert.ok(rel < 1e-4, `${name} step ${e.step} ${key}: ${steps[i][key]} vs ${e[key]}`);
-        }
-      }
-      const clf = await loadClassifier(MORE_MODEL, {
-        adapter: join(result.runDir, "checkpoints", `epoch-${a.num_train_epochs}`),
+      const worst = assertTrainerSteps(name, steps, trainer.steps);
+      const err = await validationError(
+        MORE_MODEL,
+        join(result.runDir, "checkpoints", `epoch-${a.num_train_epochs}`),
+        join(MORE, trainer.data.root),
+        trainer.validation_logits,
         backend,
-      });
-      const t = (await readSafetensors(join(MORE, trainer.data.root, "pixels.safetensors")))
-        .get("validation.pixels")!;
-      const x = tf.tidy(() =>
-        tf.tensor4d(Float32Array.from(t.data), t.shape as [number, number, number, number])
-          .div(255).sub(MEAN).div(STD).transpose([0, 3, 1, 2])
-      ) as Tensor4D;
-      const logits = clf.logits(x);
-      const err = relError(await logits.data(), trainer.validation_logits.flat());
-      tf.dispose([x, logits]);
-      clf.dispose();
+      );
       assert.ok(err < 1e-4, `${name} validation logits: ${err.toExponential(2)}`);
       console.log(`  worst step error ${worst.toExponential(2)}, logits ${err.toExponential(2)}`);
     });
