@@ -49,6 +49,13 @@ export interface Blas {
    * the model uses, so that a batch split between replicas gives the logits it gives whole.
    */
   sgemmRows: Sgemm;
+  /**
+   * The period of `sgemmRows`' rows: a row's value depends on its index in the product modulo
+   * this, and on nothing else (1 on most builds; 12 for OpenBLAS's Haswell kernels, whose lanes
+   * of a 12-row block round differently). A batch split between replicas is cut at multiples of
+   * it. Measured when the library loads.
+   */
+  rowPeriod: number;
   /** Sets the threads a product may use (OpenBLAS's own pool). */
   setThreads(n: number): void;
   /** The threads a product may use. */
@@ -76,15 +83,24 @@ export const BLAS_CANDIDATES: readonly string[] = [
 ];
 
 /**
- * OpenBLAS multiplies small products (`m·n·k` up to about 100³ on AVX-512 builds) with kernels
- * of their own whose rounding depends on `m`, the rows of `C`: the first rows of a product
- * then differ in the last bit from the same rows computed as part of a taller one. Above it,
- * the blocked kernels compute each row of `C` the same way whatever `m` is. So a product of
- * fewer multiply-adds than this is padded with zero rows until it has more (a few hundred
- * rows at most, and only for products this small), which keeps every row's value independent
- * of the batch it came in. `tests/backend/blas_test.ts` checks the property.
+ * OpenBLAS computes some rows of a product with other code than the rest, whose rounding then
+ * differs in the last bit from the same row computed as part of another product:
+ * - small products (`m·n·k` up to about 100³ on AVX-512 builds) go to kernels of their own
+ *   whose rounding depends on `m`, the rows of `C`;
+ * - the blocked kernels take rows in blocks of their unroll (12 or 16 rows for the Haswell
+ *   kernels, which `OPENBLAS_CORETYPE=Haswell` also picks on newer CPUs) and the last rows
+ *   that fill no block go through a tail kernel of their own.
+ *
+ * So {@link rowStable} computes the rows of a product that fill whole blocks of
+ * {@link ROW_BLOCK} in place, and the rest (or a product of fewer multiply-adds than this)
+ * padded with zero rows to a product of more work than this and a multiple of
+ * {@link ROW_BLOCK} rows. Every row's value is then independent of the batch it came in.
+ * `tests/backend/blas_test.ts` checks the property.
  */
 export const ROW_STABLE_WORK = 2 ** 21;
+
+/** Rows a product is cut into: a multiple of every kernel's row unroll (4, 6, 8, 12, 16, 24, 32). */
+export const ROW_BLOCK = 96;
 
 const ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112;
 
@@ -181,12 +197,14 @@ function loadBlas(): BlasStatus {
         ldc,
       );
     s.openblas_set_num_threads(1); // one thread an isolate: replicas use the other cores
+    const sgemmRows = rowStable(sgemm);
     return {
       blas: {
         path,
         config,
         sgemm,
-        sgemmRows: rowStable(sgemm),
+        sgemmRows,
+        rowPeriod: rowPeriod(sgemmRows),
         setThreads: (count) => s.openblas_set_num_threads(count),
         threads: () => s.openblas_get_num_threads(),
       },
@@ -202,29 +220,75 @@ function loadBlas(): BlasStatus {
 
 let scratch = new Float32Array(0);
 
-/** `sgemm` with small products padded with zero rows (see {@link ROW_STABLE_WORK}). */
+/** `sgemm` with every row computed the same way whatever `m` is (see {@link ROW_STABLE_WORK}). */
 function rowStable(sgemm: Sgemm): Sgemm {
   return (transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) => {
-    if (m * n * k > ROW_STABLE_WORK || m === 0 || n === 0 || k === 0) {
+    if (m === 0 || n === 0 || k === 0) {
       sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
       return;
     }
-    const rows = Math.floor(ROW_STABLE_WORK / (n * k)) + 1; // > m
+    // rows in whole blocks, in place, when that product is big enough for the blocked kernels
+    let whole = m - m % ROW_BLOCK;
+    if (whole * n * k <= ROW_STABLE_WORK) whole = 0;
+    if (whole > 0) sgemm(transA, transB, whole, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    if (whole === m) return;
+    // the rest padded with zero rows
+    const tail = m - whole;
+    const least = Math.max(tail, Math.floor(ROW_STABLE_WORK / (n * k)) + 1);
+    const rows = Math.ceil(least / ROW_BLOCK) * ROW_BLOCK;
     if (scratch.length < rows * (k + n)) scratch = new Float32Array(rows * (k + n));
     const pa = scratch.subarray(0, rows * k), pc = scratch.subarray(rows * k, rows * (k + n));
     pa.fill(0);
     if (transA) {
       // A is [k, m] (lda): the padded one is [k, rows]
-      for (let i = 0; i < k; i++) pa.set(a.subarray(i * lda, i * lda + m), i * rows);
+      for (let i = 0; i < k; i++) pa.set(a.subarray(i * lda + whole, i * lda + m), i * rows);
     } else {
-      for (let i = 0; i < m; i++) pa.set(a.subarray(i * lda, i * lda + k), i * k);
+      for (let i = 0; i < tail; i++) {
+        pa.set(a.subarray((whole + i) * lda, (whole + i) * lda + k), i * k);
+      }
     }
     if (beta !== 0) {
-      for (let i = 0; i < m; i++) pc.set(c.subarray(i * ldc, i * ldc + n), i * n);
+      for (let i = 0; i < tail; i++) {
+        pc.set(c.subarray((whole + i) * ldc, (whole + i) * ldc + n), i * n);
+      }
     }
     sgemm(transA, transB, rows, n, k, alpha, pa, transA ? rows : k, b, ldb, beta, pc, n);
-    for (let i = 0; i < m; i++) c.set(pc.subarray(i * n, i * n + n), i * ldc);
+    for (let i = 0; i < tail; i++) c.set(pc.subarray(i * n, i * n + n), (whole + i) * ldc);
   };
+}
+
+/**
+ * The smallest shift of a product's rows (a divisor of {@link ROW_BLOCK}) that leaves every
+ * row's value as it was, measured on two shapes; `Infinity` when even {@link ROW_BLOCK} does not.
+ */
+function rowPeriod(sgemm: Sgemm): number {
+  const periods = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 96];
+  const rows = 2 * ROW_BLOCK;
+  let worst = 1;
+  for (const [n, k] of [[64, 64], [48, 192]]) {
+    const a = Float32Array.from({ length: (rows + ROW_BLOCK) * k }, (_, i) => Math.sin(i * 0.37));
+    const b = Float32Array.from({ length: k * n }, (_, i) => Math.cos(i * 0.21));
+    const product = (first: number) => {
+      const c = new Float32Array(rows * n);
+      sgemm(false, false, rows, n, k, 1, a.subarray(first * k), k, b, n, 0, c, n);
+      return c;
+    };
+    const base = product(0);
+    const shifts = (p: number) => {
+      const c = product(p);
+      for (let i = 0; i < (rows - p) * n; i++) if (c[i] !== base[p * n + i]) return false;
+      return true;
+    };
+    const period = periods.find(shifts) ?? Infinity;
+    worst = period === Infinity || worst === Infinity
+      ? Infinity
+      : (worst * period) / gcd(worst, period);
+  }
+  return worst;
+}
+
+function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b);
 }
 
 function exists(path: string): boolean {

@@ -19,6 +19,7 @@ import {
   tf,
 } from "../core/tf.ts";
 import { Random } from "../core/random.ts";
+import { blas } from "../backend/blas.ts";
 import { scaledAdd } from "../backend/optimizer_kernels.ts";
 import type { LossAndGradients, LossOptions, ViTClassifier } from "./classifier.ts";
 import { forwardFlops, type ViTConfig } from "./config.ts";
@@ -96,7 +97,9 @@ export async function predictLogits(
   if (!replicas) return clf.logits(pixelValues);
   await replicas.sync(clf.trainableVariables());
   const size = clf.config.image_size, plane = 3 * size * size;
-  const [[, own], ...theirs] = splitRows(batch, replicas.size + 1);
+  const parts = splitRows(batch, replicas.size + 1, rowAlignment());
+  if (parts.length === 1) return clf.logits(pixelValues);
+  const [[, own], ...theirs] = parts;
   const pixels = (await pixelValues.data()) as Float32Array;
   const answers = theirs.map(([start, end], i) => {
     const part = pixels.slice(start * plane, end * plane);
@@ -213,6 +216,15 @@ export async function batchGradients(
     for (const part of done) tf.dispose([part.loss, ...Object.values(part.grads)]);
     return { loss, grads };
   });
+}
+
+/**
+ * Where a batch may be cut between isolates so that every image's logits stay as they are
+ * computed whole: the BLAS's row period on wasm (a product's rows are computed alike only at
+ * the same index modulo it, see `Blas.rowPeriod`), else 1.
+ */
+export function rowAlignment(): number {
+  return tf.getBackend() === "wasm" ? blas()?.rowPeriod ?? 1 : 1;
 }
 
 /**

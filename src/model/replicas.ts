@@ -170,19 +170,25 @@ export class Replicas {
 
 /**
  * Splits `rows` into `parts` contiguous ranges as equal as can be, the larger ones first:
- * `[start, end)` each; empty ranges are left out.
+ * `[start, end)` each; empty ranges are left out. Every range starts at a multiple of `align`
+ * (the BLAS's row period, see `Blas.rowPeriod`), so fewer parts come back when `rows` is too
+ * small for that.
  *
  * @example
  * ```ts
  * import { splitRows } from "@lora/vit/model";
  * console.log(splitRows(5, 2)); // [[0, 3], [3, 5]]
+ * console.log(splitRows(29, 2, 12)); // [[0, 12], [12, 29]]
  * ```
  */
-export function splitRows(rows: number, parts: number): [number, number][] {
+export function splitRows(rows: number, parts: number, align = 1): [number, number][] {
+  if (!Number.isFinite(align)) return rows > 0 ? [[0, rows]] : [];
+  const blocks = Math.floor(rows / align); // whole blocks; the rest goes with the last range
   const out: [number, number][] = [];
   let start = 0;
   for (let i = 0; i < parts; i++) {
-    const n = Math.floor(rows / parts) + (i < rows % parts ? 1 : 0);
+    let n = (Math.floor(blocks / parts) + (i < blocks % parts ? 1 : 0)) * align;
+    if (i === parts - 1 || start + n >= rows) n = rows - start;
     if (n > 0) out.push([start, start + n]);
     start += n;
   }

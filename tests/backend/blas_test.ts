@@ -23,10 +23,12 @@ function random(length: number, seed: number): Float32Array<ArrayBuffer> {
 
 Deno.test({
   name:
-    "OpenBLAS: a row of a product is the same bit for bit whatever rows come with it (small products padded)",
+    "OpenBLAS: a row of a product is the same bit for bit whatever rows come with it at the same index modulo the row period (small products and tails padded)",
   ignore,
   fn() {
-    const { sgemmRows } = blas!;
+    const { sgemmRows, rowPeriod: p } = blas!;
+    // rows at the same index modulo the period are computed alike (12 for the Haswell kernels)
+    assert.ok(p <= 96, `row period ${p}`);
     // [n, k]: a tiny ViT's, ViT-B's (linear layers, LoRA, attention per head, a 101-class head)
     const shapes = [
       [7, 48],
@@ -46,7 +48,7 @@ Deno.test({
     ];
     for (const [n, k] of shapes) {
       for (const [transA, transB] of [[false, false], [false, true], [true, false], [true, true]]) {
-        const total = Math.max(40, Math.ceil(2 * ROW_STABLE_WORK / (n * k)));
+        const total = Math.max(5 * p + 40, Math.ceil(2 * ROW_STABLE_WORK / (n * k)));
         const a = random(total * k, n), b = random(k * n, k);
         const product = (first: number, m: number) => {
           // rows [first, first + m) of A, laid out as the product wants them
@@ -62,7 +64,8 @@ Deno.test({
           return c;
         };
         const whole = product(0, total);
-        for (const [first, m] of [[0, 1], [0, 3], [1, 5], [2, 17], [5, 34], [3, total - 3]]) {
+        const cuts = [[0, 1], [0, 3], [p, 5], [2 * p, 17], [5 * p, 34], [3 * p, total - 3 * p]];
+        for (const [first, m] of cuts) {
           const got = product(first, m);
           for (let i = 0; i < m * n; i++) {
             if (got[i] !== whole[first * n + i]) {

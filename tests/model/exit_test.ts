@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { type Tensor4D, tf } from "../../src/core/tf.ts";
 import { writeSyntheticDataset } from "../../src/data/synthetic.ts";
 import { loadClassifier } from "../../src/model/loading.ts";
-import { batchGradients } from "../../src/model/parallel.ts";
+import { batchGradients, rowAlignment } from "../../src/model/parallel.ts";
 import { fixture, tempDir, useBackend } from "../helpers.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
@@ -54,7 +54,7 @@ import { batchGradients, predictLogits } from "${src("model/parallel.ts")}";
 import { tf } from "${src("core/tf.ts")}";
 const dir = Deno.args[0];
 const clf = await loadClassifier(dir + "/model", { adapter: dir + "/adapter", backend: "wasm", replicas: 1 });
-const rows = 5;
+const rows = Number(Deno.args[1]);
 const pixels = Float32Array.from({ length: rows * 3 * 32 * 32 }, (_, i) => Math.sin(i * 0.37));
 const labels = Int32Array.from({ length: rows }, (_, i) => i % 3);
 const x = tf.tensor4d(pixels, [rows, 3, 32, 32]);
@@ -70,7 +70,10 @@ predictLogits(clf, x.reverse(0)).then(async (late) => {
 `,
   );
   const started = performance.now();
-  const lines = await runWithin(60, script, [dir]);
+  // enough images to be cut at the BLAS's row period (12 on OpenBLAS's Haswell kernels)
+  await useBackend("wasm");
+  const rows = 2 * rowAlignment() + 5;
+  const lines = await runWithin(60, script, [dir, String(rows)]);
   const seconds = (performance.now() - started) / 1000;
 
   // the same values, here without a replica
@@ -81,12 +84,12 @@ predictLogits(clf, x.reverse(0)).then(async (late) => {
     replicas: 0,
   });
   try {
-    const pixels = PIXELS(5);
-    const labels = Int32Array.from({ length: 5 }, (_, i) => i % 3);
-    const x = tf.tensor4d(pixels, [5, 3, 32, 32]) as Tensor4D;
+    const pixels = PIXELS(rows);
+    const labels = Int32Array.from({ length: rows }, (_, i) => i % 3);
+    const x = tf.tensor4d(pixels, [rows, 3, 32, 32]) as Tensor4D;
     const reversed = x.reverse(0) as Tensor4D;
     const [logits, late] = [alone.logits(x), alone.logits(reversed)];
-    const { loss, grads } = await batchGradients(alone, { pixels, labels, size: 5 }, {
+    const { loss, grads } = await batchGradients(alone, { pixels, labels, size: rows }, {
       chunkSize: 2,
       training: true,
       dropoutSeed: 7,

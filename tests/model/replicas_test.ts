@@ -12,7 +12,12 @@ import { loadClassifier } from "../../src/model/loading.ts";
 import { splitRows } from "../../src/model/replicas.ts";
 import { AdamW } from "../../src/training/optimizer.ts";
 import { fixture, useBackend } from "../helpers.ts";
-import { batchGradients, classifierReplicas, predictLogits } from "../../src/model/parallel.ts";
+import {
+  batchGradients,
+  classifierReplicas,
+  predictLogits,
+  rowAlignment,
+} from "../../src/model/parallel.ts";
 
 const dir = fixture("vit-tiny-a");
 
@@ -30,7 +35,12 @@ function batch(rows: number) {
   };
 }
 
-Deno.test("splitRows: contiguous, as equal as can be, larger parts first", () => {
+Deno.test("splitRows: contiguous, as equal as can be, larger parts first, cut at multiples of the alignment", () => {
+  assert.deepEqual(splitRows(29, 2, 12), [[0, 12], [12, 29]]);
+  assert.deepEqual(splitRows(64, 2, 12), [[0, 36], [36, 64]]);
+  assert.deepEqual(splitRows(30, 3, 12), [[0, 12], [12, 24], [24, 30]]);
+  assert.deepEqual(splitRows(11, 2, 12), [[0, 11]]);
+  assert.deepEqual(splitRows(11, 2, Infinity), [[0, 11]]);
   assert.deepEqual(splitRows(8, 2), [[0, 4], [4, 8]]);
   assert.deepEqual(splitRows(5, 2), [[0, 3], [3, 5]]);
   assert.deepEqual(splitRows(7, 3), [[0, 3], [3, 5], [5, 7]]);
@@ -43,13 +53,16 @@ Deno.test("replicas: predictLogits split with a worker equals logits() bit for b
   try {
     const replicas = await classifierReplicas(clf);
     assert.equal(replicas?.size, 1);
-    const { pixels } = batch(5);
-    const x = tf.tensor4d(pixels, [5, 3, 32, 32]) as Tensor4D;
+    // enough images to be cut at the BLAS's row period (12 on OpenBLAS's Haswell kernels)
+    const rows = 2 * rowAlignment() + 5;
+    assert.equal(splitRows(rows, 2, rowAlignment()).length, 2, "the batch is split");
+    const { pixels } = batch(rows);
+    const x = tf.tensor4d(pixels, [rows, 3, 32, 32]) as Tensor4D;
     const compare = async () => {
       const before = tf.memory().numTensors;
       const split = await predictLogits(clf, x);
       const alone = clf.logits(x);
-      assert.deepEqual(split.shape, [5, clf.labels.length]);
+      assert.deepEqual(split.shape, [rows, clf.labels.length]);
       assert.deepEqual(await split.data(), await alone.data());
       tf.dispose([split, alone]);
       assert.equal(tf.memory().numTensors, before, "no tensor left behind");
