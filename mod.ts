@@ -89,7 +89,11 @@ export {
   type ParameterCount,
   ViTClassifier,
 } from "./src/model/classifier.ts";
-export { type BatchGradientOptions, batchGradients, predictLogits } from "./src/model/parallel.ts";
+export {
+  type BatchGradientOptions,
+  batchGradients,
+  predictLogits,
+} from "./src/engines/parallel.ts";
 export {
   type HiddenAct,
   parsePreprocessorConfig,

@@ -20,7 +20,7 @@ import { AdamW, trainerNoDecay } from "../src/training/optimizer.ts";
 import { StepPipeline } from "../src/training/pipeline.ts";
 import { startGpuCounting } from "../src/backend/gpu_counters.ts";
 import { recipeClassifier, SMALL_VIT_CONFIG } from "./generated.ts";
-import { predictLogits } from "../src/model/parallel.ts";
+import { predictLogits } from "../src/engines/parallel.ts";
 
 const { values } = parseArgs({
   args: Deno.args,

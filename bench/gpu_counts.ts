@@ -31,7 +31,7 @@ import { type GpuCounts, startGpuCounting } from "../src/backend/gpu_counters.ts
 import { tf } from "../src/core/tf.ts";
 import { parseViTConfig, VIT_BASE_CONFIG, type ViTConfig } from "../src/model/config.ts";
 import { activationBudget, autoChunkSize } from "../src/model/memory.ts";
-import { batchGradients } from "../src/model/parallel.ts";
+import { batchGradients } from "../src/engines/parallel.ts";
 import { countedSteps } from "./gpu_steps.ts";
 
 const { values: args } = parseArgs({

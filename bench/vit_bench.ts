@@ -6,7 +6,7 @@
  *
  * Each name says which engine ran it:
  *
- * - forward: ONNX Runtime's native CPU engine (`src/model/ort.ts`: the classifier exported to
+ * - forward: ONNX Runtime's native CPU engine (`src/engines/ort.ts`: the classifier exported to
  *   ONNX, LoRA merged in) when `npm:onnxruntime-node` loads (`--allow-ffi`), as
  *   `predictLogits` runs it; else tfjs's wasm backend as below;
  * - training step (and the tfjs forward at batch 8, for comparison): tfjs's wasm backend, its
@@ -32,10 +32,10 @@ import { type Tensor2D, type Tensor4D, tf } from "../src/core/tf.ts";
 import type { ViTClassifier } from "../src/model/classifier.ts";
 import { VIT_BASE_CONFIG } from "../src/model/config.ts";
 import { activationBudget, autoChunkSize } from "../src/model/memory.ts";
-import { ortLogits, ortStatus } from "../src/model/ort.ts";
+import { ortLogits, ortStatus } from "../src/engines/ort.ts";
 import { AdamW } from "../src/training/optimizer.ts";
 import { recipeClassifier } from "./generated.ts";
-import { batchGradients, classifierReplicas, predictLogits } from "../src/model/parallel.ts";
+import { batchGradients, classifierReplicas, predictLogits } from "../src/engines/parallel.ts";
 
 const backend = (Deno.env.get("VIT_BENCH_BACKEND") ?? "wasm") as BackendName;
 let shared: ViTClassifier | undefined;

@@ -9,6 +9,8 @@
  * | `data/`         | parquet, split and order, decoding, transforms, batches            |
  * | `hub/`          | the Hugging Face Hub: settings, cache, downloads                   |
  * | `model/`        | configs, safetensors, PEFT names, LoRA, the ViT, the classifier    |
+ * | `onnx/`         | the ViT as an ONNX graph: building, encoding                       |
+ * | `engines/`      | running the model on every core: ONNX Runtime, replicas in workers |
  * | `runs/`         | a training run's folder: configuration, events, metrics            |
  * | `eval/`         | metrics, evaluation, prediction, shards and their merge            |
  * | `training/`     | the optimizer, checkpoints, callbacks, the training loop           |
@@ -29,6 +31,8 @@ export const LAYERS = [
   "data",
   "hub",
   "model",
+  "onnx",
+  "engines",
   "runs",
   "eval",
   "training",

@@ -32,7 +32,7 @@ import { AutoModelForImageClassification, env, Tensor } from "npm:@huggingface/t
 import { initBackend } from "../../src/backend/backend.ts";
 import { tf } from "../../src/core/tf.ts";
 import { VIT_BASE_CONFIG } from "../../src/model/config.ts";
-import { exportOnnx } from "../../src/model/onnx_export.ts";
+import { exportOnnx } from "../../src/onnx/graph.ts";
 import { recipeClassifier, SMALL_VIT_CONFIG } from "../generated.ts";
 
 const NAME = "transformersjs_vit.ts";

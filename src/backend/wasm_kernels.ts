@@ -9,7 +9,7 @@
  * `cblas_sgemm` call (or one per matrix of a batch) on zero-copy views of the wasm heap: the
  * BLAS transposes as it multiplies, and a linear layer's bias is copied into the output's rows
  * before `C = A·B + C`. OpenBLAS runs one thread an isolate: the other cores run the model's
- * replicas (`src/model/replicas.ts`). Without it, the reason is printed once and the
+ * replicas (`src/engines/replicas.ts`). Without it, the reason is printed once and the
  * products run on XNNPACK as below.
  *
  * `Identity` is what tfjs's engine runs to keep an op's inputs for its gradient, and

@@ -11,7 +11,7 @@ import { type Tensor4D, tf } from "../core/tf.ts";
 import { decodeImage, type RgbImage } from "../data/image.ts";
 import { transformImage } from "../data/transforms.ts";
 import type { ViTClassifier } from "../model/classifier.ts";
-import { predictLogits } from "../model/parallel.ts";
+import { predictLogits } from "../engines/parallel.ts";
 import { type Prediction, topClasses } from "./top.ts";
 
 /** Options of {@link classify}. */

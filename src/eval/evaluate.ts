@@ -10,7 +10,7 @@ import { join } from "node:path";
 import type { BackendName } from "../backend/backend.ts";
 import type { ViTClassifier } from "../model/classifier.ts";
 import { loadClassifier } from "../model/loading.ts";
-import { predictLogits } from "../model/parallel.ts";
+import { predictLogits } from "../engines/parallel.ts";
 import { VitLoraError } from "../core/errors.ts";
 import { exists, readJsonFile, writeFileAtomic } from "../core/files.ts";
 import { datasetFolder } from "../hub/hub.ts";

@@ -1,7 +1,7 @@
 /**
  * The model's parts, for those who build on them: the ViT encoder and its layers, LoRA
- * targeting by PEFT's rules, the two generations of PEFT adapter names, safetensors, the
- * every-core CPU path and its replicas, and the memory estimate that sizes training chunks.
+ * targeting by PEFT's rules, the two generations of PEFT adapter names, safetensors and the
+ * memory estimate that sizes training chunks.
  * The everyday API (`loadClassifier`, `ViTClassifier`, …) is in the package's main entry.
  *
  * @example
@@ -54,24 +54,5 @@ export {
   type ViTLayer,
   ViTModel,
 } from "./vit.ts";
-export { classifierReplicas } from "./parallel.ts";
-export {
-  encodeViTOnnx,
-  exportOnnx,
-  type OnnxExportOptions,
-  type OnnxLayout,
-} from "./onnx_export.ts";
-export {
-  OrtClassifier,
-  ortLogits,
-  type OrtLogitsOptions,
-  type OrtModule,
-  type OrtSessionOptions,
-  type OrtStatus,
-  ortStatus,
-} from "./ort.ts";
 export { forwardFlops } from "./config.ts";
-export { Replicas, splitRows } from "./replicas.ts";
-export type { ReplicaJob, ReplicaReply, ReplicaRequest } from "./replica_protocol.ts";
-export { classifierFromSnapshot, type ClassifierSnapshot, snapshotClassifier } from "./snapshot.ts";
 export { activationBudget, autoChunkSize, trainingBytesPerImage } from "./memory.ts";

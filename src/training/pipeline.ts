@@ -8,7 +8,7 @@
 
 import { submitRecorded } from "../backend/readback.ts";
 import type { ViTClassifier } from "../model/classifier.ts";
-import { batchGradients } from "../model/parallel.ts";
+import { batchGradients } from "../engines/parallel.ts";
 import type { AdamW } from "./optimizer.ts";
 import {
   applyGradients,

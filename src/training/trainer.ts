@@ -24,7 +24,7 @@ import type { HubSettings } from "../hub/settings.ts";
 import type { ViTClassifier } from "../model/classifier.ts";
 import { loadClassifier } from "../model/loading.ts";
 import { activationBudget, autoChunkSize } from "../model/memory.ts";
-import { classifierReplicas } from "../model/parallel.ts";
+import { classifierReplicas } from "../engines/parallel.ts";
 import {
   checkTrainConfig,
   DEFAULT_TRAIN_CONFIG,

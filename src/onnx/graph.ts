@@ -25,9 +25,9 @@
 
 import { VitLoraError } from "../core/errors.ts";
 import { tf } from "../core/tf.ts";
-import type { ViTClassifier } from "./classifier.ts";
-import type { ViTConfig } from "./config.ts";
-import { type Float32TensorData, tensorData } from "./safetensors.ts";
+import type { ViTClassifier } from "../model/classifier.ts";
+import type { ViTConfig } from "../model/config.ts";
+import { type Float32TensorData, tensorData } from "../model/safetensors.ts";
 
 /** The graph's layout: see the module's documentation. */
 export type OnnxLayout = "fused" | "torch";

@@ -23,9 +23,9 @@ import type * as Ort from "onnxruntime-node";
 import { readEnv } from "../core/env.ts";
 import { VitLoraError } from "../core/errors.ts";
 import { type Tensor2D, type Tensor4D, tf } from "../core/tf.ts";
-import type { ViTClassifier } from "./classifier.ts";
-import { forwardFlops } from "./config.ts";
-import { exportOnnx, type OnnxLayout } from "./onnx_export.ts";
+import type { ViTClassifier } from "../model/classifier.ts";
+import { forwardFlops } from "../model/config.ts";
+import { exportOnnx, type OnnxLayout } from "../onnx/graph.ts";
 
 /** The `onnxruntime-node` package, as loaded. */
 export type OrtModule = typeof Ort;

@@ -9,7 +9,7 @@
 
 import { parentPort } from "node:worker_threads";
 import { initBackend } from "../backend/backend.ts";
-import type { ViTClassifier } from "./classifier.ts";
+import type { ViTClassifier } from "../model/classifier.ts";
 import { fromWire, type ReplicaReply, type ReplicaRequest, toWire } from "./replica_protocol.ts";
 import { classifierFromSnapshot, type ClassifierSnapshot } from "./snapshot.ts";
 import { type Tensor1D, type Tensor4D, tf } from "../core/tf.ts";

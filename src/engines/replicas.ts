@@ -26,7 +26,7 @@ import { Worker } from "node:worker_threads";
 import type { Variable } from "../core/tf.ts";
 import { VitLoraError } from "../core/errors.ts";
 import { fromWire, type ReplicaJob, type ReplicaReply, toWire } from "./replica_protocol.ts";
-import { type Float32TensorData, tensorData } from "./safetensors.ts";
+import { type Float32TensorData, tensorData } from "../model/safetensors.ts";
 import type { ClassifierSnapshot } from "./snapshot.ts";
 
 /**

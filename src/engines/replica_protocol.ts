@@ -4,7 +4,7 @@
  * @module
  */
 
-import type { Float32TensorData } from "./safetensors.ts";
+import type { Float32TensorData } from "../model/safetensors.ts";
 import type { ClassifierSnapshot } from "./snapshot.ts";
 
 /** A request to a replica worker. */

@@ -6,7 +6,7 @@
 
 import { type Tensor4D, tf } from "../../src/core/tf.ts";
 import { loadClassifier } from "../../src/model/loading.ts";
-import { ortLogits } from "../../src/model/ort.ts";
+import { ortLogits } from "../../src/engines/ort.ts";
 import { readSafetensors } from "../../src/model/safetensors.ts";
 
 const dir = new URL("../fixtures/vit-tiny-b/", import.meta.url).pathname;

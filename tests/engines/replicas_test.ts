@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { type Tensor, type Tensor1D, type Tensor4D, tf } from "../../src/core/tf.ts";
 import type { ViTClassifier } from "../../src/model/classifier.ts";
 import { loadClassifier } from "../../src/model/loading.ts";
-import { splitRows } from "../../src/model/replicas.ts";
+import { splitRows } from "../../src/engines/replicas.ts";
 import { AdamW } from "../../src/training/optimizer.ts";
 import { fixture, useBackend } from "../helpers.ts";
 import {
@@ -17,7 +17,7 @@ import {
   classifierReplicas,
   predictLogits,
   rowAlignment,
-} from "../../src/model/parallel.ts";
+} from "../../src/engines/parallel.ts";
 
 const dir = fixture("vit-tiny-a");
 

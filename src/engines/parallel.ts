@@ -21,8 +21,8 @@ import {
 import { Random } from "../core/random.ts";
 import { blas } from "../backend/blas.ts";
 import { scaledAdd } from "../backend/optimizer_kernels.ts";
-import type { LossAndGradients, LossOptions, ViTClassifier } from "./classifier.ts";
-import { forwardFlops, type ViTConfig } from "./config.ts";
+import type { LossAndGradients, LossOptions, ViTClassifier } from "../model/classifier.ts";
+import { forwardFlops, type ViTConfig } from "../model/config.ts";
 import { ortLogits } from "./ort.ts";
 import { Replicas, splitRows } from "./replicas.ts";
 import { snapshotClassifier } from "./snapshot.ts";

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { type Tensor4D, tf } from "../../src/core/tf.ts";
 import { writeSyntheticDataset } from "../../src/data/synthetic.ts";
 import { loadClassifier } from "../../src/model/loading.ts";
-import { batchGradients, rowAlignment } from "../../src/model/parallel.ts";
+import { batchGradients, rowAlignment } from "../../src/engines/parallel.ts";
 import { fixture, tempDir, useBackend } from "../helpers.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
@@ -50,7 +50,7 @@ Deno.test("exit: a program that never disposes a classifier with a replica ends 
   await Deno.writeTextFile(
     script,
     `import { loadClassifier } from "${src("model/loading.ts")}";
-import { batchGradients, predictLogits } from "${src("model/parallel.ts")}";
+import { batchGradients, predictLogits } from "${src("engines/parallel.ts")}";
 import { tf } from "${src("core/tf.ts")}";
 const dir = Deno.args[0];
 const clf = await loadClassifier(dir + "/model", { adapter: dir + "/adapter", backend: "wasm", replicas: 1 });

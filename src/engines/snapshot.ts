@@ -6,12 +6,12 @@
  */
 
 import { type Tensor, type Tensor1D, type Tensor2D, tf } from "../core/tf.ts";
-import { linearModules, type PreprocessorConfig, type ViTConfig } from "./config.ts";
-import type { ViTClassifier } from "./classifier.ts";
-import { type Adapter, assemble, type Parts } from "./assembly.ts";
-import { type LoraConfig, loraTargets } from "./lora.ts";
-import { parsePeftKey, PEFT_CLASSIFIER_KEYS, type PeftFormat } from "./peft_format.ts";
-import { type Float32TensorData, tensorData } from "./safetensors.ts";
+import { linearModules, type PreprocessorConfig, type ViTConfig } from "../model/config.ts";
+import type { ViTClassifier } from "../model/classifier.ts";
+import { type Adapter, assemble, type Parts } from "../model/assembly.ts";
+import { type LoraConfig, loraTargets } from "../model/lora.ts";
+import { parsePeftKey, PEFT_CLASSIFIER_KEYS, type PeftFormat } from "../model/peft_format.ts";
+import { type Float32TensorData, tensorData } from "../model/safetensors.ts";
 
 /**
  * A classifier as plain data, from which {@link classifierFromSnapshot} builds an equal copy.

@@ -1,5 +1,5 @@
 /**
- * ONNX Runtime as the CPU inference engine (`src/model/onnx_export.ts`, `src/model/ort.ts`):
+ * ONNX Runtime as the CPU inference engine (`src/onnx/graph.ts`, `src/engines/ort.ts`):
  * the exported model (LoRA merged in, either layout) gives PyTorch's logits on the fixtures
  * (within 1e-4 relative, as the tfjs path must); `ortLogits` follows the trainable tensors
  * (a new session after an optimizer step) and leaves nothing behind; without `--allow-ffi`
@@ -11,8 +11,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type Tensor4D, tf } from "../../src/core/tf.ts";
 import { loadClassifier } from "../../src/model/loading.ts";
-import { encodeViTOnnx, exportOnnx } from "../../src/model/onnx_export.ts";
-import { OrtClassifier, ortLogits, ortStatus } from "../../src/model/ort.ts";
+import { encodeViTOnnx, exportOnnx } from "../../src/onnx/graph.ts";
+import { OrtClassifier, ortLogits, ortStatus } from "../../src/engines/ort.ts";
 import { forwardFlops } from "../../src/model/config.ts";
 import { VIT_BASE_CONFIG } from "../../src/model/config.ts";
 import { AdamW } from "../../src/training/optimizer.ts";
