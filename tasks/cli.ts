@@ -8,6 +8,13 @@
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { VitLoraError } from "../mod.ts";
+import {
+  commandHelp,
+  commandLineOptions,
+  type OptionInputs,
+  type OptionSchema,
+  parseOptionText,
+} from "../src/core/options.ts";
 import { parseShard, type Shard } from "../src/eval/shard.ts";
 
 /**
@@ -31,24 +38,65 @@ export function parseFlags<const T extends ParseArgsConfig>(
   return parsed;
 }
 
-/** A number flag's value (undefined when absent); anything but a finite number is an error. */
-export function numberFlag(flag: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n)) {
-    throw new VitLoraError(`--${flag}: not a number: ${JSON.stringify(value)}`);
-  }
-  return n;
+/** A command: what it does, its usage lines and its options (see `core/options.ts`). */
+export interface Command<S extends OptionSchema> {
+  /** One line saying what the command does. */
+  summary: string;
+  /** Usage lines, without `usage: `. */
+  usage: readonly string[];
+  /** The options: the flags and their help come from here. */
+  schema: S;
+  /** Lines after the options in the help. */
+  notes?: string;
+  /** Whether arguments other than flags are allowed (e.g. predict's images). */
+  positionals?: boolean;
 }
 
-/** A count flag's value (undefined when absent): an integer ≥ `min`. */
-export function countFlag(flag: string, value: string | undefined, min = 0): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min) {
-    throw new VitLoraError(`--${flag}: not a ${min > 0 ? "positive " : ""}count: ${value}`);
+/** The `--help` text of a command. */
+export function helpOf(command: Command<OptionSchema>): string {
+  return commandHelp(command);
+}
+
+/**
+ * Parses a command line against a command's schema: every flag's text read and checked as its
+ * option's value (see `parseOptionText`), `-h`/`--help` printing the help and exiting, a bad
+ * flag one {@link VitLoraError}.
+ */
+export function parseCommand<S extends OptionSchema>(
+  command: Command<S>,
+  args: readonly string[],
+): { values: OptionInputs<S>; positionals: string[] } {
+  const options: NonNullable<ParseArgsConfig["options"]> = {
+    help: { type: "boolean", short: "h" },
+  };
+  const entries = commandLineOptions(command.schema);
+  const negatedChoice = new Map<string, string>();
+  for (const [, spec] of entries) {
+    options[spec.flag] = {
+      type: spec.kind === "boolean" ? "boolean" : "string",
+      ...(spec.short ? { short: spec.short } : {}),
+    };
+    if (spec.kind === "choice" && spec.negated !== undefined) {
+      negatedChoice.set(`--no-${spec.flag}`, `--${spec.flag}=${spec.negated}`);
+    }
   }
-  return n;
+  const { values, positionals } = parseFlags({
+    args: args.map((a) => negatedChoice.get(a) ?? a),
+    options,
+    allowNegative: true,
+    allowPositionals: command.positionals ?? false,
+  });
+  if (values.help) {
+    console.log(commandHelp(command));
+    Deno.exit(0);
+  }
+  const out: Record<string, unknown> = {};
+  const given = values as Record<string, string | boolean | undefined>;
+  for (const [name, spec] of entries) {
+    const text = given[spec.flag];
+    if (text !== undefined) out[name] = parseOptionText(spec, text);
+  }
+  return { values: out as OptionInputs<S>, positionals };
 }
 
 /**

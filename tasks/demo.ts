@@ -14,10 +14,8 @@
 
 import { join } from "node:path";
 import {
-  type BackendName,
   createClassifier,
   loadClassifier,
-  parseBackendName,
   parseViTConfig,
   reportCallback,
   type Tensor4D,
@@ -29,7 +27,9 @@ import { openParquetDataset } from "../src/data/parquet.ts";
 import { prepareImage } from "../src/data/prepare.ts";
 import { epochRows } from "../src/data/sampler.ts";
 import { writeSyntheticDataset } from "../src/data/synthetic.ts";
-import { parseFlags, runTask } from "./cli.ts";
+import { type OptionSchema, withDefaults } from "../src/core/options.ts";
+import { SHARED_OPTIONS, TRAIN_CONFIG_OPTIONS } from "../src/runs/config.ts";
+import { type Command, parseCommand, runTask } from "./cli.ts";
 
 /** The demo's base model: a small ViT (the web page's demo model too). */
 export const DEMO_CONFIG = {
@@ -41,24 +41,32 @@ export const DEMO_CONFIG = {
   patch_size: 8,
 };
 
+/** The options of `deno task demo`. */
+export const DEMO_OPTIONS = {
+  /** The tfjs backend. */
+  backend: SHARED_OPTIONS.backend,
+  /** Where everything goes. */
+  out: {
+    kind: "string",
+    flag: "out",
+    arg: "DIR",
+    default: "demo-output",
+    help: "where the data, model, run and report go (emptied first)",
+  },
+  /** Passes over the demo data. */
+  epochs: { ...TRAIN_CONFIG_OPTIONS.epochs, default: 4 },
+} as const satisfies OptionSchema;
+
+/** `deno task demo`: its help and flags. */
+export const DEMO_COMMAND: Command<typeof DEMO_OPTIONS> = {
+  summary: "The whole job offline: generated data, a small ViT, LoRA training, the report.",
+  usage: ["deno task demo [--backend webgpu|wasm|cpu] [--out DIR] [--epochs N]"],
+  schema: DEMO_OPTIONS,
+};
+
 async function main(): Promise<void> {
-  const { values } = parseFlags({
-    args: Deno.args,
-    options: {
-      backend: { type: "string" },
-      out: { type: "string", default: "demo-output" },
-      epochs: { type: "string", default: "4" },
-      help: { type: "boolean", short: "h" },
-    },
-  }, "usage: deno task demo [--backend webgpu|wasm|cpu] [--out DIR] [--epochs N]");
-  const backend: BackendName | undefined = values.backend
-    ? parseBackendName(values.backend)
-    : undefined;
-  const epochs = Number(values.epochs);
-  if (!Number.isSafeInteger(epochs) || epochs < 1) {
-    throw new VitLoraError(`--epochs: expected a positive integer, not '${values.epochs}'`);
-  }
-  const out = values.out!;
+  const { values } = parseCommand(DEMO_COMMAND, Deno.args);
+  const { backend, epochs, out } = withDefaults(DEMO_OPTIONS, values);
   const started = performance.now();
   await Deno.remove(out, { recursive: true }).catch(() => {});
 

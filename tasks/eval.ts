@@ -9,101 +9,77 @@
  * @module
  */
 
-import { evaluate, parseBackendName, VitLoraError } from "../mod.ts";
+import { evaluate, VitLoraError } from "../mod.ts";
+import type { OptionSchema } from "../src/core/options.ts";
 import { formatEvalReport } from "../src/eval/evaluate.ts";
 import { mergeEvalShards } from "../src/eval/merge.ts";
-import { evalShardPath, shardLabel } from "../src/eval/shard.ts";
-import { countFlag, parseFlags, runTask, shardFlag } from "./cli.ts";
+import { EVAL_OPTIONS } from "../src/eval/options.ts";
+import { evalShardPath, parseShard, shardLabel } from "../src/eval/shard.ts";
+import { type Command, parseCommand, runTask } from "./cli.ts";
 
-const HELP = `Evaluate a fine-tuned classifier on the held-out split.
+/** `deno task eval`'s own options. */
+export const EVAL_TASK_OPTIONS = {
+  /** Merge a run's shard files into `RUN/eval-<split>.json`. */
+  merge: {
+    kind: "string",
+    flag: "merge",
+    arg: "RUN",
+    help: "check RUN's shard files (all there, once each, same n, same adapter)\n" +
+      "and write RUN/eval-<split>.json from them, the same report as one\n" +
+      "process gives (only images/s, a timing, differs)",
+    section: "run",
+  },
+  /** Print the whole report as JSON. */
+  json: { kind: "boolean", flag: "json", help: "print the whole report as JSON", section: "run" },
+} as const satisfies OptionSchema;
 
-usage: deno task eval --run RUN [--split test|validation] [--checkpoint best|epoch-N]
-       deno task eval --model ID|DIR --adapter ID|DIR --data ID|DIR [--split …]
-       deno task eval --run RUN --shard i/n [...]     one shard of the split
-       deno task eval --merge RUN [--split S]         all shards into RUN/eval-<split>.json
-
-  --run RUN           a training run: its model, data, split and checkpoints
-  --split S           test (default) or validation
-  --checkpoint C      best (default), epoch-N, step-N or an adapter folder
-  --model, --adapter, --data   without a run (the split is train's: seed 42, 30% test)
-  --batch-size N      images a batch (default: the run's, else 64)
-  --backend B         webgpu, wasm or cpu (default: webgpu on a GPU, else wasm)
-  --workers N         decoding workers (default: cores - 1)
-  --replicas N        model copies in workers on wasm (default: one per further core, up
-                      to 3, for models of ViT-B's size)
-  --shard i/n         evaluate shard i (0 … n-1) of n only: a contiguous block of whole
-                      batches of the split, written to RUN/eval-<split>.shard-<i>-of-<n>.json;
-                      auto/n takes i from JOB_COMPLETION_INDEX (Kubernetes Indexed Job) or
-                      SLURM_ARRAY_TASK_ID (Slurm array --array=0-<n-1>)
-  --merge RUN         check RUN's shard files (all there, once each, same n, same adapter)
-                      and write RUN/eval-<split>.json from them, the same report as one
-                      process gives (only images/s, a timing, differs)
-  --json              print the whole report as JSON
-  -h, --help          this text`;
+/** `deno task eval`: its help and flags, from the option tables. */
+export const EVAL_COMMAND: Command<typeof EVAL_OPTIONS & typeof EVAL_TASK_OPTIONS> = {
+  summary: "Evaluate a fine-tuned classifier on the held-out split.",
+  usage: [
+    "deno task eval --run RUN [--split test|validation] [--checkpoint best|epoch-N]",
+    "deno task eval --model ID|DIR --adapter ID|DIR --data ID|DIR [--split …]",
+    "deno task eval --run RUN --shard i/n [...]     one shard of the split",
+    "deno task eval --merge RUN [--split S]         all shards into RUN/eval-<split>.json",
+  ],
+  schema: { ...EVAL_OPTIONS, ...EVAL_TASK_OPTIONS },
+};
 
 if (import.meta.main) {
   await runTask(async () => {
-    const { values } = parseFlags({
-      args: Deno.args,
-      options: {
-        run: { type: "string" },
-        split: { type: "string" },
-        checkpoint: { type: "string" },
-        model: { type: "string" },
-        adapter: { type: "string" },
-        data: { type: "string" },
-        "batch-size": { type: "string" },
-        backend: { type: "string" },
-        workers: { type: "string" },
-        replicas: { type: "string" },
-        shard: { type: "string" },
-        merge: { type: "string" },
-        json: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    }, HELP);
+    const { values } = parseCommand(EVAL_COMMAND, Deno.args);
+    const { merge, json, ...options } = values;
     const print = (report: Parameters<typeof formatEvalReport>[0]) =>
-      console.log(values.json ? JSON.stringify(report, null, 2) : formatEvalReport(report));
-    if (values.merge !== undefined) {
+      console.log(json ? JSON.stringify(report, null, 2) : formatEvalReport(report));
+    if (merge !== undefined) {
       const others = ["run", "shard", "checkpoint", "model", "adapter", "data"] as const;
-      const given = others.filter((k) => values[k] !== undefined);
+      const given = others.filter((k) => options[k] !== undefined);
       if (given.length > 0) {
-        throw new VitLoraError(`--merge takes a run folder and --split only, not --${given[0]}`);
+        throw new VitLoraError(
+          `--merge takes a run folder and --split only, not --${EVAL_OPTIONS[given[0]].flag}`,
+        );
       }
-      const split = values.split as "test" | "validation" | undefined;
-      const { files, ...report } = await mergeEvalShards({ run: values.merge, split });
+      const { files, ...report } = await mergeEvalShards({ run: merge, split: options.split });
       print(report);
       console.error(
-        `written: ${values.merge}/eval-${report.split}.json (merged from ${files.length} shards)`,
+        `written: ${merge}/eval-${report.split}.json (merged from ${files.length} shards)`,
       );
       return;
     }
-    const shard = shardFlag(values.shard);
-    const report = await evaluate({
-      run: values.run,
-      split: values.split as "test" | "validation" | undefined,
-      checkpoint: values.checkpoint,
-      model: values.model,
-      adapter: values.adapter,
-      data: values.data,
-      batchSize: countFlag("batch-size", values["batch-size"]),
-      backend: values.backend ? parseBackendName(values.backend) : undefined,
-      workers: countFlag("workers", values.workers),
-      replicas: countFlag("replicas", values.replicas),
-      shard,
-    });
-    if (shard && report.count === 0 && !values.json) {
+    const shard = options.shard === undefined ? undefined : parseShard(options.shard);
+    const report = await evaluate({ ...options, shard });
+    if (shard && report.count === 0 && !json) {
       console.log(
         `${shardLabel(shard)}: no images (more shards than batches, or none could be decoded)`,
       );
     } else {
-      if (shard && !values.json) console.log(`${shardLabel(shard)}:`);
+      if (shard && !json) console.log(`${shardLabel(shard)}:`);
       print(report);
     }
-    if (values.run) {
+    if (options.run) {
       const written = shard
-        ? evalShardPath(values.run, report.split, shard)
-        : `${values.run}/eval-${report.split}.json`;
+        ? evalShardPath(options.run, report.split, shard)
+        : `${options.run}/eval-${report.split}.json`;
       console.error(`written: ${written}`);
     }
   });

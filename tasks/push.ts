@@ -6,46 +6,57 @@
  * @module
  */
 
-import { parsePeftFormat, pushRun, VitLoraError } from "../mod.ts";
-import { parseFlags, runTask } from "./cli.ts";
+import { pushRun, VitLoraError } from "../mod.ts";
+import type { OptionSchema } from "../src/core/options.ts";
+import { SHARED_OPTIONS, TRAIN_CONFIG_OPTIONS } from "../src/runs/config.ts";
+import { type Command, parseCommand, runTask } from "./cli.ts";
 
-const HELP = `Upload a training run's best adapter to the Hugging Face Hub.
+/** The options of `deno task push` (and of `pushRun`, besides the Hub settings). */
+export const PUSH_OPTIONS = {
+  /** The run folder. */
+  run: { ...SHARED_OPTIONS.run, help: "the run folder (deno task train --out)" },
+  /** The repository. */
+  repo: {
+    kind: "string",
+    flag: "repo",
+    arg: "owner/name",
+    defaultText: "<you>/<model>-l<lr>_b<batch>_e<epochs>_finetuned-lora-<data>-<time>",
+    help: "the repository",
+  },
+  /** Make a new repository private. */
+  private: { kind: "boolean", flag: "private", help: "make a new repository private" },
+  /** Also upload the merged transformers checkpoint. */
+  merged: {
+    kind: "boolean",
+    flag: "merged",
+    help: "also upload the merged transformers checkpoint, under merged/",
+  },
+  /** The adapter's naming (default: the run's own). */
+  peftFormat: {
+    ...TRAIN_CONFIG_OPTIONS.peftFormat,
+    default: undefined,
+    defaultText: "the run's own",
+  },
+} as const satisfies OptionSchema;
 
-usage: deno task push --run RUN [--repo owner/name] [--private] [--merged] [--peft-format F]
-
-  --run RUN          the run folder (deno task train --out)
-  --repo owner/name  the repository (default: <you>/<model>-l<lr>_b<batch>_e<epochs>_finetuned-lora-<data>-<time>)
-  --private          make a new repository private
-  --merged           also upload the merged transformers checkpoint, under merged/
-  --peft-format F    the adapter's naming: transformers-5 (PEFT on transformers 5) or
-                     transformers-4 (PEFT on transformers 4.x); default: the run's own
-  -h, --help         this text
-
-HF_TOKEN must hold a token with write access; HF_ENDPOINT points at another Hub.`;
+/** `deno task push`: its help and flags. */
+export const PUSH_COMMAND: Command<typeof PUSH_OPTIONS> = {
+  summary: "Upload a training run's best adapter to the Hugging Face Hub.",
+  usage: ["deno task push --run RUN [--repo owner/name] [--private] [--merged] [--peft-format F]"],
+  schema: PUSH_OPTIONS,
+  notes: "HF_TOKEN must hold a token with write access; HF_ENDPOINT points at another Hub.",
+};
 
 if (import.meta.main) {
   await runTask(async () => {
-    const { values } = parseFlags({
-      args: Deno.args,
-      options: {
-        run: { type: "string" },
-        repo: { type: "string" },
-        private: { type: "boolean" },
-        merged: { type: "boolean" },
-        "peft-format": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    }, HELP);
-    if (!values.run) throw new VitLoraError("--run RUN is required (see --help)");
-    const result = await pushRun({
-      run: values.run,
-      repo: values.repo,
-      private: values.private,
-      merged: values.merged,
-      peftFormat: values["peft-format"] === undefined
-        ? undefined
-        : parsePeftFormat(values["peft-format"]),
-    });
+    const { values } = parseCommand(PUSH_COMMAND, Deno.args);
+    const run = requireRun(values.run);
+    const result = await pushRun({ ...values, run });
     console.log(`pushed ${result.files.join(", ")} to ${result.url} (commit ${result.commit})`);
   });
+}
+
+function requireRun(run: string | undefined): string {
+  if (!run) throw new VitLoraError("--run RUN is required (see --help)");
+  return run;
 }

@@ -7,34 +7,41 @@
  */
 
 import { join } from "node:path";
-import { evaluate, parseBackendName, VitLoraError, writeReport } from "../mod.ts";
-import { parseFlags, runTask } from "./cli.ts";
+import { evaluate, VitLoraError, writeReport } from "../mod.ts";
+import type { OptionSchema } from "../src/core/options.ts";
+import { SHARED_OPTIONS } from "../src/runs/config.ts";
+import { type Command, parseCommand, runTask } from "./cli.ts";
 
-const HELP = `Write a training run's report: RUN/report.html (and report.png with Chromium).
+/** The options of `deno task report`. */
+export const REPORT_OPTIONS = {
+  /** The run folder. */
+  run: { ...SHARED_OPTIONS.run, help: "the run folder" },
+  /** Also render `report.png` with Chromium. */
+  screenshot: {
+    kind: "boolean",
+    flag: "screenshot",
+    default: true,
+    help: "skip report.png (Chromium's screenshot of the report)",
+  },
+  /** The backend of the test evaluation, if one is needed. */
+  backend: SHARED_OPTIONS.backend,
+} as const satisfies OptionSchema;
 
-usage: deno task report --run RUN [--no-screenshot] [--backend B]`;
+/** `deno task report`: its help and flags. */
+export const REPORT_COMMAND: Command<typeof REPORT_OPTIONS> = {
+  summary: "Write a training run's report: RUN/report.html (and report.png with Chromium).",
+  usage: ["deno task report --run RUN [--no-screenshot] [--backend B]"],
+  schema: REPORT_OPTIONS,
+};
 
 if (import.meta.main) {
   await runTask(async () => {
-    const { values } = parseFlags({
-      args: Deno.args,
-      allowNegative: true,
-      options: {
-        run: { type: "string" },
-        screenshot: { type: "boolean" },
-        backend: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    }, HELP);
+    const { values } = parseCommand(REPORT_COMMAND, Deno.args);
     if (!values.run) throw new VitLoraError("--run RUN is required (see --help)");
     try {
       await Deno.stat(join(values.run, "eval-test.json"));
     } catch {
-      await evaluate({
-        run: values.run,
-        split: "test",
-        backend: values.backend ? parseBackendName(values.backend) : undefined,
-      });
+      await evaluate({ run: values.run, split: "test", backend: values.backend });
     }
     const { html, png } = await writeReport({ run: values.run, screenshot: values.screenshot });
     console.log(`report: ${html}${png ? `\nscreenshot: ${png}` : ""}`);

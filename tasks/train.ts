@@ -1,8 +1,8 @@
 /**
  * `deno task train`: fine-tunes a ViT with LoRA on a parquet image dataset, with the
  * reference recipe's defaults (ViT-B/16 in21k, Food-101, r 32, alpha 16, lr 5e-3, batch 64 ×
- * 4, 5 epochs). Run `deno task train --help` for the flags, which come from the option table
- * (`TRAIN_OPTIONS`) as `train()`'s defaults and checks do.
+ * 4, 5 epochs). Run `deno task train --help` for the flags, which come from the option tables
+ * (`TRAIN_CONFIG_OPTIONS`, `TRAIN_RUN_OPTIONS`) as `train()`'s defaults and checks do.
  *
  * Ctrl-C finishes the optimizer step in progress, saves a checkpoint and exits; `--resume RUN`
  * continues from it. A second Ctrl-C exits at once.
@@ -10,85 +10,70 @@
  * @module
  */
 
-import type { ParseArgsConfig } from "node:util";
 import {
   hubSettings,
-  parseBackendName,
   pushCallback,
   reportCallback,
   trackingCallback,
   train,
   type TrainerCallback,
-  type TrainOptions,
   VitLoraError,
 } from "../mod.ts";
-import { optionFromFlag, optionsHelp, TRAIN_OPTIONS } from "../src/runs/config.ts";
-import { parseFlags, runTask } from "./cli.ts";
+import type { OptionSchema } from "../src/core/options.ts";
+import { TRAIN_CONFIG_OPTIONS, TRAIN_RUN_OPTIONS } from "../src/runs/config.ts";
+import { type Command, parseCommand, runTask } from "./cli.ts";
 
-const HELP =
-  `Fine-tune a ViT with LoRA on an image-classification dataset in the Hub's parquet layout.
+/** The options of `deno task train` that are the task's own, not `train()`'s. */
+export const TRAIN_TASK_OPTIONS = {
+  /** Trackers to stream metrics to. */
+  reportTo: {
+    kind: "list",
+    choices: ["wandb"],
+    flag: "report-to",
+    arg: "wandb",
+    help: "also stream metrics to Weights & Biases (needs WANDB_API_KEY)",
+    section: "run",
+  },
+  /** Upload the best adapter to the Hub at the end. */
+  pushToHub: {
+    kind: "boolean",
+    flag: "push-to-hub",
+    help: "upload the best adapter to the Hub at the end (deno task push)",
+    section: "run",
+  },
+  /** The repository of `pushToHub`. */
+  hubRepo: {
+    kind: "string",
+    flag: "hub-repo",
+    arg: "owner/name",
+    defaultText: "see deno task push --help",
+    help: "the repository for --push-to-hub",
+    section: "run",
+  },
+} as const satisfies OptionSchema;
 
-usage: deno task train [flags]
+/** `deno task train`: its help and flags, from the option tables. */
+export const TRAIN_COMMAND: Command<
+  typeof TRAIN_CONFIG_OPTIONS & typeof TRAIN_RUN_OPTIONS & typeof TRAIN_TASK_OPTIONS
+> = {
+  summary: "Fine-tune a ViT with LoRA on your images: an image folder, parquet shards or a " +
+    "Hub dataset.",
+  usage: ["deno task train [flags]"],
+  schema: { ...TRAIN_CONFIG_OPTIONS, ...TRAIN_RUN_OPTIONS, ...TRAIN_TASK_OPTIONS },
+};
 
-data and model
-${optionsHelp("data and model")}
-
-recipe (defaults: the reference run)
-${optionsHelp("recipe")}
-
-run
-${optionsHelp("run")}
-  --report-to wandb     also stream metrics to Weights & Biases (needs WANDB_API_KEY)
-  --push-to-hub         upload the best adapter to the Hub at the end (deno task push)
-  --hub-repo owner/name the repository for --push-to-hub (default: see deno task push --help)
-  -h, --help            this text
-`;
-
-/** What the command line asks for: `train()`'s options and the task's own. */
-export interface TrainArgs extends TrainOptions {
-  /** `-h`/`--help`. */
-  help?: boolean;
-  /** `--push-to-hub`. */
-  pushToHub?: boolean;
-  /** `--hub-repo`. */
-  hubRepo?: string;
-  /** `--report-to`: trackers to stream metrics to. */
-  reportTo?: string[];
-}
-
-/** Parses the command line into `train()`'s options (see {@link TRAIN_OPTIONS}). */
-export function parseTrainArgs(args: string[]): TrainArgs {
-  const options: NonNullable<ParseArgsConfig["options"]> = {
-    "push-to-hub": { type: "boolean" },
-    "report-to": { type: "string" },
-    "hub-repo": { type: "string" },
-    help: { type: "boolean", short: "h" },
-  };
-  for (const spec of TRAIN_OPTIONS) {
-    options[spec.flag] = { type: spec.kind === "boolean" ? "boolean" : "string" };
-  }
-  const { values } = parseFlags({ args, allowNegative: true, options });
-  const v = values as Record<string, string | boolean | undefined>;
-  const out: Record<string, unknown> = {};
-  for (const spec of TRAIN_OPTIONS) out[spec.key] = optionFromFlag(spec, v[spec.flag]);
-  if (typeof out.backend === "string") out.backend = parseBackendName(out.backend);
-  return {
-    ...out as TrainOptions,
-    help: v.help as boolean | undefined,
-    pushToHub: v["push-to-hub"] as boolean | undefined,
-    hubRepo: v["hub-repo"] as string | undefined,
-    reportTo: (v["report-to"] as string | undefined)?.split(",").map((s) => s.trim())
-      .filter(Boolean),
-  };
+/** Parses the command line into `train()`'s options and the task's own. */
+export function parseTrainArgs(args: string[]): ReturnType<
+  typeof parseCommand<
+    typeof TRAIN_COMMAND.schema
+  >
+>["values"] {
+  return parseCommand(TRAIN_COMMAND, args).values;
 }
 
 if (import.meta.main) {
   await runTask(async () => {
-    const { help, pushToHub, hubRepo, reportTo, ...options } = parseTrainArgs(Deno.args);
-    if (help) {
-      console.log(HELP);
-      Deno.exit(0);
-    }
+    const { pushToHub, hubRepo, reportTo, ...options } = parseTrainArgs(Deno.args);
     if (pushToHub) {
       // fail now, not after hours of training
       const hub = hubSettings();

@@ -18,7 +18,8 @@ import { SYNTHETIC_CLASSES, syntheticPattern } from "../src/data/synthetic.ts";
 import { parseViTConfig } from "../src/model/config.ts";
 import { createClassifier } from "../src/model/loading.ts";
 import { decodeSafetensors, encodeSafetensors } from "../src/model/safetensors.ts";
-import { countFlag, parseFlags, runTask } from "./cli.ts";
+import { type OptionSchema, withDefaults } from "../src/core/options.ts";
+import { type Command, parseCommand, runTask } from "./cli.ts";
 import { DEMO_CONFIG } from "./demo.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -175,29 +176,41 @@ export function serveWeb(
   return { server, url: `http://${hostname}:${server.addr.port}/` };
 }
 
+/** The options of `deno task web`. */
+export const WEB_OPTIONS = {
+  /** The port on 127.0.0.1. */
+  port: {
+    kind: "integer",
+    min: 0,
+    flag: "port",
+    arg: "N",
+    default: 8000,
+    help: "the port on 127.0.0.1",
+  },
+  /** Where the page is built. */
+  out: {
+    kind: "string",
+    flag: "out",
+    arg: "DIR",
+    default: "web-dist",
+    help: "where the page is built",
+  },
+} as const satisfies OptionSchema;
+
+/** `deno task web`: its help and flags. */
+export const WEB_COMMAND: Command<typeof WEB_OPTIONS> = {
+  summary: "Build and serve the web page: fine-tune LoRA in the browser, on its GPU.",
+  usage: ["deno task web [--port N] [--out DIR]"],
+  schema: WEB_OPTIONS,
+};
+
 if (import.meta.main) {
   await runTask(async () => {
-    const { values } = parseFlags(
-      {
-        args: Deno.args,
-        options: {
-          port: { type: "string" },
-          out: { type: "string" },
-          help: { type: "boolean", short: "h" },
-        },
-      },
-      `Build and serve the web page: fine-tune LoRA in the browser, on its GPU.
-
-usage: deno task web [--port N] [--out DIR]
-
-  --port N    the port on 127.0.0.1 (default 8000)
-  --out DIR   where the page is built (default web-dist)
-  -h, --help  this text`,
-    );
-    const out = values.out ?? "web-dist";
+    const { values } = parseCommand(WEB_COMMAND, Deno.args);
+    const { out, port } = withDefaults(WEB_OPTIONS, values);
     console.error(`building the page into ${out}/ …`);
     await buildWeb(out);
-    const { url } = serveWeb(out, { port: countFlag("port", values.port) ?? 8000 });
+    const { url } = serveWeb(out, { port });
     console.log(`serving ${out}/ at ${url} (Ctrl-C to stop)`);
     console.log(
       "open it in Chrome or Edge (WebGPU); in Chromium on Linux, start it with --enable-unsafe-webgpu",

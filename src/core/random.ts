@@ -7,6 +7,26 @@
  * @module
  */
 
+/**
+ * The named random streams of a run, derived from its seed: each draw of the module comes
+ * from `Random.stream(seed, STREAMS.<name>, ...ids)`, so no two uses share draws.
+ *
+ * | stream       | ids                      | draws                                          |
+ * | ------------ | ------------------------ | ---------------------------------------------- |
+ * | `testSplit`  | —                        | which validation rows are held out as test     |
+ * | `epochOrder` | epoch                    | the order of an epoch's row groups and rows    |
+ * | `dropout`    | step, micro-batch        | the LoRA dropout masks of a step's micro-batch |
+ * | `augment`    | epoch, row               | a training image's crop, flip and augmentation |
+ * | `validationSplit` | —                   | which train rows are held out as validation    |
+ */
+export const STREAMS = {
+  testSplit: 1,
+  epochOrder: 2,
+  dropout: 3,
+  augment: 4,
+  validationSplit: 5,
+} as const;
+
 /** Mixes 32-bit integers into one (MurmurHash3's finaliser over a running hash). */
 function mix(h: number, k: number): number {
   h = Math.imul(h ^ (k >>> 0), 0x85ebca6b);
@@ -20,8 +40,8 @@ function mix(h: number, k: number): number {
  *
  * @example
  * ```ts
- * import { Random } from "@lora/vit/data";
- * const rng = Random.derive(42, 1, 7); // seed 42, epoch 1, image 7
+ * import { Random } from "./random.ts";
+ * const rng = Random.derive(42, 1, 7); // seed 42, then any integers (e.g. epoch 1, image 7)
  * const order = rng.permutation(5);
  * console.log(order.length); // 5
  * ```
@@ -35,11 +55,19 @@ export class Random {
     this.state = state >>> 0;
   }
 
-  /** A generator for the stream named by `seed` and any further integers. */
+  /**
+   * A generator for the stream named by `seed` and any further integers. The count of
+   * integers is mixed in too, so `(seed, 2)` and `(seed, 2, 0)` are different streams.
+   */
   static derive(seed: number, ...ids: number[]): Random {
-    let h = mix(0x9e3779b9, seed);
+    let h = mix(mix(0x9e3779b9, seed), ids.length);
     for (const id of ids) h = mix(h, id);
     return new Random(h);
+  }
+
+  /** The named stream `stream` (one of {@link STREAMS}) of a run's seed, for `ids`. */
+  static stream(seed: number, stream: number, ...ids: number[]): Random {
+    return Random.derive(seed, stream, ...ids);
   }
 
   /** A float in [0, 1). */

@@ -10,7 +10,7 @@
  *
  * @example
  * ```ts
- * import { FOOD101_LABELS } from "@lora/vit/data";
+ * import { FOOD101_LABELS } from "./food101.ts";
  * console.log(FOOD101_LABELS.length, FOOD101_LABELS[0]); // 101 apple_pie
  * ```
  */

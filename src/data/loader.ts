@@ -8,7 +8,7 @@
  */
 
 import { VitLoraError } from "../core/errors.ts";
-import type { ImageRow } from "./parquet.ts";
+import type { ImageRow } from "./dataset.ts";
 import { prepareImage } from "./prepare.ts";
 import type { TransformSpec } from "./transforms.ts";
 

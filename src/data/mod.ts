@@ -1,43 +1,33 @@
 /**
- * Image datasets as the Hugging Face Hub stores them (parquet shards), read one row group at
- * a time; the seeded validation/test split and each epoch's order; decoding (mozjpeg,
- * imagescript); torchvision's transforms with Pillow's resize; and batches decoded ahead by a
- * pool of workers. The pieces `train()` and `evaluate()` are made of.
+ * The data pipeline's parts: image datasets (image folders as `imagefolder` reads them,
+ * parquet shards as the Hugging Face Hub stores them) read a block of rows at a time; which
+ * rows are train, validation and test, and each epoch's order; decoding; torchvision's
+ * transforms with Pillow's resize; and batches decoded ahead by a pool of workers. The pieces
+ * `train()` and `evaluate()` are made of.
  *
  * @example
  * ```ts
- * import { splitIndices } from "@lora/vit/data";
- * const { validation, test } = splitIndices(10, { testFraction: 0.3, seed: 42 });
- * console.log(validation.length, test.length); // 7 3
+ * import { planSplits } from "@lora/vit/data";
+ * const splits = planSplits({ train: 100 }, { seed: 42, validationFraction: 0.15, testFraction: 0.3 });
+ * console.log(splits.train.indices?.length, splits.validation.indices?.length); // 85 10
  * ```
  *
  * @module
  */
 
+export type { ImageDataset, ImageRow, LabelSource, RowGroup } from "./dataset.ts";
+export { type ImageFolderOptions, openImageFolder } from "./imagefolder.ts";
+export { openParquetDataset, type ParquetDatasetOptions } from "./parquet.ts";
 export {
-  type ImageRow,
-  openParquetDataset,
-  type ParquetDataset,
-  type ParquetDatasetOptions,
-  type ParquetShard,
-  type RowGroup,
-} from "./parquet.ts";
-export { Random } from "../core/random.ts";
-export { type EpochOptions, epochRows, type SplitIndices, splitIndices } from "./sampler.ts";
-export { decodeImage, type DecodeOptions, type RgbImage } from "./image.ts";
-export { type CropBox, cropImage, resizeImage } from "./resize.ts";
-export {
-  augmentImage,
-  evalImage,
-  normalize,
-  transformImage,
-  type TransformSpec,
-} from "./transforms.ts";
+  type DatasetSplits,
+  planSplits,
+  splitIndices,
+  type SplitOptions,
+  type SplitPart,
+} from "./splits.ts";
+export { type EpochOptions, epochRows, partRows } from "./sampler.ts";
+export { decodeImage, type RgbImage } from "./image.ts";
+export { resizeImage } from "./resize.ts";
+export { evalImage, normalize, transformImage, type TransformSpec } from "./transforms.ts";
 export { type Batch, batches, type BatchOptions, DecodePool, type SkippedImage } from "./loader.ts";
-export {
-  SYNTHETIC_CLASSES,
-  type SyntheticDatasetOptions,
-  syntheticPattern,
-  writeSyntheticDataset,
-} from "./synthetic.ts";
-export { FOOD101_LABELS } from "./food101.ts";
+export { type SyntheticDatasetOptions, writeSyntheticDataset } from "./synthetic.ts";

@@ -1,8 +1,9 @@
 /**
- * The data source: an image-classification dataset stored as the Hugging Face Hub stores
- * it, parquet shards per split (`data/train-00000-of-00008.parquet`, …) with an `image`
- * column (a struct of `bytes` and `path`) and an integer `label` column. Shards are read
- * with hyparquet one row group at a time, so a split never sits in memory whole.
+ * Parquet datasets: an image-classification dataset stored as the Hugging Face Hub stores
+ * it, parquet shards per split (`data/train-00000-of-00008.parquet`, …) with an image column
+ * (`image` or `img`: a struct of `bytes` and `path`, or bytes) and a label column (`label` or
+ * `labels`: class ids, or class names as strings). Shards are read with hyparquet one row
+ * group at a time, so a split never sits in memory whole.
  *
  * @module
  */
@@ -16,33 +17,7 @@ import {
   parquetSchema,
 } from "hyparquet";
 import { VitLoraError } from "../core/errors.ts";
-import { FOOD101_LABELS } from "./food101.ts";
-
-/** One row of a split: the encoded image and its label. */
-export interface ImageRow {
-  /** The encoded image (JPEG, PNG, …). */
-  bytes: Uint8Array;
-  /** The class index. */
-  label: number;
-  /** The index of the row in its split (all shards, in file order). */
-  index: number;
-  /** The shard it came from. */
-  file: string;
-  /** The row's index within that shard. */
-  row: number;
-}
-
-/** A contiguous block of rows: one row group of one shard. */
-export interface RowGroup {
-  /** The shard's path. */
-  file: string;
-  /** The first row within the shard. */
-  rowStart: number;
-  /** Rows in the group. */
-  rows: number;
-  /** The first row's index in the split. */
-  index: number;
-}
+import type { ImageDataset, ImageRow, LabelSource, RowGroup } from "./dataset.ts";
 
 /** A parquet shard of one split. */
 export interface ParquetShard {
@@ -56,10 +31,17 @@ export interface ParquetShard {
 
 /** Options of {@link openParquetDataset}. */
 export interface ParquetDatasetOptions {
-  /** The image column (default `image`). */
+  /** The image column (default `image`, else `img`, as run_image_classification.py). */
   imageColumn?: string;
-  /** The label column (default `label`). */
+  /** The label column (default `label`, else `labels`). */
   labelColumn?: string;
+  /**
+   * Class names by label id, for shards whose metadata has none (else the dataset's
+   * `labels.txt`, one name a line; else `fallbackLabels`; else `class_0 …`).
+   */
+  labels?: readonly string[];
+  /** Class names to use when nothing else names the classes (Food-101's, for Food-101). */
+  fallbackLabels?: readonly string[];
 }
 
 /** A file read on demand, for hyparquet: each slice reads just its bytes. */
@@ -118,33 +100,48 @@ async function listParquet(dir: string): Promise<string[]> {
 /**
  * A dataset of parquet shards in the Hub's layout. Make one with {@link openParquetDataset}.
  */
-export class ParquetDataset {
+export class ParquetDataset implements ImageDataset {
   /** The dataset's folder. */
   readonly root: string;
+  /** Always `parquet`. */
+  readonly kind = "parquet" as const;
   /** Class names, by label index. */
   readonly labels: string[];
-  /** Where the class names came from: the shards' `huggingface` metadata, or the fallback. */
-  readonly labelsFrom: "metadata" | "food101";
+  /** Where the class names came from. */
+  readonly labelsFrom: LabelSource;
   /** Shards of each split found, in file order. */
   readonly splits: ReadonlyMap<string, ParquetShard[]>;
-  readonly #imageColumn: string;
-  readonly #labelColumn: string;
+  /** Rows in each split. */
+  readonly sizes: Readonly<Record<string, number>>;
+  /** Always 0: every row of a shard is a row of the dataset. */
+  readonly ignored = 0;
+  /** The image column read. */
+  readonly imageColumn: string;
+  /** The label column read. */
+  readonly labelColumn: string;
+  /** Class ids by name, when the label column holds names. */
+  readonly #byName?: ReadonlyMap<string, number>;
 
   /** Use {@link openParquetDataset}. */
   constructor(init: {
     root: string;
     labels: string[];
-    labelsFrom: "metadata" | "food101";
+    labelsFrom: LabelSource;
     splits: Map<string, ParquetShard[]>;
     imageColumn: string;
     labelColumn: string;
+    byName?: ReadonlyMap<string, number>;
   }) {
     this.root = init.root;
     this.labels = init.labels;
     this.labelsFrom = init.labelsFrom;
     this.splits = init.splits;
-    this.#imageColumn = init.imageColumn;
-    this.#labelColumn = init.labelColumn;
+    this.sizes = Object.fromEntries(
+      [...init.splits].map(([split, shards]) => [split, shards.reduce((n, s) => n + s.rows, 0)]),
+    );
+    this.imageColumn = init.imageColumn;
+    this.labelColumn = init.labelColumn;
+    this.#byName = init.byName;
   }
 
   /** Rows in a split. */
@@ -180,7 +177,7 @@ export class ParquetDataset {
       try {
         records = await parquetReadObjects({
           file: buffer,
-          columns: [this.#imageColumn, this.#labelColumn],
+          columns: [this.imageColumn, this.labelColumn],
           rowStart: group.rowStart + from,
           rowEnd: group.rowStart + to,
           utf8: false,
@@ -195,21 +192,12 @@ export class ParquetDataset {
       return records.map((record, i) => {
         const row = group.rowStart + from + i;
         const where = `${group.file}: row ${row}`;
-        const image = record[this.#imageColumn] as { bytes?: unknown } | Uint8Array | null;
+        const image = record[this.imageColumn] as { bytes?: unknown } | Uint8Array | null;
         const bytes = image instanceof Uint8Array ? image : image?.bytes;
         if (!(bytes instanceof Uint8Array)) {
-          throw new VitLoraError(`${where}: "${this.#imageColumn}" holds no image bytes`);
+          throw new VitLoraError(`${where}: "${this.imageColumn}" holds no image bytes`);
         }
-        const raw = record[this.#labelColumn];
-        const label = typeof raw === "bigint" ? Number(raw) : raw;
-        if (typeof label !== "number" || !Number.isInteger(label)) {
-          throw new VitLoraError(`${where}: label ${String(raw)} is not an integer`);
-        }
-        if (label < 0 || label >= this.labels.length) {
-          throw new VitLoraError(
-            `${where}: unknown label ${label} (the dataset has ${this.labels.length} classes)`,
-          );
-        }
+        const label = this.#labelOf(record[this.labelColumn], where);
         return { bytes, label, index: group.index + from + i, file: group.file, row };
       });
     } finally {
@@ -220,6 +208,30 @@ export class ParquetDataset {
   /** Every row of a split in file order, one row group at a time. */
   async *rows(split: string): AsyncGenerator<ImageRow> {
     for (const group of this.rowGroups(split)) yield* await this.readRowGroup(group);
+  }
+
+  /** A label cell as a class id; anything not a class of the dataset is an error at `where`. */
+  #labelOf(raw: unknown, where: string): number {
+    if (this.#byName) {
+      const text = raw instanceof Uint8Array ? new TextDecoder().decode(raw) : raw;
+      const id = typeof text === "string" ? this.#byName.get(text) : undefined;
+      if (id === undefined) {
+        throw new VitLoraError(`${where}: label ${JSON.stringify(text)} is not a known class`);
+      }
+      return id;
+    }
+    const label = typeof raw === "bigint" ? Number(raw) : raw;
+    if (typeof label !== "number" || !Number.isInteger(label)) {
+      throw new VitLoraError(`${where}: label ${String(raw)} is not an integer`);
+    }
+    if (label < 0 || label >= this.labels.length) {
+      throw new VitLoraError(
+        `${where}: label ${label} is out of range (the dataset has ${this.labels.length} classes${
+          this.labelsFrom === "metadata" ? "" : `, from ${this.labelsFrom}`
+        })`,
+      );
+    }
+    return label;
   }
 }
 
@@ -258,8 +270,6 @@ export async function openParquetDataset(
   dir: string,
   options: ParquetDatasetOptions = {},
 ): Promise<ParquetDataset> {
-  const imageColumn = options.imageColumn ?? "image";
-  const labelColumn = options.labelColumn ?? "label";
   let files: string[];
   try {
     files = await listParquet(dir);
@@ -270,6 +280,8 @@ export async function openParquetDataset(
   if (files.length === 0) throw new VitLoraError(`${dir}: no .parquet files found`);
   const splits = new Map<string, ParquetShard[]>();
   let labels: string[] | undefined;
+  let imageColumn: string | undefined, labelColumn: string | undefined;
+  let stringLabels = false;
   for (const path of files) {
     const rel = relative(dir, path);
     const split = shardSplit(rel, ["train", "validation", "test"]);
@@ -284,14 +296,27 @@ export async function openParquetDataset(
       buffer.close();
     }
     const columns = columnNames(metadata);
+    imageColumn ??= pickColumn(
+      path,
+      columns,
+      options.imageColumn,
+      ["image", "img"],
+      "--image-column",
+    );
+    labelColumn ??= pickColumn(
+      path,
+      columns,
+      options.labelColumn,
+      ["label", "labels"],
+      "--label-column",
+    );
     for (const column of [imageColumn, labelColumn]) {
       if (!columns.includes(column)) {
-        throw new VitLoraError(
-          `${path}: no "${column}" column (columns: ${columns.join(", ")})`,
-        );
+        throw new VitLoraError(`${path}: no "${column}" column (columns: ${columns.join(", ")})`);
       }
     }
     labels ??= labelNames(metadata, labelColumn);
+    stringLabels ||= isStringColumn(metadata, labelColumn);
     const shards = splits.get(split) ?? [];
     const index = shards.reduce((n, s) => n + s.rows, 0);
     let rowStart = 0;
@@ -303,17 +328,107 @@ export async function openParquetDataset(
     shards.push({ path, rows: Number(metadata.num_rows), rowGroups });
     splits.set(split, shards);
   }
-  if (splits.size === 0) {
+  if (splits.size === 0 || !imageColumn || !labelColumn) {
     throw new VitLoraError(
       `${dir}: no parquet shard is named for a split (train-*.parquet, validation-*.parquet)`,
     );
   }
-  return new ParquetDataset({
-    root: dir,
-    labels: labels ?? [...FOOD101_LABELS],
-    labelsFrom: labels ? "metadata" : "food101",
-    splits,
-    imageColumn,
-    labelColumn,
-  });
+  const init = { root: dir, splits, imageColumn, labelColumn };
+  if (stringLabels) {
+    // class names as strings in the label column: sorted, as datasets' class_encode_column
+    const names = [...await distinctLabels(splits, labelColumn)].sort();
+    const byName = new Map(names.map((n, i) => [n, i]));
+    return new ParquetDataset({ ...init, labels: names, labelsFrom: "strings", byName });
+  }
+  if (labels) return new ParquetDataset({ ...init, labels, labelsFrom: "metadata" });
+  if (options.labels) {
+    return new ParquetDataset({ ...init, labels: [...options.labels], labelsFrom: "option" });
+  }
+  const fromFile = await readLabelsFile(join(dir, "labels.txt"));
+  if (fromFile) return new ParquetDataset({ ...init, labels: fromFile, labelsFrom: "labels.txt" });
+  if (options.fallbackLabels) {
+    return new ParquetDataset({
+      ...init,
+      labels: [...options.fallbackLabels],
+      labelsFrom: "food101",
+    });
+  }
+  const count = (await maxLabel(splits, labelColumn)) + 1;
+  const generated = Array.from({ length: count }, (_, i) => `class_${i}`);
+  return new ParquetDataset({ ...init, labels: generated, labelsFrom: "generated" });
+}
+
+/** The column to read: the one asked for, else the first of `defaults` the shard has. */
+function pickColumn(
+  path: string,
+  columns: string[],
+  asked: string | undefined,
+  defaults: string[],
+  flag: string,
+): string {
+  if (asked !== undefined) return asked;
+  const found = defaults.find((c) => columns.includes(c));
+  if (found) return found;
+  throw new VitLoraError(
+    `${path}: no ${defaults.map((d) => `"${d}"`).join(" or ")} column (columns: ${
+      columns.join(", ")
+    }; choose one with ${flag})`,
+  );
+}
+
+function isStringColumn(metadata: FileMetaData, column: string): boolean {
+  const element = parquetSchema(metadata).children.find((c) => c.element.name === column)?.element;
+  return element?.type === "BYTE_ARRAY";
+}
+
+/** Every value of a label column, over every shard. */
+async function columnValues(
+  splits: Map<string, ParquetShard[]>,
+  column: string,
+): Promise<unknown[]> {
+  const values: unknown[] = [];
+  for (const shards of splits.values()) {
+    for (const shard of shards) {
+      const buffer = await fileBuffer(shard.path);
+      try {
+        const records = await parquetReadObjects({ file: buffer, columns: [column] });
+        for (const r of records) values.push(r[column]);
+      } catch (e) {
+        throw new VitLoraError(`${shard.path}: cannot read "${column}": ${(e as Error).message}`);
+      } finally {
+        buffer.close();
+      }
+    }
+  }
+  return values;
+}
+
+async function distinctLabels(
+  splits: Map<string, ParquetShard[]>,
+  column: string,
+): Promise<Set<string>> {
+  return new Set((await columnValues(splits, column)).map((v) => String(v)));
+}
+
+async function maxLabel(splits: Map<string, ParquetShard[]>, column: string): Promise<number> {
+  let max = -1;
+  for (const v of await columnValues(splits, column)) {
+    const n = typeof v === "bigint" ? Number(v) : v;
+    if (typeof n === "number" && Number.isInteger(n) && n > max) max = n;
+  }
+  return max;
+}
+
+/** A `labels.txt`: one class name a line (blank lines left out); undefined when absent. */
+export async function readLabelsFile(path: string): Promise<string[] | undefined> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw new VitLoraError(`${path}: cannot read: ${(e as Error).message}`);
+  }
+  const names = text.split(/\r?\n/).map((l) => l.trim()).filter(Boolean);
+  if (names.length === 0) throw new VitLoraError(`${path}: no class names in it`);
+  return names;
 }

@@ -172,7 +172,7 @@ export interface CropBox {
  *
  * @example
  * ```ts
- * import { cropImage } from "@lora/vit/data";
+ * import { cropImage } from "./resize.ts";
  * const image = { width: 4, height: 4, data: new Uint8Array(4 * 4 * 3) };
  * console.log(cropImage(image, { left: 1, top: 1, width: 2, height: 2 }).data.length); // 12
  * ```

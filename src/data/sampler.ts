@@ -1,6 +1,6 @@
 /**
- * Which rows, in which order: the fixed-seed division of a split into validation and test,
- * and each epoch's order. Orders are drawn from the seed and the epoch alone, so the same
+ * Which rows, in which order: each epoch's order of a split's rows (see `splits.ts` for which
+ * rows are train, validation and test). Orders are drawn from the seed and the epoch alone, so the same
  * seed gives the same split and the same epochs on every machine, and a resumed run can
  * skip to where it stopped.
  *
@@ -11,48 +11,9 @@
  * @module
  */
 
-import type { ImageRow, ParquetDataset } from "./parquet.ts";
-import { Random } from "../core/random.ts";
-
-/** Streams of the generator, so that the split and the epochs do not share draws. */
-const STREAM = { split: 1, epoch: 2 } as const;
-
-/** The validation and test indices of a split divided by {@link splitIndices}. */
-export interface SplitIndices {
-  /** Indices (into the original split) kept for validation, ascending. */
-  validation: number[];
-  /** Indices held out for the final test, ascending. */
-  test: number[];
-}
-
-/**
- * Divides `n` rows into validation and test by a seeded permutation: `round(n ×
- * testFraction)` rows go to test. Food-101's 25,250 validation images become 17,675 and
- * 7,575 at the default 0.3.
- *
- * @example
- * ```ts
- * import { splitIndices } from "@lora/vit/data";
- * const { validation, test } = splitIndices(25250, { testFraction: 0.3, seed: 42 });
- * console.log(validation.length, test.length); // 17675 7575
- * ```
- */
-export function splitIndices(
-  n: number,
-  options: { testFraction: number; seed: number },
-): SplitIndices {
-  const { testFraction, seed } = options;
-  if (!(testFraction >= 0 && testFraction < 1)) {
-    throw new RangeError(`testFraction must be in [0, 1), not ${testFraction}`);
-  }
-  const order = Random.derive(seed, STREAM.split).permutation(n);
-  const nTest = Math.round(n * testFraction);
-  const byIndex = (a: number, b: number) => a - b;
-  return {
-    test: order.slice(0, nTest).sort(byIndex),
-    validation: order.slice(nTest).sort(byIndex),
-  };
-}
+import type { ImageDataset, ImageRow } from "./dataset.ts";
+import type { SplitPart } from "./splits.ts";
+import { Random, STREAMS } from "../core/random.ts";
 
 /** Options of {@link epochRows}. */
 export interface EpochOptions {
@@ -83,14 +44,14 @@ export interface EpochOptions {
  * ```
  */
 export async function* epochRows(
-  dataset: ParquetDataset,
+  dataset: ImageDataset,
   split: string,
   options: EpochOptions = {},
 ): AsyncGenerator<ImageRow> {
   const { shuffle = false, seed = 0, epoch = 0, window = 4096, subset } = options;
   let skip = options.skip ?? 0;
   const groups = dataset.rowGroups(split);
-  const rng = Random.derive(seed, STREAM.epoch, epoch);
+  const rng = Random.stream(seed, STREAMS.epochOrder, epoch);
   if (shuffle) rng.shuffle(groups);
   let buffer: ImageRow[] = [];
   const flush = function* () {
@@ -103,7 +64,8 @@ export async function* epochRows(
   };
   for (const group of groups) {
     if (subset && !anyIn(subset, group.index, group.rows)) continue;
-    let rows = await dataset.readRowGroup(group);
+    const keep = subset && ((i: number) => subset.has(i));
+    let rows = await dataset.readRowGroup(group, 0, group.rows, keep);
     if (subset) rows = rows.filter((r) => subset.has(r.index));
     buffer.push(...rows);
     if (!shuffle || buffer.length >= window) yield* flush();
@@ -114,4 +76,17 @@ export async function* epochRows(
 function anyIn(subset: ReadonlySet<number>, start: number, count: number): boolean {
   for (let i = start; i < start + count; i++) if (subset.has(i)) return true;
   return false;
+}
+
+/**
+ * The rows of a part (see `splits.ts`) for one pass: {@link epochRows} of its source split,
+ * kept to its indices.
+ */
+export function partRows(
+  dataset: ImageDataset,
+  part: SplitPart,
+  options: Omit<EpochOptions, "subset"> = {},
+): AsyncGenerator<ImageRow> {
+  const subset = part.indices ? new Set(part.indices) : undefined;
+  return epochRows(dataset, part.source, { ...options, subset });
 }

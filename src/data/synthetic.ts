@@ -64,7 +64,8 @@ function hsv(h: number, s: number, v: number): number[] {
  *
  * @example
  * ```ts
- * import { Random, syntheticPattern } from "@lora/vit/data";
+ * import { Random } from "../core/random.ts";
+ * import { syntheticPattern } from "./synthetic.ts";
  * const rgba = syntheticPattern(2, 4, 48, 40, Random.derive(0, 1));
  * console.log(rgba.length); // 7680
  * ```

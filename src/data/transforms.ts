@@ -155,7 +155,8 @@ export function normalize(
  *
  * @example
  * ```ts
- * import { Random, transformImage } from "@lora/vit/data";
+ * import { Random } from "../core/random.ts";
+ * import { transformImage } from "./transforms.ts";
  * const image = { width: 64, height: 48, data: new Uint8Array(64 * 48 * 3).fill(128) };
  * const spec = { size: 32, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], augment: true };
  * const pixels = transformImage(image, spec, Random.derive(42, 0, 0));

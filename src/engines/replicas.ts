@@ -176,7 +176,7 @@ export class Replicas {
  *
  * @example
  * ```ts
- * import { splitRows } from "@lora/vit/model";
+ * import { splitRows } from "./replicas.ts";
  * console.log(splitRows(5, 2)); // [[0, 3], [3, 5]]
  * console.log(splitRows(29, 2, 12)); // [[0, 12], [12, 29]]
  * ```

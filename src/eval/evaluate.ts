@@ -7,20 +7,21 @@
  */
 
 import { join } from "node:path";
-import type { BackendName } from "../backend/backend.ts";
 import type { ViTClassifier } from "../model/classifier.ts";
 import { loadClassifier } from "../model/loading.ts";
 import { predictLogits } from "../engines/parallel.ts";
 import { VitLoraError } from "../core/errors.ts";
 import { exists, readJsonFile, writeFileAtomic } from "../core/files.ts";
-import { datasetFolder } from "../hub/hub.ts";
+import { openDataset, type OpenDatasetOptions } from "../hub/dataset.ts";
 import type { HubSettings } from "../hub/settings.ts";
 import { type Batch, batches, DecodePool } from "../data/loader.ts";
 import { classificationMetrics, type ClassMetrics } from "./metrics.ts";
-import { openParquetDataset } from "../data/parquet.ts";
 import { Progress } from "../core/progress.ts";
-import { readRunConfig } from "../runs/folder.ts";
-import { epochRows, splitIndices } from "../data/sampler.ts";
+import { readRunConfig, runPaths } from "../runs/folder.ts";
+import { partRows } from "../data/sampler.ts";
+import { type DatasetSplits, parseSplitFile, planSplits } from "../data/splits.ts";
+import { checkOptions, type OptionInputs, withDefaults } from "../core/options.ts";
+import { EVAL_OPTIONS } from "./options.ts";
 import { type Tensor1D, type Tensor4D, tf } from "../core/tf.ts";
 import type { EvalSummary } from "../runs/events.ts";
 import {
@@ -30,6 +31,7 @@ import {
   type EvalOutcomes,
   type EvalShardFile,
   evalShardPath,
+  parseShard,
   sha256,
   type Shard,
   shardLabel,
@@ -123,43 +125,23 @@ export async function evaluateBatches(
   return metricsFromOutcomes(o, (performance.now() - start) / 1000);
 }
 
-/** Options of {@link evaluate}: a run (its model, data and split), or a model, adapter and data. */
-export interface EvaluateOptions {
-  /** A training run's folder: its model, data, split and checkpoints. */
-  run?: string;
-  /** Which split of the held-out data: `test` (default) or `validation`. */
-  split?: "test" | "validation";
-  /** With `run`: `best` (default), `epoch-N`, `step-N`, or a folder. */
-  checkpoint?: string;
-  /** Without `run`: the base model (folder or Hub id). */
-  model?: string;
-  /** Without `run`: the adapter (folder or Hub id). */
-  adapter?: string;
-  /** Without `run`: the dataset (folder or Hub id). */
-  data?: string;
-  /** Without `run`: the seed and test fraction of the split (default 42 and 0.3, as `train`). */
-  seed?: number;
-  /** Without `run`: the held-out share (default 0.3). */
-  testFraction?: number;
-  /** Images a batch (default: the run's batch size, else 64). */
-  batchSize?: number;
-  /** tfjs backend. */
-  backend?: BackendName;
-  /** Decoding workers (default cores - 1). */
-  workers?: number;
-  /** Model replicas on the wasm backend (see `ClassifierOptions.replicas`). */
-  replicas?: number;
+/**
+ * Options of {@link evaluate} (see {@link EVAL_OPTIONS}): a run (its model, data and split), or
+ * a model, adapter and data.
+ */
+export interface EvaluateOptions extends Omit<OptionInputs<typeof EVAL_OPTIONS>, "shard"> {
+  /**
+   * With `run`: evaluate one shard of the split only (`{ index: 0…count-1, count }`, or its
+   * text `i/n` / `auto/n`): a contiguous block of whole batches of its rows, in their order.
+   * The shard's outcomes go to `RUN/eval-<split>.shard-<index>-of-<count>.json` instead of
+   * `eval-<split>.json`; `mergeEvalShards` makes that one from all shards, the same as a single
+   * process writes.
+   */
+  shard?: Shard | string;
   /** Progress on stderr (default true). */
   progress?: boolean;
   /** Hub settings for Hub ids. */
   hub?: HubSettings;
-  /**
-   * With `run`: evaluate one shard of the split only (`{ index: 0…count-1, count }`): a
-   * contiguous block of whole batches of its rows, in their order. The shard's outcomes go to
-   * `RUN/eval-<split>.shard-<index>-of-<count>.json` instead of `eval-<split>.json`;
-   * `mergeEvalShards` makes that one from all shards, the same as a single process writes.
-   */
-  shard?: Shard;
 }
 
 /** What {@link evaluate} reports (and writes to `RUN/eval-<split>.json`). */
@@ -214,24 +196,35 @@ export interface EvalReport {
  * ```
  */
 export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
-  const split = options.split ?? "test";
-  if (split !== "test" && split !== "validation") {
-    throw new VitLoraError(`--split must be test or validation, not ${split}`);
-  }
+  const { shard: shardText, progress: showProgress, hub, ...given } = options;
+  checkOptions(EVAL_OPTIONS, given);
+  const o = withDefaults(EVAL_OPTIONS, given);
+  const split = o.split;
   let model: string, data: string, adapter: string | undefined;
-  const seed = options.seed ?? 42, testFraction = options.testFraction ?? 0.3;
-  let batchSize = options.batchSize ?? 64;
-  let indices: number[] | undefined;
-  const shard = options.shard && checkShard(options.shard);
+  let batchSize = o.batchSize ?? 64;
+  let splits: DatasetSplits | undefined;
+  let dataOptions: OpenDatasetOptions = {
+    imageColumn: o.imageColumn,
+    labelColumn: o.labelColumn,
+  };
+  const shard = shardText === undefined
+    ? undefined
+    : checkShard(typeof shardText === "string" ? parseShard(shardText) : shardText);
   if (shard && !options.run) {
     throw new VitLoraError("--shard needs --run: the shard files are written to the run's folder");
   }
   if (options.run) {
     const run = options.run;
-    const config = (await readRunConfig(run)).train;
+    const saved = await readRunConfig(run);
+    const config = saved.train;
     model = options.model ?? config.model;
     data = options.data ?? config.data;
     batchSize = options.batchSize ?? config.batchSize;
+    dataOptions = {
+      imageColumn: options.imageColumn ?? config.imageColumn,
+      labelColumn: options.labelColumn ?? config.labelColumn,
+      labels: config.labels,
+    };
     const checkpoint = options.checkpoint ?? "best";
     adapter = options.adapter ??
       (checkpoint === "best"
@@ -242,9 +235,8 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
     if (!(await exists(join(adapter, "adapter_model.safetensors")))) {
       throw new VitLoraError(`${adapter}: no adapter there (checkpoints: best, epoch-N, step-N)`);
     }
-    const saved = await readJsonFile(join(run, "split.json")) as Record<string, number[]>;
-    indices = saved[split];
-    if (!Array.isArray(indices)) throw new VitLoraError(`${run}/split.json: no "${split}" indices`);
+    const splitPath = runPaths(run).split;
+    splits = parseSplitFile(await readJsonFile(splitPath), splitPath);
   } else {
     if (!options.model || !options.data) {
       throw new VitLoraError("evaluate: give a run (--run), or a model and data (--model, --data)");
@@ -253,16 +245,16 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
     data = options.data;
     adapter = options.adapter;
   }
-  const dataset = await openParquetDataset(
-    await datasetFolder(data, { progress: options.progress, settings: options.hub }),
-  );
-  const heldOut = dataset.splits.has("validation") ? "validation" : "test";
-  indices ??= splitIndices(dataset.size(heldOut), { testFraction, seed })[split];
-  if (!Number.isInteger(batchSize) || batchSize < 1) {
-    throw new VitLoraError(`--batch-size must be a positive count, not ${batchSize}`);
-  }
+  const dataset = await openDataset(data, {
+    ...dataOptions,
+    progress: showProgress,
+    settings: hub,
+  });
+  splits ??= planSplits(dataset.sizes, o, data);
+  const part = splits[split];
   // the rows in the order evaluation visits them (the split's order); a shard takes a block
-  const ordered = [...indices].sort((a, b) => a - b);
+  const ordered = part.indices ??
+    Array.from({ length: dataset.sizes[part.source] ?? 0 }, (_, i) => i);
   const [first, end] = shard ? shardRange(ordered.length, shard, batchSize) : [0, ordered.length];
   const rows = ordered.slice(first, end);
   const adapterSha256 = shard ? await adapterDigest(adapter) : undefined;
@@ -270,12 +262,12 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
     adapter,
     labels: dataset.labels,
     backend: options.backend,
-    progress: options.progress,
-    hub: options.hub,
+    progress: showProgress,
+    hub,
     replicas: options.replicas,
   });
   const pool = new DecodePool({ workers: options.workers });
-  const progress = new Progress(options.progress === false ? { write: () => {} } : {});
+  const progress = new Progress(showProgress === false ? { write: () => {} } : {});
   try {
     if (clf.labels.length !== dataset.labels.length) {
       throw new VitLoraError(
@@ -291,12 +283,16 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
     );
     const m = await evaluateBatches(
       clf,
-      batches(epochRows(dataset, heldOut, { subset: new Set(rows) }), {
+      batches(partRows(dataset, { source: part.source, indices: rows }), {
         spec,
         batchSize,
         pool,
         onSkip: (s) =>
-          progress.line(`warning: ${s.file}: row ${s.row}: ${s.error} (image skipped)`),
+          progress.line(
+            `warning: ${
+              s.row === 0 && !s.file.endsWith(".parquet") ? s.file : `${s.file}: row ${s.row}`
+            }: ${s.error} (image skipped)`,
+          ),
       }),
       { onBatch: (done) => progress.update(done) },
     );

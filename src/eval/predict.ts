@@ -5,8 +5,10 @@
  * @module
  */
 
-import { extname, join } from "node:path";
-import type { BackendName } from "../backend/backend.ts";
+import { dirname, extname, join } from "node:path";
+import { checkOptions, type OptionInputs } from "../core/options.ts";
+import { IMAGE_EXTENSIONS } from "../data/imagefolder.ts";
+import { PREDICT_OPTIONS } from "./options.ts";
 import type { ViTClassifier } from "../model/classifier.ts";
 import { loadClassifier } from "../model/loading.ts";
 import { classify } from "./classify.ts";
@@ -17,42 +19,27 @@ import type { HubSettings } from "../hub/settings.ts";
 import {
   adapterDigest,
   checkShard,
+  parseShard,
   type PredictShardHeader,
   sha256,
   type Shard,
   shardRange,
 } from "./shard.ts";
 
-/** Options of {@link predict}. */
-export interface PredictOptions {
+/** Options of {@link predict} (see {@link PREDICT_OPTIONS}). */
+export interface PredictOptions extends Omit<OptionInputs<typeof PREDICT_OPTIONS>, "shard"> {
   /** Image files, folders (searched recursively for images), or `-` for standard input. */
   inputs: string[];
-  /** A training run: its base model and best adapter. */
-  run?: string;
-  /** Without `run`: the base model (folder or Hub id). */
-  model?: string;
-  /** Without `run`: the adapter (folder or Hub id). */
-  adapter?: string;
-  /** Classes per image (default 5). */
-  topK?: number;
-  /** tfjs backend. */
-  backend?: BackendName;
+  /**
+   * Classify one shard of the inputs only (`{ index: 0…count-1, count }`, or its text `i/n` /
+   * `auto/n`): a contiguous block of the expanded, sorted list of files (standard input cannot
+   * be sharded). With `out`, `mergePredictShards` puts the shards' files back together.
+   */
+  shard?: Shard | string;
   /** Hub settings for Hub ids. */
   hub?: HubSettings;
   /** Download progress on stderr (default true). */
   progress?: boolean;
-  /**
-   * Classify one shard of the inputs only (`{ index: 0…count-1, count }`): a contiguous block
-   * of the expanded, sorted list of files (standard input cannot be sharded). With `out`,
-   * `mergePredictShards` puts the shards' files back together.
-   */
-  shard?: Shard;
-  /**
-   * Also write the results to this file as JSON lines, each as soon as it is known: first a
-   * {@link PredictShardHeader} (shard 0 of 1 without `shard`), then one `PredictResult` a line,
-   * in input order.
-   */
-  out?: string;
 }
 
 /** One input's outcome: its top classes, or what went wrong. */
@@ -64,8 +51,6 @@ export interface PredictResult {
   /** Why this input could not be classified. */
   error?: string;
 }
-
-const IMAGE_EXTENSIONS = new Set([".jpg", ".jpeg", ".png", ".tif", ".tiff"]);
 
 async function expand(input: string): Promise<string[]> {
   if (input === "-") return [input];
@@ -111,6 +96,8 @@ async function readInput(source: string): Promise<Uint8Array> {
  * ```
  */
 export async function predict(options: PredictOptions): Promise<PredictResult[]> {
+  const { inputs: _, shard: shardText, hub: __, progress: ___, ...given } = options;
+  checkOptions(PREDICT_OPTIONS, given);
   let model = options.model, adapter = options.adapter;
   let labels: string[] | undefined;
   if (options.run) {
@@ -123,8 +110,9 @@ export async function predict(options: PredictOptions): Promise<PredictResult[]>
   if (!model) throw new VitLoraError("predict: give a run (--run) or a model (--model)");
   if (options.inputs.length === 0) throw new VitLoraError("predict: no images given");
   const all = (await Promise.all(options.inputs.map(expand))).flat();
-  const shard = checkShard(options.shard ?? { index: 0, count: 1 });
-  if (options.shard && all.includes("-")) {
+  const asked = typeof shardText === "string" ? parseShard(shardText) : shardText;
+  const shard = checkShard(asked ?? { index: 0, count: 1 });
+  if (asked && all.includes("-")) {
     throw new VitLoraError("--shard: standard input (-) cannot be sharded; give files or folders");
   }
   const [start, end] = shardRange(all.length, shard);
@@ -182,9 +170,10 @@ function line(value: unknown): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(value) + "\n");
 }
 
-/** A writer of a new (or emptied) file. */
+/** A writer of a new (or emptied) file; its folder is made if needed. */
 async function openLines(path: string): Promise<WritableStreamDefaultWriter<Uint8Array>> {
   try {
+    await Deno.mkdir(dirname(path), { recursive: true });
     const file = await Deno.open(path, { write: true, create: true, truncate: true });
     return file.writable.getWriter();
   } catch (e) {

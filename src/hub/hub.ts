@@ -355,18 +355,23 @@ export async function downloadAdapter(
   return dirname(config);
 }
 
-/** Whether the shards named `…-0000k-of-0000n.parquet` of each split are all there. */
+/**
+ * Whether a cached snapshot holds a train split and, of each split it has shards of, every
+ * shard (those named `…-0000k-of-0000n.parquet`).
+ */
 function complete(paths: string[], splits: readonly string[]): boolean {
+  if (!paths.some((p) => shardSplit(p, ["train"]))) return false;
   return splits.every((split) => {
     const mine = paths.filter((p) => shardSplit(p, [split]));
-    if (mine.length === 0) return false;
+    if (mine.length === 0) return true;
     const of = /-of-(\d+)\.parquet$/.exec(mine[0]);
     return !of || mine.length === Number(of[1]);
   });
 }
 
 /**
- * A dataset's parquet shards of `splits` (default train and validation) from the Hub: the
+ * A dataset's parquet shards of `splits` (default train, validation and test, those it has)
+ * from the Hub: the
  * repository's own parquet files (`data/train-00000-of-00008.parquet`, …) or, when it has
  * none, those of its `refs/convert/parquet` revision. Returns the snapshot folder, ready for
  * `openParquetDataset`. Shards already in the cache cost no request.
@@ -384,7 +389,7 @@ export async function downloadDataset(
   options: HubDownloadOptions & { splits?: readonly string[] } = {},
 ): Promise<string> {
   const settings = options.settings ?? hubSettings();
-  const splits = options.splits ?? ["train", "validation"];
+  const splits = options.splits ?? ["train", "validation", "test"];
   const repo: HubRepo = { type: "dataset", id };
   const storage = repoCacheDir(settings, repo);
   const revisions = options.revision ? [options.revision] : ["main", "refs/convert/parquet"];
@@ -397,9 +402,7 @@ export async function downloadDataset(
   }
   if (settings.offline) {
     throw new VitLoraError(
-      `dataset ${id}: its ${
-        splits.join(" and ")
-      } shards are not in the cache ${settings.cacheDir} and HF_HUB_OFFLINE=1 forbids downloading them: run once without HF_HUB_OFFLINE (or with huggingface-cli download ${id} --repo-type dataset)`,
+      `dataset ${id}: its shards are not in the cache ${settings.cacheDir} and HF_HUB_OFFLINE=1 forbids downloading them: run once without HF_HUB_OFFLINE (or with huggingface-cli download ${id} --repo-type dataset)`,
     );
   }
   for (const revision of revisions) {
@@ -443,14 +446,14 @@ export async function downloadDataset(
   }
   throw new VitLoraError(
     `dataset ${id}: no parquet shards of ${
-      splits.join(" and ")
+      splits.join(", ")
     } (neither in the repository nor in its refs/convert/parquet revision)`,
   );
 }
 
 /**
  * A dataset's folder: `source` itself when it is a folder (or not a Hub id), else the Hub
- * snapshot of its train and validation shards (see {@link downloadDataset}).
+ * snapshot of its parquet shards (see {@link downloadDataset}).
  */
 export async function datasetFolder(
   source: string,

@@ -14,12 +14,12 @@ import * as vega from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
 import type { EvalReport } from "../eval/evaluate.ts";
 import { exists, readJsonFile, writeFileAtomic } from "../core/files.ts";
-import { datasetFolder } from "../hub/hub.ts";
+import { openDataset } from "../hub/dataset.ts";
 import { decodeImage } from "../data/image.ts";
-import { openParquetDataset } from "../data/parquet.ts";
 import { resizeImage } from "../data/resize.ts";
-import { readMetrics, readRunConfig } from "../runs/folder.ts";
-import { epochRows } from "../data/sampler.ts";
+import { readMetrics, readRunConfig, type RunConfig, runPaths } from "../runs/folder.ts";
+import { partRows } from "../data/sampler.ts";
+import { parseSplitFile } from "../data/splits.ts";
 import type { EvalEvent, StepEvent } from "../runs/events.ts";
 
 /** Options of {@link writeReport}. */
@@ -209,17 +209,25 @@ async function thumbnail(bytes: Uint8Array): Promise<string> {
 
 async function misclassifiedGrid(
   report: EvalReport,
-  data: string,
+  run: string,
+  config: RunConfig["train"],
   limit: number,
 ): Promise<string> {
   const wrong = report.predictions.filter((p) => p.predicted !== p.label)
     .sort((a, b) => b.probability - a.probability).slice(0, limit);
   if (wrong.length === 0) return "<p>No test image was misclassified.</p>";
-  const dataset = await openParquetDataset(await datasetFolder(data, { progress: false }));
-  const heldOut = dataset.splits.has("validation") ? "validation" : "test";
+  const dataset = await openDataset(config.data, {
+    progress: false,
+    imageColumn: config.imageColumn,
+    labelColumn: config.labelColumn,
+    labels: config.labels,
+  });
+  const splitPath = runPaths(run).split;
+  const { test } = parseSplitFile(await readJsonFile(splitPath), splitPath);
   const byIndex = new Map(wrong.map((w) => [w.index, w]));
   const figures = new Map<number, string>();
-  for await (const row of epochRows(dataset, heldOut, { subset: new Set(byIndex.keys()) })) {
+  const rows = partRows(dataset, { source: test.source, indices: [...byIndex.keys()] });
+  for await (const row of rows) {
     const w = byIndex.get(row.index)!;
     let img: string;
     try {
@@ -362,7 +370,8 @@ export async function writeReport(options: ReportOptions): Promise<ReportFiles> 
       )}`,
       `<h2>Misclassified test images</h2><p class="note">The most confident mistakes first: true class, then the prediction.</p>${await misclassifiedGrid(
         test,
-        config.train.data,
+        run,
+        config.train,
         options.maxImages ?? 48,
       )}`,
     );

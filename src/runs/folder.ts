@@ -4,11 +4,12 @@
  *
  * ```
  * RUN/config.json              the resolved configuration, backend, adapter, dataset, versions
- * RUN/split.json               which rows of the held-out split are validation and test
+ * RUN/split.json               which rows are train, validation and test (`data/splits.ts`)
  * RUN/metrics.jsonl            a line per optimizer step and per evaluation
  * RUN/checkpoints/epoch-N/     adapter, optimizer moments, trainer state
  * RUN/best/                    the best epoch's PEFT adapter
  * RUN/eval-test.json           the best adapter on the test split
+ * RUN/skipped.jsonl            the images that could not be decoded, a line each
  * ```
  *
  * @module
@@ -27,6 +28,7 @@ export interface RunConfig {
   /** The dataset: where, class names and split sizes. */
   dataset?: {
     root?: string;
+    kind?: string;
     labels?: string[];
     labels_from?: string;
     train?: number;
@@ -57,6 +59,7 @@ export function runPaths(run: string): {
   checkpoints: string;
   best: string;
   evalTest: string;
+  skipped: string;
 } {
   return {
     config: join(run, "config.json"),
@@ -65,6 +68,7 @@ export function runPaths(run: string): {
     checkpoints: join(run, "checkpoints"),
     best: join(run, "best"),
     evalTest: join(run, "eval-test.json"),
+    skipped: join(run, "skipped.jsonl"),
   };
 }
 

@@ -52,6 +52,8 @@ export interface TrainResult {
   skipped: number;
   /** True when stopped by the signal before the end (a checkpoint was saved). */
   interrupted: boolean;
+  /** True when early stopping ended the run before its last epoch. */
+  stoppedEarly: boolean;
 }
 
 /** What a callback may use: the run's own log (the progress output). */

@@ -27,15 +27,21 @@ export interface TrainerState {
   rows_done: number;
   /** The best validation accuracy so far and its epoch (1-based), if any. */
   best?: { epoch: number; accuracy: number };
+  /**
+   * Early stopping: evaluations in a row without an improvement (transformers'
+   * `early_stopping_patience_counter`).
+   */
+  patience?: number;
+  /** True once early stopping ended the run. */
+  stopped_early?: boolean;
   /** Images left out so far because they could not be decoded. */
   skipped: number;
   /** Seconds of training so far. */
   seconds: number;
   /**
-   * The random state. Every draw is derived from the seed and a position (see `random.ts`),
-   * so the position above is the whole state: the split from (seed, 1), epoch e's order from
-   * (seed, 2, e), a row's augmentation from (seed, e, row), the dropout masks of optimizer
-   * step s's micro-batch m from (seed, 3, s, m).
+   * The random state. Every draw is derived from the seed and a position (see `STREAMS` in
+   * `random.ts`), so the position above is the whole state: the splits, epoch e's order, a
+   * row's augmentation in epoch e, the dropout masks of optimizer step s's micro-batch m.
    */
   rng?: { generator: "mulberry32"; seed: number };
 }

@@ -1,8 +1,9 @@
 /**
- * The parts of training, for those who write their own loop or callbacks: HF Trainer's
- * AdamW (biases not decayed), linear schedule and clipping; checkpoints; the callback
- * interface; and the table every option of `train()` is declared in. `train()` itself is in
- * the package's main entry.
+ * The parts of training, for those who write their own loop, callbacks or front end: HF
+ * Trainer's AdamW (biases not decayed), linear schedule and clipping; the plan of a run; the
+ * step log; checkpoints and early stopping; and the option tables every option of `train()`,
+ * `evaluate()` and `predict()` is declared in, with the machinery that derives types, checks,
+ * flags and help from them. `train()` itself is in the package's main entry.
  *
  * @example
  * ```ts
@@ -22,6 +23,8 @@ export {
   type ScheduleOptions,
   trainerNoDecay,
 } from "./optimizer.ts";
+export { makePlan, type PlanOptions, stepGroups, type TrainingPlan } from "./plan.ts";
+export { StepRecorder, type StepStart } from "./recorder.ts";
 export {
   latestCheckpoint,
   loadAdapterWeights,
@@ -30,10 +33,26 @@ export {
   saveCheckpoint,
   type TrainerState,
 } from "./checkpoint.ts";
-export { notify } from "./callbacks.ts";
+export { afterEvaluation, type EarlyStopping } from "./checkpointer.ts";
 export {
   checkTrainConfig,
-  type OptionKind,
-  type OptionSpec,
-  TRAIN_OPTIONS,
+  SHARED_OPTIONS,
+  TRAIN_CONFIG_OPTIONS,
+  TRAIN_RUN_OPTIONS,
+  type TrainRunOptions,
 } from "../runs/config.ts";
+export { EVAL_OPTIONS, PREDICT_OPTIONS } from "../eval/options.ts";
+export {
+  checkOption,
+  checkOptions,
+  optionDefaults,
+  type OptionInputs,
+  type OptionKind,
+  type OptionSchema,
+  optionsHelp,
+  type OptionSpec,
+  optionsTable,
+  type OptionValue,
+  type OptionValues,
+  withDefaults,
+} from "../core/options.ts";

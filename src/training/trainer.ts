@@ -1,42 +1,35 @@
 /**
- * Fine-tuning, end to end: parquet rows → decode → augment → batches → ViT + LoRA → loss →
- * AdamW → checkpoints, with Hugging Face Trainer's semantics (see `optimizer.ts` and
- * {@link TrainingRun.step}), an evaluation and a checkpoint every epoch, the best epoch kept by
- * validation accuracy and evaluated on the held-out test split at the end. Reporters plug in
- * as callbacks (`callbacks.ts`).
+ * Fine-tuning, end to end: rows → decode → augment → batches → ViT + LoRA → loss → AdamW →
+ * checkpoints, with Hugging Face Trainer's semantics (see `optimizer.ts` and `pipeline.ts`),
+ * an evaluation and a checkpoint every epoch, the best epoch kept by validation accuracy
+ * (early stopping as `EarlyStoppingCallback`, when asked) and evaluated on the test split at
+ * the end. The parts: `setup.ts` (configuration, data, model), `plan.ts` (steps and rates),
+ * `recorder.ts` (each step's metrics line), `checkpointer.ts` (adapters, checkpoints, early
+ * stopping); reporters plug in as callbacks (`callbacks.ts`).
  *
  * @module
  */
 
-import { basename, join, resolve } from "node:path";
+import { basename } from "node:path";
 import { VitLoraError } from "../core/errors.ts";
 import { writeFileAtomic } from "../core/files.ts";
 import { Progress } from "../core/progress.ts";
-import { Random } from "../core/random.ts";
+import { Random, STREAMS } from "../core/random.ts";
 import { tf } from "../core/tf.ts";
 import { VERSION } from "../core/version.ts";
-import { type BackendInfo, type BackendName, initBackend } from "../backend/backend.ts";
+import { type BackendInfo, initBackend } from "../backend/backend.ts";
 import { type Batch, batches, DecodePool, type SkippedImage } from "../data/loader.ts";
-import { openParquetDataset, type ParquetDataset } from "../data/parquet.ts";
-import { epochRows, splitIndices } from "../data/sampler.ts";
-import { datasetFolder } from "../hub/hub.ts";
+import { partRows } from "../data/sampler.ts";
+import { splitFile, type SplitPart } from "../data/splits.ts";
 import type { HubSettings } from "../hub/settings.ts";
 import type { ViTClassifier } from "../model/classifier.ts";
-import { loadClassifier } from "../model/loading.ts";
 import { activationBudget, autoChunkSize } from "../model/memory.ts";
 import { classifierReplicas } from "../engines/parallel.ts";
-import {
-  checkTrainConfig,
-  DEFAULT_TRAIN_CONFIG,
-  TRAIN_CONFIG_KEYS,
-  TRAIN_OPTIONS,
-  type TrainConfig,
-} from "../runs/config.ts";
+import type { TrainConfig, TrainRunOptions } from "../runs/config.ts";
 import type { EvalEvent, StepEvent } from "../runs/events.ts";
 import {
   createRunFolder,
   MetricsLog,
-  readRunConfig,
   type RunConfig,
   runPaths,
   validationOf,
@@ -52,31 +45,17 @@ import {
   latestCheckpoint,
   loadAdapterWeights,
   loadOptimizer,
-  saveCheckpoint,
   type TrainerState,
-  writeFolderAtomic,
 } from "./checkpoint.ts";
-import { AdamW, linearSchedule, trainerNoDecay } from "./optimizer.ts";
+import { afterEvaluation, Checkpointer } from "./checkpointer.ts";
+import { AdamW, trainerNoDecay } from "./optimizer.ts";
 import { StepPipeline } from "./pipeline.ts";
+import { makePlan, type TrainingPlan } from "./plan.ts";
+import { StepRecorder } from "./recorder.ts";
+import { loadTrainingModel, openTrainingData, resolveConfig, type TrainingData } from "./setup.ts";
 
 /** Options of {@link train}: the configuration, where the run goes and how it runs. */
-export interface TrainOptions extends Partial<TrainConfig> {
-  /** The run folder (default `runs/<date-time>`). */
-  out?: string;
-  /** Continue the run in this folder from its last complete checkpoint. */
-  resume?: string;
-  /** tfjs backend (default: `VIT_LORA_BACKEND`, else WebGPU). */
-  backend?: BackendName;
-  /** Decoding workers (default: cores - 1; 0 decodes on the main thread). */
-  workers?: number;
-  /**
-   * Model replicas in workers on the wasm backend, which share each batch's gradients with
-   * this isolate (default: one per further core, up to 3, for big models; see
-   * `ClassifierOptions.replicas`).
-   */
-  replicas?: number;
-  /** Batches decoded ahead (default 2). */
-  prefetch?: number;
+export interface TrainOptions extends Partial<TrainConfig>, TrainRunOptions {
   /** Show progress on stderr (default true). */
   progress?: boolean;
   /** Stop at the next optimizer step, saving a checkpoint (e.g. on Ctrl-C). */
@@ -90,10 +69,13 @@ export interface TrainOptions extends Partial<TrainConfig> {
   callbacks?: TrainerCallback[];
   /** Hub settings for Hub ids (default: from the environment, see `hubSettings`). */
   hub?: HubSettings;
+  /** The clock steps are timed by, in ms (default `performance.now`; tests inject one). */
+  clock?: () => number;
 }
 
 /**
- * Fine-tunes a ViT with LoRA on a parquet image dataset and returns where it ended.
+ * Fine-tunes a ViT with LoRA on an image dataset (an image folder, parquet shards or a Hub
+ * dataset) and returns where it ended.
  *
  * The run folder (see `runs/folder.ts`) gets `config.json`, `split.json`, `metrics.jsonl` (a
  * line per optimizer step and per evaluation), `checkpoints/epoch-N/` (adapter, optimizer,
@@ -104,8 +86,8 @@ export interface TrainOptions extends Partial<TrainConfig> {
  * import { reportCallback, train } from "@lora/vit";
  * const result = await train({
  *   model: "models/vit-base-patch16-224-in21k",
- *   data: "datasets/food101",
- *   out: "runs/food101",
+ *   data: "photos", // photos/cat/*.jpg, photos/dog/*.jpg
+ *   out: "runs/photos",
  *   callbacks: [reportCallback()], // and report.html at the end
  * });
  * console.log(result.bestEpoch, result.test?.accuracy);
@@ -116,141 +98,39 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
   const { config, runDir } = await resolveConfig(options);
   const progress = new Progress(options.progress === false ? { write: () => {} } : {});
 
-  // data: the splits and the fixed-seed division of the held-out one
-  const data = await openData(config, options);
+  // data: the dataset and its train, validation and test parts
+  const data = await openTrainingData(config, {
+    progress: options.progress,
+    hub: options.hub,
+    resumeFrom: options.resume ? runDir : undefined,
+  });
+  const { dataset } = data;
+  if (dataset.labelsFrom === "generated") {
+    progress.line(
+      `warning: ${config.data}: the data names no classes (no ClassLabel metadata, --labels or labels.txt): calling them ${
+        dataset.labels[0]
+      } … ${dataset.labels.at(-1)}`,
+    );
+  }
+  if (dataset.ignored > 0) {
+    progress.line(`${config.data}: ${dataset.ignored} files that are not images left out`);
+  }
   const backend = await initBackend(options.backend);
 
   // model: the base checkpoint with a new adapter, or the given one
-  const clf = await loadModel(config, data.dataset, options);
+  const clf = await loadTrainingModel(config, dataset, options);
 
   const run = new TrainingRun({ config, runDir, options, progress, data, backend, clf });
   try {
     await run.begin();
     for (let epoch = run.state.epoch; epoch < run.plan.epochs && !run.done; epoch++) {
-      const stopped = await run.trainEpoch(epoch);
-      if (stopped) break;
-      await run.endOfEpoch(epoch);
+      if (await run.trainEpoch(epoch)) break; // stopped by the signal
+      if (await run.endOfEpoch(epoch)) break; // stopped early
     }
     return await run.end();
   } finally {
     await run.close();
   }
-}
-
-/** The splits: the dataset, its training size, and the held-out split's division. */
-interface TrainingData {
-  dataset: ParquetDataset;
-  trainSize: number;
-  heldOut: "validation" | "test";
-  split: { validation: number[]; test: number[] };
-}
-
-async function openData(config: TrainConfig, options: TrainOptions): Promise<TrainingData> {
-  const dataset = await openParquetDataset(
-    await datasetFolder(config.data, { progress: options.progress, settings: options.hub }),
-  );
-  const heldOut = dataset.splits.has("validation") ? "validation" : "test";
-  const split = splitIndices(dataset.size(heldOut), {
-    testFraction: config.testFraction,
-    seed: config.seed,
-  });
-  return { dataset, trainSize: dataset.size("train"), heldOut, split };
-}
-
-async function loadModel(
-  config: TrainConfig,
-  dataset: ParquetDataset,
-  options: TrainOptions,
-): Promise<ViTClassifier> {
-  const clf = await loadClassifier(config.model, {
-    adapter: config.adapter,
-    lora: config.adapter ? undefined : {
-      r: config.loraR,
-      alpha: config.loraAlpha,
-      dropout: config.loraDropout,
-      targetModules: config.targetModules,
-    },
-    labels: dataset.labels,
-    backend: options.backend,
-    seed: config.seed,
-    loraDropout: config.loraDropout,
-    peftFormat: config.peftFormat,
-    progress: options.progress,
-    hub: options.hub,
-    replicas: options.replicas,
-  });
-  if (clf.labels.length !== dataset.labels.length) {
-    clf.dispose();
-    throw new VitLoraError(
-      `${config.adapter}: its classifier has ${clf.labels.length} classes, the dataset ${dataset.labels.length}`,
-    );
-  }
-  return clf;
-}
-
-function flagsOf(keys: string[]): string {
-  return keys.map((k) => `--${TRAIN_OPTIONS.find((o) => o.key === k)?.flag ?? k}`).join(", ");
-}
-
-/** Resolves the configuration: a resumed run's own, else defaults + options. */
-async function resolveConfig(
-  options: TrainOptions,
-): Promise<{ config: TrainConfig; runDir: string }> {
-  const given = TRAIN_CONFIG_KEYS.filter((k) =>
-    (options as Record<string, unknown>)[k] !== undefined
-  );
-  if (options.resume) {
-    if (given.length > 0 || options.out !== undefined) {
-      throw new VitLoraError(
-        `--resume continues a run with its own configuration: leave out ${
-          flagsOf([...given, ...(options.out !== undefined ? ["out"] : [])])
-        }`,
-      );
-    }
-    const runDir = resolve(options.resume);
-    const saved = await readRunConfig(runDir);
-    // runs from before peftFormat existed saved their adapters in transformers 4's names
-    const before: Partial<TrainConfig> = { peftFormat: "transformers-4" };
-    return { config: { ...DEFAULT_TRAIN_CONFIG, ...before, ...saved.train }, runDir };
-  }
-  const config = { ...DEFAULT_TRAIN_CONFIG } as TrainConfig;
-  for (const key of given) {
-    (config as unknown as Record<string, unknown>)[key] = (options as Record<string, unknown>)[key];
-  }
-  checkTrainConfig(config);
-  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15);
-  return { config, runDir: resolve(options.out ?? join("runs", stamp)) };
-}
-
-/** Steps an epoch, in all, and epochs, with the learning rate of each step. */
-interface Plan {
-  stepsPerEpoch: number;
-  totalSteps: number;
-  epochs: number;
-  lr: (step: number) => number;
-  chunkSize: number;
-}
-
-function makePlan(
-  config: TrainConfig,
-  trainSize: number,
-  clf: ViTClassifier,
-  backend: BackendInfo,
-): Plan {
-  const stepsPerEpoch = Math.ceil(Math.ceil(trainSize / config.batchSize) / config.gradAccum);
-  const totalSteps = config.maxSteps ?? config.epochs * stepsPerEpoch;
-  return {
-    stepsPerEpoch,
-    totalSteps,
-    epochs: Math.ceil(totalSteps / stepsPerEpoch),
-    lr: linearSchedule({
-      lr: config.lr,
-      totalSteps,
-      warmupSteps: Math.ceil(config.warmupRatio * totalSteps),
-    }),
-    chunkSize: config.chunkSize ??
-      autoChunkSize(clf.config, config.batchSize, activationBudget(backend.name)),
-  };
 }
 
 /** One training run in progress: its model, optimizer, data, state and log. */
@@ -262,16 +142,22 @@ class TrainingRun {
   readonly data: TrainingData;
   readonly backend: BackendInfo;
   readonly clf: ViTClassifier;
-  readonly plan: Plan;
+  readonly plan: TrainingPlan;
+  readonly chunkSize: number;
   readonly pool: DecodePool;
   readonly optimizer: AdamW;
   readonly metrics: MetricsLog;
+  readonly recorder: StepRecorder;
+  readonly checkpoints: Checkpointer;
   readonly callbacks: TrainerCallback[];
   readonly context: CallbackContext;
   state: TrainerState;
   interrupted = false;
   #sessionStart = performance.now();
   #reportedSkips = new Set<string>();
+  /** Training images decoded this session, by class (to find a class left without any). */
+  #seenClasses = new Set<number>();
+  #steps?: StepPipeline;
 
   constructor(init: {
     config: TrainConfig;
@@ -282,21 +168,26 @@ class TrainingRun {
     backend: BackendInfo;
     clf: ViTClassifier;
   }) {
-    this.config = init.config;
+    const { config, clf, options } = init;
+    this.config = config;
     this.runDir = init.runDir;
-    this.options = init.options;
+    this.options = options;
     this.progress = init.progress;
     this.data = init.data;
     this.backend = init.backend;
-    this.clf = init.clf;
-    this.plan = makePlan(init.config, init.data.trainSize, init.clf, init.backend);
-    this.pool = new DecodePool({ workers: init.options.workers });
-    this.optimizer = new AdamW(init.clf.trainableVariables(), {
-      weightDecay: init.config.weightDecay,
+    this.clf = clf;
+    this.plan = makePlan({ ...config, trainSize: init.data.sizes.train });
+    this.chunkSize = config.chunkSize ??
+      autoChunkSize(clf.config, config.batchSize, activationBudget(init.backend.name));
+    this.pool = new DecodePool({ workers: options.workers });
+    this.optimizer = new AdamW(clf.trainableVariables(), {
+      weightDecay: config.weightDecay,
       noDecay: trainerNoDecay,
     });
     this.metrics = new MetricsLog(init.runDir);
-    this.callbacks = init.options.callbacks ?? [];
+    this.recorder = new StepRecorder({ clock: options.clock });
+    this.checkpoints = new Checkpointer(init.runDir, clf, this.optimizer);
+    this.callbacks = options.callbacks ?? [];
     this.context = { log: (line) => init.progress.line(line) };
     this.state = {
       global_step: 0,
@@ -304,7 +195,7 @@ class TrainingRun {
       rows_done: 0,
       skipped: 0,
       seconds: 0,
-      rng: { generator: "mulberry32", seed: init.config.seed },
+      rng: { generator: "mulberry32", seed: config.seed },
     };
   }
 
@@ -335,7 +226,10 @@ class TrainingRun {
       }
       await this.metrics.truncate({ step: this.state.global_step, epoch: this.state.epoch });
     } else {
-      await createRunFolder(runDir, { config: this.runConfig(replicas), split: this.splitFile() });
+      await createRunFolder(runDir, {
+        config: this.runConfig(replicas),
+        split: splitFile(this.data.splits, config),
+      });
     }
     await notify(this.callbacks, "onTrainBegin", {
       runDir,
@@ -343,14 +237,14 @@ class TrainingRun {
       config,
       backend: this.backend,
       parameters,
-      chunkSize: this.plan.chunkSize,
+      chunkSize: this.chunkSize,
       replicas,
       resumed,
     }, this.context);
-    const { dataset, trainSize, split } = this.data;
+    const { dataset, sizes } = this.data;
     this.progress.line(
-      `training ${config.model} on ${config.data}: ${trainSize} train, ${split.validation.length} validation, ` +
-        `${split.test.length} test images, ${dataset.labels.length} classes; ` +
+      `training ${config.model} on ${config.data}: ${sizes.train} train, ${sizes.validation} validation, ` +
+        `${sizes.test} test images, ${dataset.labels.length} classes; ` +
         `${parameters.trainable.toLocaleString("en-US")} trainable of ${
           parameters.total.toLocaleString("en-US")
         } parameters (${(100 * parameters.trainable / parameters.total).toFixed(2)}%); ` +
@@ -379,31 +273,19 @@ class TrainingRun {
       parameters: clf.parameterCount(),
       dataset: {
         root: data.dataset.root,
+        kind: data.dataset.kind,
         labels: data.dataset.labels,
         labels_from: data.dataset.labelsFrom,
-        train: data.trainSize,
-        validation: data.split.validation.length,
-        test: data.split.test.length,
+        ...data.sizes,
       },
       schedule: {
         steps_per_epoch: plan.stepsPerEpoch,
         total_steps: plan.totalSteps,
         epochs: plan.epochs,
       },
-      chunk_size: plan.chunkSize,
+      chunk_size: this.chunkSize,
       replicas,
       versions: { deno: Deno.version.deno, tfjs: tf.version.tfjs, vit_lora: VERSION },
-    };
-  }
-
-  /** The run's `split.json`: which held-out rows are validation and which test. */
-  splitFile(): object {
-    const { config, data } = this;
-    return {
-      seed: config.seed,
-      test_fraction: config.testFraction,
-      source: data.heldOut,
-      ...data.split,
     };
   }
 
@@ -416,23 +298,23 @@ class TrainingRun {
     } else await notify(this.callbacks, "onEvaluate", event, this.context);
   }
 
-  /** Reports an undecodable image once a run (not once an epoch) and counts it. */
+  /** An undecodable image: said once a run (not once an epoch), counted, listed in the run. */
   onSkip = (s: SkippedImage): void => {
-    const where = `${s.file}: row ${s.row}`;
+    const where = s.row === 0 && !s.file.endsWith(".parquet") ? s.file : `${s.file}: row ${s.row}`;
     if (this.#reportedSkips.has(where)) return;
     this.#reportedSkips.add(where);
     this.state.skipped++;
     this.progress.line(`warning: ${where}: ${s.error} (image skipped)`);
+    Deno.writeTextFile(runPaths(this.runDir).skipped, JSON.stringify(s) + "\n", { append: true })
+      .catch(() => {});
   };
 
-  /** The held-out rows `indices` through the evaluation transform, evaluated. */
-  evaluate(indices: number[], label: string): Promise<EvalMetrics> {
-    const subset = new Set(indices);
-    this.progress.start(label, indices.length);
-    const { dataset, heldOut } = this.data;
+  /** A part's rows through the evaluation transform, evaluated. */
+  evaluate(part: SplitPart, label: string, count: number): Promise<EvalMetrics> {
+    this.progress.start(label, count);
     return evaluateBatches(
       this.clf,
-      batches(epochRows(dataset, heldOut, { subset }), {
+      batches(partRows(this.data.dataset, part), {
         spec: this.clf.transformSpec(),
         batchSize: this.config.batchSize,
         pool: this.pool,
@@ -450,7 +332,7 @@ class TrainingRun {
   async trainEpoch(epoch: number): Promise<boolean> {
     const { config, plan, state } = this;
     const source = batches(
-      epochRows(this.data.dataset, "train", {
+      partRows(this.data.dataset, this.data.splits.train, {
         shuffle: config.shuffle,
         seed: config.seed,
         epoch,
@@ -458,11 +340,11 @@ class TrainingRun {
         skip: state.rows_done,
       }),
       {
-        spec: this.clf.transformSpec(config.augment),
+        spec: this.clf.transformSpec(config.augment !== "none"),
         batchSize: config.batchSize,
         pool: this.pool,
         prefetch: this.options.prefetch,
-        rng: (row) => [config.seed, epoch, row.index],
+        rng: (row) => [config.seed, STREAMS.augment, epoch, row.index],
         onSkip: this.onSkip,
       },
     )[Symbol.asyncIterator]();
@@ -476,20 +358,21 @@ class TrainingRun {
       let next = await source.next();
       while (!next.done && !this.done) {
         // one optimizer step: up to gradAccum micro-batches (the epoch's last may be fewer)
+        const start = this.recorder.clock();
         const group: Batch[] = [];
-        const stepStart = performance.now();
         while (!next.done && group.length < config.gradAccum) {
           group.push(next.value);
+          for (const label of next.value.labels) this.#seenClasses.add(label);
           next = await source.next();
         }
-        const applied = await this.step(group, epoch, stepStart);
-        if (!applied || this.#stopping()) {
+        if (!await this.step(group, epoch, start) || this.#stopping()) {
           await this.flush();
           await this.interrupt();
           return true;
         }
       }
       await this.flush(); // the epoch's last step: recorded before the evaluation
+      if (epoch === 0 && state.rows_done === 0) this.#checkClasses();
       if (this.#stopping()) {
         await this.interrupt();
         return true;
@@ -503,44 +386,45 @@ class TrainingRun {
     }
   }
 
-  /** The steps, their values read a step late. */
-  #steps?: StepPipeline;
-  /** What the pending step's metrics line needs besides its values. */
-  #pending?: PendingStep;
+  /** After a whole first epoch: every class had a training image that could be decoded. */
+  #checkClasses(): void {
+    const missing = this.data.dataset.labels.filter((_, i) => !this.#seenClasses.has(i));
+    if (missing.length > 0 && this.state.skipped > 0) {
+      throw new VitLoraError(
+        `${this.config.data}: no training image of ${missing.join(", ")} could be decoded ` +
+          `(see ${runPaths(this.runDir).skipped})`,
+      );
+    }
+  }
 
   /**
    * One optimizer step over `group`'s micro-batches (see {@link StepPipeline}: HF Trainer's
    * semantics, the loss and gradient norm read a step late); false when it was not applied
-   * because the run is stopping.
-   *
-   * The previous step is recorded once this step's passes are queued. A stop asked for then
-   * (Ctrl-C, or a callback) stops there, this step's gradients unapplied: the checkpoint and the
-   * metrics end at the previous step, as they would have without the late read.
-   * {@link TrainingRun.flush} records the last step.
+   * because the run is stopping. The previous step is recorded once this step's passes are
+   * queued; a stop asked for then leaves this step's gradients unapplied, so the checkpoint
+   * and the metrics end at the previous step. {@link TrainingRun.flush} records the last step.
    */
-  async step(group: Batch[], epoch: number, stepStart: number): Promise<boolean> {
+  async step(group: Batch[], epoch: number, start: number): Promise<boolean> {
     const { config, state } = this;
     const steps = this.#steps ??= new StepPipeline(this.clf, this.optimizer);
     const lr = this.plan.lr(state.global_step);
+    const images = group.reduce((s, b) => s + b.size, 0);
+    this.recorder.begin({ epoch: epoch + 1, step: state.global_step + 1, lr, images, start });
     const applied = await steps.step(group, {
-      chunkSize: this.plan.chunkSize,
-      dropoutSeed: (m) => Random.derive(config.seed, 3, state.global_step, m).state,
+      chunkSize: this.chunkSize,
+      dropoutSeed: (m) => Random.stream(config.seed, STREAMS.dropout, state.global_step, m).state,
       lr,
       maxGradNorm: config.maxGradNorm,
     }, async (values) => {
       await this.#recordStep(values);
       return !this.#stopping();
     });
-    if (!applied) return false;
+    if (!applied) {
+      this.recorder.cancel();
+      return false;
+    }
     state.global_step++;
     state.rows_done += group.reduce((s, b) => s + b.rows, 0);
-    this.#pending = {
-      epoch: epoch + 1,
-      step: state.global_step,
-      lr,
-      images: group.reduce((s, b) => s + b.size, 0),
-      start: stepStart,
-    };
     return true;
   }
 
@@ -559,48 +443,26 @@ class TrainingRun {
   #abandon(): void {
     this.#steps?.dispose();
     this.#steps = undefined;
-    this.#pending = undefined;
+    this.recorder.clear();
   }
 
-  /** The pending step's values are back: its metrics line, to the log, the callbacks, the bar. */
+  /** The oldest pending step's values are back: its metrics line, to the log, the callbacks, the bar. */
   async #recordStep(values: Float32Array): Promise<void> {
-    const pending = this.#pending!;
-    this.#pending = undefined;
-    const [loss, gradNorm] = values;
-    const now = performance.now();
-    // the step's time: from its start, or from the previous step's end when they overlapped
-    const since = Math.max(pending.start, this.#lastStepEnd);
-    this.#lastStepEnd = now;
-    const event: StepEvent = {
-      event: "step",
-      epoch: pending.epoch,
-      step: pending.step,
-      loss,
-      lr: pending.lr,
-      grad_norm: gradNorm,
-      images_per_s: pending.images / ((now - since) / 1000),
-    };
+    const event = this.recorder.finish(values);
     await this.record(event);
-    const firstStep = (pending.epoch - 1) * this.plan.stepsPerEpoch;
+    const firstStep = (event.epoch - 1) * this.plan.stepsPerEpoch;
     this.progress.update(
-      pending.step - firstStep,
-      `loss ${loss.toFixed(4)} · lr ${pending.lr.toExponential(2)} · ${
+      event.step - firstStep,
+      `loss ${event.loss.toFixed(4)} · lr ${event.lr.toExponential(2)} · ${
         event.images_per_s.toFixed(1)
       } img/s`,
     );
   }
 
-  #lastStepEnd = 0;
-
   /** Stopped by the signal: a checkpoint of where the run stands. */
   async interrupt(): Promise<void> {
     this.#checkpointTime();
-    const dir = join(runPaths(this.runDir).checkpoints, `step-${this.state.global_step}`);
-    await saveCheckpoint(dir, {
-      classifier: this.clf,
-      optimizer: this.optimizer,
-      state: this.state,
-    });
+    const dir = await this.checkpoints.saveStep(this.state);
     this.progress.line(
       `stopped at step ${this.state.global_step}: saved ${dir}; continue with --resume ${this.runDir}`,
     );
@@ -612,14 +474,18 @@ class TrainingRun {
     this.#sessionStart = performance.now();
   }
 
-  /** The end of an epoch: evaluate, keep the best adapter, checkpoint. */
-  async endOfEpoch(epoch: number): Promise<void> {
-    const { state, plan } = this;
+  /**
+   * The end of an epoch: evaluate, keep the best adapter, checkpoint; true when early
+   * stopping ends the run here.
+   */
+  async endOfEpoch(epoch: number): Promise<boolean> {
+    const { state, plan, config, data } = this;
     state.epoch = epoch + 1;
     state.rows_done = 0;
     const val = await this.evaluate(
-      this.data.split.validation,
+      data.splits.validation,
       `validation ${epoch + 1}/${plan.epochs}`,
+      data.sizes.validation,
     );
     await this.record({
       event: "eval",
@@ -633,28 +499,31 @@ class TrainingRun {
     this.progress.line(
       `epoch ${epoch + 1}/${plan.epochs}: validation accuracy ${
         (100 * val.accuracy).toFixed(2)
-      }%, ` +
-        `top-5 ${(100 * val.top5).toFixed(2)}%, loss ${val.loss.toFixed(4)}`,
+      }%, top-5 ${(100 * val.top5).toFixed(2)}%, loss ${val.loss.toFixed(4)}`,
     );
-    if (!state.best || val.accuracy > state.best.accuracy) {
-      state.best = { epoch: epoch + 1, accuracy: val.accuracy };
-      await writeFolderAtomic(runPaths(this.runDir).best, (tmp) => this.clf.saveAdapter(tmp));
-    }
-    this.#checkpointTime();
-    await saveCheckpoint(join(runPaths(this.runDir).checkpoints, `epoch-${epoch + 1}`), {
-      classifier: this.clf,
-      optimizer: this.optimizer,
-      state,
+    const { best, stop } = afterEvaluation(state, epoch + 1, val.accuracy, {
+      patience: config.earlyStoppingPatience,
+      threshold: config.earlyStoppingThreshold,
     });
+    if (best) await this.checkpoints.saveBest();
+    this.#checkpointTime();
+    await this.checkpoints.saveEpoch(epoch + 1, state);
+    if (stop && !this.done) {
+      this.progress.line(
+        `early stopping: no better validation accuracy for ${state.patience} epochs (best: epoch ${state.best?.epoch})`,
+      );
+      return true;
+    }
+    return false;
   }
 
   /** The best adapter on the test split (when the run finished and has one). */
   async testBest(): Promise<EvalMetrics | undefined> {
     const { state, data, config, runDir } = this;
-    if (this.interrupted || !state.best || data.split.test.length === 0) return undefined;
+    if (this.interrupted || !state.best || data.sizes.test === 0) return undefined;
     const paths = runPaths(runDir);
     await loadAdapterWeights(this.clf, paths.best);
-    const test = await this.evaluate(data.split.test, "test");
+    const test = await this.evaluate(data.splits.test, "test", data.sizes.test);
     await writeFileAtomic(
       paths.evalTest,
       JSON.stringify(
@@ -692,6 +561,7 @@ class TrainingRun {
       seconds: this.elapsed(),
       skipped: this.state.skipped,
       interrupted: this.interrupted,
+      stoppedEarly: this.state.stopped_early ?? false,
     };
     if (!this.interrupted) this.progress.line(summary(result));
     await notify(this.callbacks, "onTrainEnd", result, this.context);
@@ -714,22 +584,13 @@ class TrainingRun {
   }
 }
 
-/** A step applied whose loss and gradient norm are still on their way. */
-interface PendingStep {
-  /** Its epoch (from 1), step number (from 1) and learning rate. */
-  epoch: number;
-  step: number;
-  lr: number;
-  /** Its images, and when it started. */
-  images: number;
-  start: number;
-}
-
 function summary(r: TrainResult): string {
   const pct = (x?: number) => x === undefined ? "–" : `${(100 * x).toFixed(2)}%`;
   const { trainable, total } = r.parameters;
   return [
-    `done in ${Math.round(r.seconds)} s, ${r.steps} steps: best epoch ${r.bestEpoch}`,
+    `done in ${Math.round(r.seconds)} s, ${r.steps} steps${
+      r.stoppedEarly ? " (stopped early)" : ""
+    }: best epoch ${r.bestEpoch}`,
     `  validation accuracy ${pct(r.validation?.accuracy)} (top-5 ${pct(r.validation?.top5)})`,
     `  test accuracy       ${pct(r.test?.accuracy)} (top-5 ${pct(r.test?.top5)}, ${
       r.test?.count ?? 0
@@ -737,7 +598,11 @@ function summary(r: TrainResult): string {
     `  trainable ${trainable.toLocaleString("en-US")} of ${
       total.toLocaleString("en-US")
     } parameters (${(100 * trainable / total).toFixed(2)}%)`,
-    r.skipped > 0 ? `  ${r.skipped} images could not be decoded and were skipped` : "",
-    `  adapter: ${join(r.runDir, "best")}`,
+    r.skipped > 0
+      ? `  ${r.skipped} images could not be decoded and were skipped (listed in ${
+        runPaths(r.runDir).skipped
+      })`
+      : "",
+    `  adapter: ${r.runDir}/best`,
   ].filter(Boolean).join("\n");
 }

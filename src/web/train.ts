@@ -8,7 +8,13 @@
  * @module
  */
 
-import { Random } from "../core/random.ts";
+import {
+  checkOptions,
+  type OptionInputs,
+  type OptionSchema,
+  withDefaults,
+} from "../core/options.ts";
+import { Random, STREAMS } from "../core/random.ts";
 import { type Tensor1D, type Tensor4D, tf } from "../core/tf.ts";
 import { VitLoraError } from "../core/errors.ts";
 import type { RgbImage } from "../data/image.ts";
@@ -16,7 +22,9 @@ import { transformImage, type TransformSpec } from "../data/transforms.ts";
 import { type Prediction, topClasses } from "../eval/top.ts";
 import type { ViTClassifier } from "../model/classifier.ts";
 import type { EvalSummary, StepEvent } from "../runs/events.ts";
-import { AdamW, linearSchedule, trainerNoDecay } from "../training/optimizer.ts";
+import { TRAIN_CONFIG_OPTIONS } from "../runs/config.ts";
+import { AdamW, trainerNoDecay } from "../training/optimizer.ts";
+import { makePlan, stepGroups } from "../training/plan.ts";
 import { applyGradients, combineGradients, readStepStats } from "../training/step.ts";
 
 /** One labelled image. */
@@ -27,26 +35,30 @@ export interface Example {
   label: number;
 }
 
-/** Options of {@link fineTune}; defaults as `train()`'s, but batches sized for a browser. */
-export interface FineTuneOptions {
-  /** Passes over the examples (default 3). */
-  epochs?: number;
-  /** Images a micro-batch (default 8). */
-  batchSize?: number;
-  /** Micro-batches an optimizer step (default 1). */
-  gradAccum?: number;
-  /** Peak learning rate, decayed linearly to 0 (default 5e-3). */
-  lr?: number;
-  /** AdamW's decoupled weight decay, not on biases (default 0). */
-  weightDecay?: number;
-  /** Fraction of the steps warming up from 0 (default 0). */
-  warmupRatio?: number;
-  /** Gradient clipping's global norm (default 1; 0: none). */
-  maxGradNorm?: number;
-  /** Seed of the order, the augmentation and dropout (default 42). */
-  seed?: number;
-  /** RandomResizedCrop + flip (default true). */
-  augment?: boolean;
+/** The options of {@link fineTune}: training's, with defaults sized for a browser tab. */
+export const FINE_TUNE_OPTIONS = {
+  /** Passes over the examples. */
+  epochs: { ...TRAIN_CONFIG_OPTIONS.epochs, default: 3 },
+  /** Images a micro-batch. */
+  batchSize: { ...TRAIN_CONFIG_OPTIONS.batchSize, default: 8 },
+  /** Micro-batches an optimizer step. */
+  gradAccum: { ...TRAIN_CONFIG_OPTIONS.gradAccum, default: 1 },
+  /** Peak learning rate, decayed linearly to 0. */
+  lr: TRAIN_CONFIG_OPTIONS.lr,
+  /** AdamW's decoupled weight decay, not on biases. */
+  weightDecay: TRAIN_CONFIG_OPTIONS.weightDecay,
+  /** Fraction of the steps warming up from 0. */
+  warmupRatio: TRAIN_CONFIG_OPTIONS.warmupRatio,
+  /** Gradient clipping's global norm (0: none). */
+  maxGradNorm: TRAIN_CONFIG_OPTIONS.maxGradNorm,
+  /** Seed of the order, the augmentation and dropout. */
+  seed: TRAIN_CONFIG_OPTIONS.seed,
+  /** Training augmentation: `standard`, `trivial` or `none`. */
+  augment: TRAIN_CONFIG_OPTIONS.augment,
+} as const satisfies OptionSchema;
+
+/** Options of {@link fineTune}: {@link FINE_TUNE_OPTIONS} and what the page listens to. */
+export interface FineTuneOptions extends OptionInputs<typeof FINE_TUNE_OPTIONS> {
   /** Evaluated after every epoch (accuracy, loss), when given. */
   validation?: Example[];
   /** After every optimizer step. */
@@ -108,41 +120,29 @@ export async function fineTune(
       throw new VitLoraError(`fineTune: label ${e.label} is not one of the model's classes`);
     }
   }
-  const epochs = options.epochs ?? 3, batchSize = options.batchSize ?? 8;
-  const gradAccum = options.gradAccum ?? 1, seed = options.seed ?? 42;
-  const maxGradNorm = options.maxGradNorm ?? 1;
-  const stepsPerEpoch = Math.ceil(Math.ceil(examples.length / batchSize) / gradAccum);
-  const totalSteps = epochs * stepsPerEpoch;
-  const lr = linearSchedule({
-    lr: options.lr ?? 5e-3,
-    totalSteps,
-    warmupSteps: Math.ceil((options.warmupRatio ?? 0) * totalSteps),
-  });
+  const { validation: _, onStep: __, onEpoch: ___, signal: ____, ...given } = options;
+  checkOptions(FINE_TUNE_OPTIONS, given);
+  const o = withDefaults(FINE_TUNE_OPTIONS, given);
+  const { epochs, batchSize, gradAccum, seed, maxGradNorm } = o;
+  // the same plan (steps, schedule) as train()'s
+  const plan = makePlan({ ...o, trainSize: examples.length });
   const optimizer = new AdamW(clf.trainableVariables(), {
-    weightDecay: options.weightDecay ?? 0,
+    weightDecay: o.weightDecay,
     noDecay: trainerNoDecay,
   });
-  const spec = clf.transformSpec(options.augment ?? true);
+  const spec = clf.transformSpec(o.augment !== "none");
   const start = performance.now();
   let step = 0, validation: EvalSummary | undefined, stopped = false;
   try {
     for (let epoch = 0; epoch < epochs && !stopped; epoch++) {
-      // each epoch's order, seeded as the trainer's is
-      const order = examples.map((_, i) => i);
-      const shuffle = Random.derive(seed, 2, epoch);
-      for (let i = order.length - 1; i > 0; i--) {
-        const j = shuffle.int(i + 1);
-        [order[i], order[j]] = [order[j], order[i]];
-      }
-      const micro: number[][] = [];
-      for (let i = 0; i < order.length; i += batchSize) micro.push(order.slice(i, i + batchSize));
-      for (let s = 0; s < micro.length; s += gradAccum) {
+      // each epoch's order, as the trainer's on data of one row group
+      const order = Random.stream(seed, STREAMS.epochOrder, epoch).permutation(examples.length);
+      for (const group of stepGroups(order, batchSize, gradAccum)) {
         if (options.signal?.aborted) {
           stopped = true;
           break;
         }
         const stepStart = performance.now();
-        const group = micro.slice(s, s + gradAccum);
         const images = group.reduce((n, b) => n + b.length, 0);
         // the step's loss and gradient: the mean over all of its images (HF Trainer's), as the
         // trainer's own step makes them (training/step.ts)
@@ -153,19 +153,19 @@ export async function fineTune(
               clf,
               rows.map((r) => examples[r]),
               spec,
-              (i) => Random.derive(seed, epoch, rows[i]),
+              (i) => Random.stream(seed, STREAMS.augment, epoch, rows[i]),
             );
             try {
               return clf.lossAndGradients(x, y, {
                 training: true,
-                dropoutSeed: Random.derive(seed, 3, step, m).state,
+                dropoutSeed: Random.stream(seed, STREAMS.dropout, step, m).state,
               });
             } finally {
               tf.dispose([x, y]);
             }
           },
         );
-        const rate = lr(step);
+        const rate = plan.lr(step);
         const { read } = readStepStats(
           applyGradients(optimizer, gradients, { lr: rate, maxGradNorm }),
         );

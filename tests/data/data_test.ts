@@ -6,7 +6,8 @@ import { parquetWriteBuffer } from "hyparquet-writer";
 import { FOOD101_LABELS } from "../../src/data/food101.ts";
 import { batches, DecodePool, type SkippedImage } from "../../src/data/loader.ts";
 import { openParquetDataset } from "../../src/data/parquet.ts";
-import { epochRows, splitIndices } from "../../src/data/sampler.ts";
+import { epochRows } from "../../src/data/sampler.ts";
+import { splitIndices } from "../../src/data/splits.ts";
 import { writeSyntheticDataset } from "../../src/data/synthetic.ts";
 import { readSafetensors } from "../../src/model/safetensors.ts";
 import { tempDir } from "../helpers.ts";
@@ -85,26 +86,72 @@ Deno.test("parquet: bad input gets one line naming the file (and row)", async ()
       new Uint8Array(buffer),
     );
   };
-  await write("b", [{ name: "img", data: [new Uint8Array(4)] }, { name: "label", data: [1n] }]);
+  await write("b", [{ name: "picture", data: [new Uint8Array(4)] }, {
+    name: "label",
+    data: [1n],
+  }]);
   await assert.rejects(
     () => openParquetDataset(join(dir.path, "b")),
-    /no "image" column \(columns: img, label\)/,
+    /no "image" or "img" column \(columns: picture, label; choose one with --image-column\)/,
   );
-  // the column names are options
-  const renamed = await openParquetDataset(join(dir.path, "b"), { imageColumn: "img" });
-  assert.equal(renamed.size("train"), 1);
-  assert.deepEqual(renamed.labels, [...FOOD101_LABELS], "Food-101's names without metadata");
-  assert.equal(renamed.labelsFrom, "food101");
+  // the column names are options; `img` and `labels` are found as run_image_classification.py finds them
+  const renamed = await openParquetDataset(join(dir.path, "b"), { imageColumn: "picture" });
+  assert.equal(renamed.sizes.train, 1);
+  assert.deepEqual(
+    renamed.labels,
+    ["class_0", "class_1"],
+    "no names: class_0 … up to the largest label",
+  );
+  assert.equal(renamed.labelsFrom, "generated");
+  const food = await openParquetDataset(join(dir.path, "b"), {
+    imageColumn: "picture",
+    fallbackLabels: FOOD101_LABELS,
+  });
+  assert.deepEqual(food.labels, [...FOOD101_LABELS], "Food-101's names only when asked for");
+  assert.equal(food.labelsFrom, "food101");
+  await write("b2", [{ name: "img", data: [new Uint8Array(4)] }, { name: "labels", data: [1n] }]);
+  const b2 = await openParquetDataset(join(dir.path, "b2"), { labels: ["cat", "dog"] });
+  assert.deepEqual([b2.imageColumn, b2.labelColumn, b2.labelsFrom], ["img", "labels", "option"]);
+  await Deno.writeTextFile(join(dir.path, "b2", "labels.txt"), "ant\nbee\n\n");
+  const b3 = await openParquetDataset(join(dir.path, "b2"));
+  assert.deepEqual([b3.labels, b3.labelsFrom], [["ant", "bee"], "labels.txt"]);
 
   await write("c", [{ name: "image", data: [new Uint8Array(4)] }, { name: "label", data: [500n] }]);
-  const c = await openParquetDataset(join(dir.path, "c"));
+  const c = await openParquetDataset(join(dir.path, "c"), { labels: ["a", "b"] });
   await assert.rejects(
     () => collect(c.rows("train")),
-    /train-00000-of-00001\.parquet: row 0: unknown label 500 \(the dataset has 101 classes\)/,
+    /train-00000-of-00001\.parquet: row 0: label 500 is out of range \(the dataset has 2 classes, from option\)/,
   );
   await write("d", [{ name: "image", data: ["text"] }, { name: "label", data: [1n] }]);
   const d = await openParquetDataset(join(dir.path, "d"));
   await assert.rejects(() => collect(d.rows("train")), /row 0: "image" holds no image bytes/);
+});
+
+Deno.test("parquet: a label column of names gives sorted classes, as datasets' class_encode_column", async () => {
+  await using dir = await tempDir();
+  await Deno.mkdir(join(dir.path, "data"), { recursive: true });
+  const bytes = (n: number) => Array.from({ length: n }, () => new Uint8Array(4));
+  const write = async (split: string, labels: string[]) => {
+    const buffer = parquetWriteBuffer(
+      {
+        columnData: [{ name: "image", data: bytes(labels.length) }, {
+          name: "label",
+          data: labels,
+        }],
+      } as Parameters<typeof parquetWriteBuffer>[0],
+    );
+    await Deno.writeFile(
+      join(dir.path, `data/${split}-00000-of-00001.parquet`),
+      new Uint8Array(buffer),
+    );
+  };
+  await write("train", ["dog", "cat", "dog"]);
+  await write("test", ["bird", "cat"]);
+  const data = await openParquetDataset(dir.path);
+  assert.deepEqual([data.labels, data.labelsFrom], [["bird", "cat", "dog"], "strings"]);
+  assert.deepEqual(data.sizes, { train: 3, test: 2 });
+  assert.deepEqual((await collect(data.rows("train"))).map((r) => r.label), [2, 1, 2]);
+  assert.deepEqual((await collect(data.rows("test"))).map((r) => r.label), [0, 1]);
 });
 
 Deno.test("split: fixed seed, 70/30, disjoint, the same on every call", () => {
@@ -121,7 +168,7 @@ Deno.test("split: fixed seed, 70/30, disjoint, the same on every call", () => {
   assert.deepEqual(splitIndices(10, { testFraction: 0.3, seed: 42 }).test, PINNED_TEST_SPLIT);
   assert.throws(() => splitIndices(10, { testFraction: 1, seed: 0 }), RangeError);
 });
-const PINNED_TEST_SPLIT = [3, 5, 6];
+const PINNED_TEST_SPLIT = [3, 6, 7];
 
 Deno.test("epoch order: file order, or a seeded shuffle by blocks that covers every row once", async () => {
   await using dir = await tempDir();

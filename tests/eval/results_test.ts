@@ -43,12 +43,12 @@ Deno.test("evaluate a run: the trainer's test figures, eval-<split>.json, consis
     progress: false,
   });
   const split = JSON.parse(await Deno.readTextFile(join(run, "split.json")));
-  assert.equal(report.count, split.test.length);
+  assert.equal(report.count, split.test.indices.length);
   assert.equal(report.accuracy, fromTrain.accuracy);
   assert.deepEqual(report.confusion, fromTrain.confusion);
   assert.equal(report.confusion.flat().reduce((a, b) => a + b, 0), report.count);
   assert.ok(report.top5 >= report.accuracy);
-  assert.deepEqual(report.predictions.map((p) => p.index), split.test);
+  assert.deepEqual(report.predictions.map((p) => p.index), split.test.indices);
   const written = JSON.parse(await Deno.readTextFile(join(run, "eval-test.json")));
   assert.equal(written.count, report.count);
   const val = await evaluate({
@@ -58,7 +58,7 @@ Deno.test("evaluate a run: the trainer's test figures, eval-<split>.json, consis
     workers: 0,
     progress: false,
   });
-  assert.equal(val.count, split.validation.length);
+  assert.equal(val.count, split.validation.indices.length);
   assert.ok((await Deno.stat(join(run, "eval-validation.json"))).isFile);
   await assert.rejects(
     () => evaluate({ run, checkpoint: "epoch-9", progress: false }),

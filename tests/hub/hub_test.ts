@@ -137,7 +137,7 @@ Deno.test("hub: a second load is served from the cache with no request; offline 
     );
     await assert.rejects(
       () => downloadDataset("acme/patterns", { settings: empty }),
-      /dataset acme\/patterns: its train and validation shards are not in the cache/,
+      /dataset acme\/patterns: its shards are not in the cache/,
     );
     assert.equal(hub.requests.length, n, "still no request");
   } finally {

@@ -243,7 +243,7 @@ Deno.test("query,value and q_proj,v_proj name the same modules, in configs and o
   assert.equal(parseTrainArgs(["--peft-format", "transformers-4"]).peftFormat, "transformers-4");
   assert.throws(
     () => parseTrainArgs(["--peft-format", "peft-0.9"]),
-    /--peft-format: 'peft-0.9' is not a PEFT format \(transformers-5 or transformers-4\)/,
+    /--peft-format must be one of transformers-5, transformers-4, not "peft-0.9"/,
   );
   assert.deepEqual(
     parsePeftKey("base_model.model.vit.layers.1.mlp.fc2.lora_A.weight"),
@@ -340,7 +340,7 @@ for (const backend of BACKENDS) {
       batchSize: 4,
       gradAccum: 2,
       lr: 0.01,
-      augment: false,
+      augment: "none",
       shuffle: false,
       loraDropout: 0,
       workers: 0,
@@ -381,7 +381,7 @@ Deno.test("train --peft-format transformers-4 saves the seed era's names; the de
       gradAccum: 1,
       loraR: 2,
       targetModules: ["query", "value"],
-      augment: false,
+      augment: "none",
       workers: 0,
       progress: false,
       backend: "cpu",
@@ -522,7 +522,7 @@ for (const name of ["trainer-a", "trainer-b"]) {
         weightDecay: a.weight_decay,
         warmupRatio: a.warmup_steps, // below 1: transformers 5 takes it as a ratio
         maxGradNorm: a.max_grad_norm,
-        augment: false,
+        augment: "none",
         shuffle: false,
         loraDropout: 0,
         workers: 0,

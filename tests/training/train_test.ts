@@ -26,7 +26,7 @@ const TINY_RECIPE: TrainOptions = {
   batchSize: 4,
   gradAccum: 2,
   lr: 0.01,
-  augment: false,
+  augment: "none",
   shuffle: false,
   loraDropout: 0,
   workers: 0,
@@ -177,7 +177,7 @@ Deno.test("a tiny ViT learns a generated JPEG dataset: high accuracy, best/, che
   assert.equal(config.backend.name, "cpu");
   assert.equal(config.dataset.validation + config.dataset.test, 40);
   const split = JSON.parse(await Deno.readTextFile(join(runDir, "split.json")));
-  assert.equal(split.test.length, 12);
+  assert.equal(split.test.indices.length, 12);
   await assert.rejects(
     () => train({ model: MODEL, data, out: runDir, progress: false }),
     /already holds a run/,
@@ -190,7 +190,7 @@ Deno.test("resume: stopped mid-epoch and at an epoch's end, then resumed, equals
   // augmentation, shuffling and dropout on: all of it is seeded
   const recipe: TrainOptions = {
     ...TINY_RECIPE,
-    augment: true,
+    augment: "standard",
     shuffle: true,
     loraDropout: 0.1,
     shuffleWindow: 8,
@@ -242,7 +242,7 @@ for (const backend of BACKENDS) {
       ...TINY_RECIPE,
       gradAccum: 1,
       loraDropout: 0.1,
-      augment: true,
+      augment: "standard",
       backend,
       out: join(dir.path, "run"),
       onStep: () => {
@@ -346,19 +346,39 @@ Deno.test("deno task train: flags map onto train()'s options; bad ones are one c
   assert.equal(o.batchSize, 8);
   assert.equal(o.lr, 1e-3);
   assert.deepEqual(o.targetModules, ["query", "key", "value"]);
-  assert.equal(o.augment, false);
+  assert.equal(o.augment, "none");
   assert.equal(o.shuffle, false);
   assert.equal(o.maxSteps, 50);
   assert.equal(o.backend, "cpu");
   assert.equal(parseTrainArgs([]).augment, undefined, "defaults left to train()");
-  assert.throws(() => parseTrainArgs(["--epochs", "five"]), /--epochs: not a number/);
+  assert.throws(
+    () => parseTrainArgs(["--epochs", "five"]),
+    /--epochs must be a positive integer, not "five"/,
+  );
+  assert.equal(parseTrainArgs(["--augment", "trivial"]).augment, "trivial");
+  assert.throws(
+    () => parseTrainArgs(["--augment", "heavy"]),
+    /--augment must be one of standard, trivial, none, not "heavy"/,
+  );
+  assert.throws(
+    () => parseTrainArgs(["--validation-fraction", "1"]),
+    /--validation-fraction must be a number in \[0, 1\), not 1/,
+  );
+  assert.equal(parseTrainArgs(["--early-stopping-patience", "2"]).earlyStoppingPatience, 2);
+  assert.deepEqual(parseTrainArgs(["--labels", "cat,dog"]).labels, ["cat", "dog"]);
   assert.throws(() => parseTrainArgs(["--bogus"]), /Unknown option '--bogus'/);
   assert.throws(() => parseTrainArgs(["--backend", "tpu"]), /tpu/);
   assert.equal(parseTrainArgs(["--replicas", "2"]).replicas, 2);
-  assert.throws(() => parseTrainArgs(["--replicas", "1.5"]), /--replicas: not a count: 1.5/);
-  assert.throws(() => parseTrainArgs(["--workers", "1.5"]), /--workers: not a count: 1.5/);
-  assert.throws(() => parseTrainArgs(["--prefetch=-1"]), /--prefetch: not a count: -1/);
-  assert.throws(() => parseTrainArgs(["--chunk-size", "0"]), /--chunk-size: not a positive count/);
+  assert.throws(
+    () => parseTrainArgs(["--replicas", "1.5"]),
+    /--replicas must be a count \(0, 1, 2, …\), not 1.5/,
+  );
+  assert.throws(() => parseTrainArgs(["--workers", "1.5"]), /--workers must be a count/);
+  assert.throws(() => parseTrainArgs(["--prefetch=-1"]), /--prefetch must be a count/);
+  assert.throws(
+    () => parseTrainArgs(["--chunk-size", "0"]),
+    /--chunk-size must be a positive integer, not 0/,
+  );
   assert.equal(parseTrainArgs(["--workers", "0"]).workers, 0);
   const checked = (o: Record<string, unknown>) => () =>
     checkTrainConfig({ ...DEFAULT_TRAIN_CONFIG, ...o } as typeof DEFAULT_TRAIN_CONFIG);
@@ -440,7 +460,7 @@ Deno.test("wasm: training with a model replica in a worker gives the same run, b
   const recipe: TrainOptions = {
     ...TINY_RECIPE,
     backend: "wasm",
-    augment: true,
+    augment: "standard",
     shuffle: true,
     loraDropout: 0.1,
     chunkSize: 2,
