@@ -21,7 +21,6 @@ import {
   type Tensor4D,
   tf,
   train,
-  VitLoraError,
 } from "../mod.ts";
 import { openParquetDataset } from "../src/data/parquet.ts";
 import { prepareImage } from "../src/data/prepare.ts";
