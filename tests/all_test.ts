@@ -16,6 +16,7 @@ import "./backend/blas_test.ts";
 import "./model/checkpoint_test.ts";
 import "./model/config_test.ts";
 import "./engines/exit_test.ts";
+import "./data/augment_test.ts";
 import "./data/data_test.ts";
 import "./model/hf5_test.ts";
 import "./engines/ort_test.ts";

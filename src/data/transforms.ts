@@ -1,8 +1,9 @@
 /**
  * The image transforms of the reference recipe, with torchvision's semantics on PIL images:
  * training takes `RandomResizedCrop(size, scale=(0.08, 1), ratio=(3/4, 4/3))` and
- * `RandomHorizontalFlip(0.5)`; evaluation takes `Resize(size)` (the shorter side) and
- * `CenterCrop(size)`; both then `ToTensor()` (÷255) and `Normalize(mean, std)`, in float32,
+ * `RandomHorizontalFlip(0.5)` (augment `standard`), followed by `TrivialAugmentWide()` with
+ * augment `trivial`; evaluation (and augment `none`) takes `Resize(size)` (the shorter side)
+ * and `CenterCrop(size)`; all then `ToTensor()` (÷255) and `Normalize(mean, std)`, in float32,
  * channels first.
  *
  * @module
@@ -10,7 +11,19 @@
 
 import type { RgbImage } from "./image.ts";
 import type { Random } from "../core/random.ts";
+import { VitLoraError } from "../core/errors.ts";
 import { type CropBox, cropImage, resizeImage } from "./resize.ts";
+import { trivialAugmentWide } from "./trivial_augment.ts";
+
+/**
+ * The training augmentation: `standard` is RandomResizedCrop + RandomHorizontalFlip,
+ * `trivial` adds torchvision's `TrivialAugmentWide()` after them, `none` is the evaluation
+ * transform (Resize + CenterCrop).
+ */
+export type AugmentMode = "standard" | "trivial" | "none";
+
+/** The augmentation modes, in the order a CLI lists them. */
+export const AUGMENT_MODES: readonly AugmentMode[] = ["standard", "trivial", "none"];
 
 /** What turns a decoded image into model input. */
 export interface TransformSpec {
@@ -20,14 +33,37 @@ export interface TransformSpec {
   mean: readonly number[];
   /** Per-channel standard deviation. */
   std: readonly number[];
-  /** Random crop and flip (training) instead of resize + center crop. */
-  augment: boolean;
+  /**
+   * The augmentation: `standard` (RandomResizedCrop + RandomHorizontalFlip), `trivial` (the
+   * same, then TrivialAugmentWide) or `none` (the evaluation transform); `true` is `standard`
+   * and `false` is `none`, as before the modes existed.
+   */
+  augment: "standard" | "trivial" | "none" | boolean;
   /** RandomResizedCrop's area range (default [0.08, 1]). */
   scale?: readonly [number, number];
   /** RandomResizedCrop's aspect-ratio range (default [3/4, 4/3]). */
   ratio?: readonly [number, number];
   /** Probability of a horizontal flip when augmenting (default 0.5). */
   flip?: number;
+}
+
+/**
+ * The {@link AugmentMode} of a spec's `augment` (`true` → `standard`, `false` → `none`);
+ * anything else is a {@link VitLoraError} naming the valid modes.
+ *
+ * @example
+ * ```ts
+ * import { augmentMode } from "./transforms.ts";
+ * console.log(augmentMode(true), augmentMode("trivial")); // standard trivial
+ * ```
+ */
+export function augmentMode(augment: AugmentMode | boolean | undefined): AugmentMode {
+  if (augment === true) return "standard";
+  if (augment === false || augment === undefined) return "none";
+  if (AUGMENT_MODES.includes(augment)) return augment;
+  throw new VitLoraError(
+    `augment: ${JSON.stringify(augment)} is not one of ${AUGMENT_MODES.join(", ")}`,
+  );
 }
 
 /** Python's `round`: halves go to the even neighbour. */
@@ -117,14 +153,16 @@ export function evalImage(image: RgbImage, size: number): RgbImage {
 }
 
 /**
- * The training transform's pixels: a random resized crop, flipped with probability `flip`.
- * The crop box is resized as Pillow's `resize(size, box=…)` does, the filter reading across
- * the box's edges.
+ * The training transform's pixels: a random resized crop, flipped with probability `flip`,
+ * then with augment `trivial` one TrivialAugmentWide operation, all drawn from `rng` in that
+ * order. The crop box is resized as Pillow's `resize(size, box=…)` does, the filter reading
+ * across the box's edges.
  */
 export function augmentImage(image: RgbImage, spec: TransformSpec, rng: Random): RgbImage {
   const box = randomResizedCropBox(image.width, image.height, rng, spec.scale, spec.ratio);
   const resized = resizeImage(image, spec.size, spec.size, box);
-  return rng.next() < (spec.flip ?? 0.5) ? flipHorizontal(resized) : resized;
+  const flipped = rng.next() < (spec.flip ?? 0.5) ? flipHorizontal(resized) : resized;
+  return augmentMode(spec.augment) === "trivial" ? trivialAugmentWide(flipped, rng) : flipped;
 }
 
 /**
@@ -151,20 +189,22 @@ export function normalize(
 
 /**
  * The whole transform of one decoded image: `[3, size, size]` float32, ready for the model.
- * `rng` drives the augmentation and is needed only when `spec.augment` is on.
+ * `rng` drives the augmentation and is needed only when `spec.augment` is `standard`,
+ * `trivial` (or `true`).
  *
  * @example
  * ```ts
  * import { Random } from "../core/random.ts";
  * import { transformImage } from "./transforms.ts";
  * const image = { width: 64, height: 48, data: new Uint8Array(64 * 48 * 3).fill(128) };
- * const spec = { size: 32, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], augment: true };
+ * const spec = { size: 32, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], augment: "trivial" as const };
  * const pixels = transformImage(image, spec, Random.derive(42, 0, 0));
  * console.log(pixels.length); // 3072
  * ```
  */
 export function transformImage(image: RgbImage, spec: TransformSpec, rng?: Random): Float32Array {
-  if (spec.augment && !rng) throw new Error("transformImage: augmentation needs a Random");
-  const pixels = spec.augment ? augmentImage(image, spec, rng!) : evalImage(image, spec.size);
+  const mode = augmentMode(spec.augment);
+  if (mode !== "none" && !rng) throw new Error("transformImage: augmentation needs a Random");
+  const pixels = mode === "none" ? evalImage(image, spec.size) : augmentImage(image, spec, rng!);
   return normalize(pixels, spec.mean, spec.std);
 }
