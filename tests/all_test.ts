@@ -32,6 +32,8 @@ import "./eval/shard_test.ts";
 import "./model/safetensors_test.ts";
 import "./training/gpu_work_test.ts";
 import "./training/train_test.ts";
+import "./training/early_stopping_test.ts";
+import "./training/recorder_test.ts";
 import "./web/web_test.ts";
 
 Deno.test("every test module of tests/ is imported above", async () => {

@@ -10,7 +10,7 @@
 import { VitLoraError } from "../core/errors.ts";
 import type { ImageRow } from "./dataset.ts";
 import { prepareImage } from "./prepare.ts";
-import type { TransformSpec } from "./transforms.ts";
+import { augmentMode, type TransformSpec } from "./transforms.ts";
 
 /** A batch of model input. */
 export interface Batch {
@@ -170,7 +170,7 @@ export async function* batches(
   let skipped = 0;
 
   const start = (row: ImageRow): Promise<Result> => {
-    const stream = spec.augment ? rng?.(row) : undefined;
+    const stream = augmentMode(spec.augment) !== "none" ? rng?.(row) : undefined;
     const work = pool
       ? pool.prepare(row.bytes, spec, stream)
       : prepareImage(row.bytes, spec, stream);

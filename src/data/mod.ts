@@ -28,6 +28,21 @@ export {
 export { type EpochOptions, epochRows, partRows } from "./sampler.ts";
 export { decodeImage, type RgbImage } from "./image.ts";
 export { resizeImage } from "./resize.ts";
-export { evalImage, normalize, transformImage, type TransformSpec } from "./transforms.ts";
+export {
+  AUGMENT_MODES,
+  type AugmentMode,
+  evalImage,
+  normalize,
+  transformImage,
+  type TransformSpec,
+} from "./transforms.ts";
+export {
+  applyTrivialAugmentOp,
+  drawTrivialAugment,
+  TRIVIAL_AUGMENT_OPS,
+  type TrivialAugmentDraw,
+  type TrivialAugmentOp,
+  trivialAugmentWide,
+} from "./trivial_augment.ts";
 export { type Batch, batches, type BatchOptions, DecodePool, type SkippedImage } from "./loader.ts";
 export { type SyntheticDatasetOptions, writeSyntheticDataset } from "./synthetic.ts";

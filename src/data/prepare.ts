@@ -7,7 +7,7 @@
 
 import { decodeImage } from "./image.ts";
 import { Random } from "../core/random.ts";
-import { transformImage, type TransformSpec } from "./transforms.ts";
+import { augmentMode, transformImage, type TransformSpec } from "./transforms.ts";
 
 /**
  * Decodes `bytes` and applies `spec`; the augmentation draws from the stream
@@ -27,6 +27,8 @@ export async function prepareImage(
   rng?: readonly number[],
 ): Promise<Float32Array> {
   const image = await decodeImage(bytes);
-  const random = spec.augment ? Random.derive(rng?.[0] ?? 0, ...(rng?.slice(1) ?? [])) : undefined;
+  const random = augmentMode(spec.augment) !== "none"
+    ? Random.derive(rng?.[0] ?? 0, ...(rng?.slice(1) ?? []))
+    : undefined;
   return transformImage(image, spec, random);
 }

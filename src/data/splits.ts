@@ -203,3 +203,30 @@ export function parseSplitFile(json: unknown, path: string): DatasetSplits {
 function isIndexList(x: unknown): x is number[] {
   return Array.isArray(x) && x.every((i) => Number.isInteger(i) && i >= 0);
 }
+
+/** Where a run's parts came from, in words (for `config.json` and the model card). */
+export function describeSplits(
+  splits: DatasetSplits,
+  options: SplitOptions,
+): { train: string; validation: string; test: string } {
+  const pct = (x: number) => `${Math.round(1000 * x) / 10}%`;
+  const own = (p: SplitPart) => `the "${p.source}" split`;
+  const validationCarved = splits.validation.source === "train";
+  return {
+    train: splits.train.indices
+      ? `the "train" split less ${pct(options.validationFraction)} held out for validation`
+      : own(splits.train),
+    validation: !splits.validation.indices
+      ? own(splits.validation)
+      : validationCarved
+      ? `${pct(options.validationFraction)} of the "train" split, by the seed${
+        splits.test.source === "train" ? `, less ${pct(options.testFraction)} of it for test` : ""
+      }`
+      : `the "${splits.validation.source}" split less ${
+        pct(options.testFraction)
+      } held out for test`,
+    test: !splits.test.indices
+      ? own(splits.test)
+      : `${pct(options.testFraction)} of the validation rows, by the seed`,
+  };
+}

@@ -18,6 +18,7 @@ import type { TrainConfig } from "../runs/config.ts";
 import type { EvalEvent } from "../runs/events.ts";
 import { keysFormat, type PeftFormat } from "../model/peft_format.ts";
 import { openSafetensors } from "../model/safetensors.ts";
+import { augmentMode } from "../data/transforms.ts";
 
 /** Options of {@link pushRun}. */
 export interface PushOptions {
@@ -52,6 +53,12 @@ export interface PushResult {
   /** The files committed. */
   files: string[];
 }
+
+const AUGMENTATION = {
+  standard: "RandomResizedCrop + horizontal flip",
+  trivial: "RandomResizedCrop + horizontal flip + TrivialAugmentWide",
+  none: "none",
+} as const;
 
 function lastSegment(source: string): string {
   return basename(source.replace(/@.*$/, "").replace(/\/+$/, ""));
@@ -184,14 +191,19 @@ ${
       ["LoRA", `r ${t.loraR}, alpha ${t.loraAlpha}, dropout ${t.loraDropout}`],
       ["target modules", targetList],
       ["adapter format", peftFormat],
-      ["augmentation", t.augment ? "RandomResizedCrop + horizontal flip" : "none"],
+      ["augmentation", AUGMENTATION[augmentMode(t.augment)]],
       ["seed", t.seed],
-      [
-        "validation / test split",
-        `the original validation split, ${100 - 100 * t.testFraction}/${
-          100 * t.testFraction
-        } by the seed`,
-      ],
+      ...(config.dataset?.parts
+        ? [
+          ["validation split", config.dataset.parts.validation],
+          ["test split", config.dataset.parts.test],
+        ] as [string, unknown][]
+        : [[
+          "validation / test split",
+          `the original validation split, ${100 - 100 * t.testFraction}/${
+            100 * t.testFraction
+          } by the seed`,
+        ] as [string, unknown]]),
       ...(config.backend
         ? [
           [

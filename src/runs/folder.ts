@@ -34,6 +34,8 @@ export interface RunConfig {
     train?: number;
     validation?: number;
     test?: number;
+    /** Where each part came from, in words (see `describeSplits`). */
+    parts?: { train: string; validation: string; test: string };
   };
   /** Trainable and total parameters. */
   parameters?: { trainable: number; total: number };

@@ -20,7 +20,7 @@ import { VERSION } from "../core/version.ts";
 import { type BackendInfo, initBackend } from "../backend/backend.ts";
 import { type Batch, batches, DecodePool, type SkippedImage } from "../data/loader.ts";
 import { partRows } from "../data/sampler.ts";
-import { splitFile, type SplitPart } from "../data/splits.ts";
+import { describeSplits, splitFile, type SplitPart } from "../data/splits.ts";
 import type { HubSettings } from "../hub/settings.ts";
 import type { ViTClassifier } from "../model/classifier.ts";
 import { activationBudget, autoChunkSize } from "../model/memory.ts";
@@ -277,6 +277,7 @@ class TrainingRun {
         labels: data.dataset.labels,
         labels_from: data.dataset.labelsFrom,
         ...data.sizes,
+        parts: describeSplits(data.splits, config),
       },
       schedule: {
         steps_per_epoch: plan.stepsPerEpoch,
@@ -340,7 +341,7 @@ class TrainingRun {
         skip: state.rows_done,
       }),
       {
-        spec: this.clf.transformSpec(config.augment !== "none"),
+        spec: { ...this.clf.transformSpec(), augment: config.augment },
         batchSize: config.batchSize,
         pool: this.pool,
         prefetch: this.options.prefetch,

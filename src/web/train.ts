@@ -130,7 +130,7 @@ export async function fineTune(
     weightDecay: o.weightDecay,
     noDecay: trainerNoDecay,
   });
-  const spec = clf.transformSpec(o.augment !== "none");
+  const spec = { ...clf.transformSpec(), augment: o.augment };
   const start = performance.now();
   let step = 0, validation: EvalSummary | undefined, stopped = false;
   try {
