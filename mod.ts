@@ -10,10 +10,12 @@
  * 4's on request); merged checkpoints in transformers' format.
  *
  * This entry holds what a user of the recipe needs. More specialised parts have entries of
- * their own: `@lora/vit/model` (the ViT's parts, LoRA targeting, PEFT names, safetensors,
- * replicas), `@lora/vit/data` (parquet datasets, decoding, transforms, batches),
- * `@lora/vit/training` (AdamW, the schedule, checkpoints, the option table) and
- * `@lora/vit/hub` (downloads into the Hugging Face cache).
+ * their own: `@lora/vit/model` (the ViT's parts, LoRA targeting, PEFT names, safetensors, the
+ * classifier's option and result types), `@lora/vit/data` (image folders and parquet datasets,
+ * splits, decoding, transforms, batches), `@lora/vit/training` (AdamW, the schedule, the plan,
+ * checkpoints, early stopping, the option tables), `@lora/vit/results` (evaluation and
+ * prediction's types, shards), `@lora/vit/hub` (downloads into the Hugging Face cache) and
+ * `@lora/vit/web` (the browser entry).
  *
  * @example
  * ```ts ignore
@@ -33,17 +35,11 @@
  * @module
  */
 
-// ---- training: a run folder from a base model and a parquet dataset ----
+// ---- training: a run folder from a base model and your images ----
 export { train, type TrainOptions } from "./src/training/trainer.ts";
-export type {
-  CallbackContext,
-  RunStart,
-  TrainerCallback,
-  TrainResult,
-} from "./src/training/callbacks.ts";
+export type { RunStart, TrainerCallback, TrainResult } from "./src/training/callbacks.ts";
 export { DEFAULT_TRAIN_CONFIG, type TrainConfig } from "./src/runs/config.ts";
-export type { EvalEvent, EvalSummary, RunEvent, StepEvent } from "./src/runs/events.ts";
-export { readMetrics, readRunConfig, type RunConfig } from "./src/runs/folder.ts";
+export type { EvalEvent, StepEvent } from "./src/runs/events.ts";
 
 // ---- what plugs into training: the report, W&B, the Hub ----
 export { pushCallback, reportCallback, trackingCallback } from "./src/reporting/callbacks.ts";
@@ -51,83 +47,26 @@ export { type ReportFiles, type ReportOptions, writeReport } from "./src/reporti
 export { type PushOptions, type PushResult, pushRun } from "./src/reporting/push.ts";
 
 // ---- results: evaluation of a run, prediction on files, classification of images ----
-export {
-  type EvalMetrics,
-  type EvalReport,
-  evaluate,
-  type EvaluateOptions,
-} from "./src/eval/evaluate.ts";
-export type { ClassMetrics } from "./src/eval/metrics.ts";
+export { type EvalReport, evaluate, type EvaluateOptions } from "./src/eval/evaluate.ts";
 export { predict, type PredictOptions, type PredictResult } from "./src/eval/predict.ts";
-export { classify, type ClassifyOptions } from "./src/eval/classify.ts";
+export { classify } from "./src/eval/classify.ts";
 export type { Prediction } from "./src/eval/top.ts";
-export {
-  type MergedPredictions,
-  type MergeEvalOptions,
-  mergeEvalShards,
-  type MergeInfo,
-  type MergePredictOptions,
-  mergePredictShards,
-} from "./src/eval/merge.ts";
-export {
-  type EvalOutcomes,
-  type EvalShardFile,
-  parseShard,
-  type PredictShardHeader,
-  type Shard,
-  SHARD_INDEX_VARIABLES,
-  shardRange,
-} from "./src/eval/shard.ts";
+export { mergeEvalShards, mergePredictShards } from "./src/eval/merge.ts";
+
+// ---- your images: image folders, parquet shards, Hub datasets ----
+export { openDataset } from "./src/hub/dataset.ts";
+export type { ImageDataset } from "./src/data/dataset.ts";
 
 // ---- the model: load, create, run, save ----
 export { createClassifier, loadClassifier } from "./src/model/loading.ts";
-export { type ClassifierOptions } from "./src/model/assembly.ts";
-export {
-  countParameters,
-  type LossAndGradients,
-  type LossOptions,
-  type ParameterCount,
-  ViTClassifier,
-} from "./src/model/classifier.ts";
-export {
-  type BatchGradientOptions,
-  batchGradients,
-  predictLogits,
-} from "./src/engines/parallel.ts";
-export {
-  type HiddenAct,
-  parsePreprocessorConfig,
-  parseViTConfig,
-  type PreprocessorConfig,
-  VIT_BASE_CONFIG,
-  type ViTConfig,
-} from "./src/model/config.ts";
-export {
-  type LoraConfig,
-  loraConfig,
-  type LoraOptions,
-  parseAdapterConfig,
-} from "./src/model/lora.ts";
-export { parsePeftFormat, PEFT_FORMATS, type PeftFormat } from "./src/model/peft_format.ts";
+export type { ClassifierOptions } from "./src/model/assembly.ts";
+export { ViTClassifier } from "./src/model/classifier.ts";
+export { batchGradients, predictLogits } from "./src/engines/parallel.ts";
+export { parseViTConfig, VIT_BASE_CONFIG, type ViTConfig } from "./src/model/config.ts";
+export type { LoraOptions } from "./src/model/lora.ts";
+export type { PeftFormat } from "./src/model/peft_format.ts";
 
-// ---- backend, tensors, errors, settings ----
-export {
-  type BackendInfo,
-  type BackendName,
-  BACKENDS,
-  initBackend,
-  type InitBackendOptions,
-  parseBackendName,
-} from "./src/backend/backend.ts";
-export {
-  type Scalar,
-  type Tensor,
-  type Tensor1D,
-  type Tensor2D,
-  type Tensor3D,
-  type Tensor4D,
-  tf,
-  type Variable,
-} from "./src/core/tf.ts";
-export { VitLoraError } from "./src/core/errors.ts";
-export { type HubSettings, hubSettings } from "./src/hub/settings.ts";
+// ---- backend, tensors, errors ----
+export { type BackendName, initBackend } from "./src/backend/backend.ts";
+export { tf } from "./src/core/tf.ts";
+export { ViTLoraError, VitLoraError } from "./src/core/errors.ts";

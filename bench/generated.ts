@@ -15,7 +15,7 @@ import {
   vitTensorShapes,
 } from "../src/model/config.ts";
 import { createClassifier } from "../src/model/loading.ts";
-import { writeSafetensors } from "../src/model/safetensors.ts";
+import { writeSafetensors } from "../src/model/safetensors_file.ts";
 
 /**
  * A classifier with random weights at `config`'s shapes and the recipe's LoRA (r 32, alpha

@@ -17,7 +17,7 @@
  */
 
 import { join } from "node:path";
-import { quietWayland } from "../src/backend/backend.ts";
+import { quietWayland } from "../src/backend/deno_platform.ts";
 import { blasStatus } from "../src/backend/blas.ts";
 import { tf } from "../src/core/tf.ts";
 

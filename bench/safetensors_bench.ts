@@ -3,7 +3,8 @@
  * the speed issue uses that size) read tensor by tensor, as the model loader does.
  */
 
-import { encodeSafetensors, readSafetensors } from "../src/model/safetensors.ts";
+import { encodeSafetensors } from "../src/model/safetensors.ts";
+import { readSafetensors } from "../src/model/safetensors_file.ts";
 
 const path = await Deno.makeTempFile({ suffix: ".safetensors" });
 const tensors: Record<string, { shape: number[]; data: Float32Array }> = {};

@@ -1,7 +1,7 @@
 /**
  * Time per training step in the browser against Deno on the same machine: the web page's
- * `fineTune` on the demo model and images (hidden 64, 2 layers, batch 8, 2 epochs) in headless
- * Chromium (WebGPU, then wasm) and the same `fineTune` in Deno (WebGPU, then wasm). Prints the
+ * `train` on the demo model and images (hidden 64, 2 layers, batch 8, 2 epochs) in headless
+ * Chromium (WebGPU, then wasm) and the same `train` in Deno (WebGPU, then wasm). Prints the
  * mean seconds a step (the first step, a warm-up, left out) and the browser/Deno ratios.
  *
  * Usage: deno run -A bench/web_steps.ts (needs Debian's chromium; on a machine without a GPU
@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { initBackend } from "../src/backend/backend.ts";
 import { decodeImage } from "../src/data/image.ts";
 import { loadClassifier } from "../src/model/loading.ts";
-import { type Example, fineTune } from "../src/web/train.ts";
+import { type Example, train as trainExamples } from "../src/web/train.ts";
 import { Chromium, findChromium } from "../tests/web/chromium.ts";
 import { buildWeb, serveWeb } from "../tasks/web.ts";
 
@@ -45,7 +45,7 @@ for (const backend of ["webgpu", "wasm"] as const) {
     replicas: 0,
   });
   const steps: { images_per_s: number }[] = [];
-  await fineTune(clf, train, { epochs: 2, batchSize: 8, onStep: (e) => steps.push(e) });
+  await trainExamples(clf, train, { epochs: 2, batchSize: 8, onStep: (e) => steps.push(e) });
   clf.dispose();
   seconds[`deno ${backend}`] = perStep(steps);
 }

@@ -18,7 +18,6 @@ import {
   loadClassifier,
   parseViTConfig,
   reportCallback,
-  type Tensor4D,
   tf,
   train,
 } from "../mod.ts";
@@ -26,6 +25,7 @@ import { openParquetDataset } from "../src/data/parquet.ts";
 import { prepareImage } from "../src/data/prepare.ts";
 import { epochRows } from "../src/data/sampler.ts";
 import { writeSyntheticDataset } from "../src/data/synthetic.ts";
+import type { Tensor4D } from "../src/core/tf.ts";
 import { type OptionSchema, withDefaults } from "../src/core/options.ts";
 import { SHARED_OPTIONS, TRAIN_CONFIG_OPTIONS } from "../src/runs/config.ts";
 import { type Command, parseCommand, runTask } from "./cli.ts";

@@ -11,7 +11,6 @@
  */
 
 import {
-  hubSettings,
   pushCallback,
   reportCallback,
   trackingCallback,
@@ -20,6 +19,7 @@ import {
   VitLoraError,
 } from "../mod.ts";
 import type { OptionSchema } from "../src/core/options.ts";
+import { hubSettings } from "../src/hub/settings.ts";
 import { TRAIN_CONFIG_OPTIONS, TRAIN_RUN_OPTIONS } from "../src/runs/config.ts";
 import { type Command, parseCommand, runTask } from "./cli.ts";
 

@@ -14,7 +14,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
 import "@tensorflow/tfjs-backend-wasm";
-import { readEnv } from "../core/env.ts";
+import { platform, platformEnv } from "../core/platform.ts";
 import { VitLoraError } from "../core/errors.ts";
 import { registerWasmKernels } from "./wasm_kernels.ts";
 
@@ -81,7 +81,7 @@ export async function initBackend(
   name?: BackendName,
   options: InitBackendOptions = {},
 ): Promise<BackendInfo> {
-  const fromEnv = readEnv("VIT_LORA_BACKEND");
+  const fromEnv = platformEnv("VIT_LORA_BACKEND");
   let chosen = name ?? current ??
     (fromEnv ? parseBackendName(fromEnv, "VIT_LORA_BACKEND") : undefined);
   if (!chosen) {
@@ -134,7 +134,7 @@ async function createWebGPU(): Promise<{ backend: WebGPUBackend; info: BackendIn
       "WebGPU is not available in this runtime (navigator.gpu is missing): run with Deno 2, or use --backend wasm",
     );
   }
-  quietWayland();
+  platform().beforeGpu?.();
   const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
   if (!adapter) {
     throw new VitLoraError(
@@ -174,24 +174,6 @@ async function createWebGPU(): Promise<{ backend: WebGPUBackend; info: BackendIn
   const software = (info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter ??
     /llvmpipe|lavapipe|swiftshader|software/i.test(description);
   return { backend, info: { name: "webgpu", adapter: description, software } };
-}
-
-/**
- * Mesa's drivers (the software ones included) probe Wayland as they start and print
- * `error: XDG_RUNTIME_DIR is invalid or not set in the environment.` on machines without a
- * desktop session (servers, containers, CI), though nothing is wrong. When the variable is
- * unset and this process may set it, it is set to the conventional place, which silences the
- * probe; no file is made there, and a machine that has a session keeps its own value.
- */
-export function quietWayland(): void {
-  try {
-    if (globalThis.Deno?.build.os !== "linux") return;
-    const state = Deno.permissions.querySync({ name: "env", variable: "XDG_RUNTIME_DIR" }).state;
-    if (state !== "granted" || Deno.env.get("XDG_RUNTIME_DIR")) return;
-    Deno.env.set("XDG_RUNTIME_DIR", "/run/user/vit-lora-no-session");
-  } catch {
-    // no environment to set (a web page), or not allowed: the probe's line is harmless
-  }
 }
 
 /**

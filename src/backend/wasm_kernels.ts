@@ -42,7 +42,20 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { blas, blasStatus } from "./blas.ts";
+import type { Blas } from "./blas.ts";
+import { platform } from "../core/platform.ts";
+
+/** The BLAS the platform offers (Deno: OpenBLAS through the FFI; a web page: none). */
+function blasStatus(): { blas?: Blas; reason?: string; quiet?: boolean } {
+  return (platform().blas?.() ?? {
+    reason: "no FFI in this runtime (a browser): products on XNNPACK",
+    quiet: true,
+  }) as { blas?: Blas; reason?: string; quiet?: boolean };
+}
+
+function blas(): Blas | undefined {
+  return blasStatus().blas;
+}
 
 /** The parts of tfjs-wasm's backend object this kernel uses (not in its public types). */
 interface WasmBackend {

@@ -10,18 +10,31 @@
  *
  * @example
  * ```ts
- * import { VitLoraError } from "@lora/vit";
+ * import { ViTLoraError } from "./errors.ts";
  * try {
- *   throw new VitLoraError("model/config.json: hidden_size must be a positive integer");
+ *   throw new ViTLoraError("model/config.json: hidden_size must be a positive integer");
  * } catch (e) {
- *   if (e instanceof VitLoraError) console.log(e.message); // the tasks print `error: ` + this
+ *   if (e instanceof ViTLoraError) console.log(e.message); // the tasks print `error: ` + this
  * }
  * ```
  */
-export class VitLoraError extends Error {
+export class ViTLoraError extends Error {
   /** Makes an error with a one-line message. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
-    this.name = "VitLoraError";
+    this.name = "ViTLoraError";
   }
 }
+
+/**
+ * The old spelling of {@link ViTLoraError}, kept for one release.
+ *
+ * @deprecated Use {@link ViTLoraError}.
+ */
+export const VitLoraError: typeof ViTLoraError = ViTLoraError;
+/**
+ * The old spelling of {@link ViTLoraError}, kept for one release.
+ *
+ * @deprecated Use {@link ViTLoraError}.
+ */
+export type VitLoraError = ViTLoraError;

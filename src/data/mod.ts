@@ -15,6 +15,7 @@
  * @module
  */
 
+import "../backend/deno_platform.ts"; // Deno's environment, files and BLAS (core/platform.ts)
 export type { ImageDataset, ImageRow, LabelSource, RowGroup } from "./dataset.ts";
 export { type ImageFolderOptions, openImageFolder } from "./imagefolder.ts";
 export { openParquetDataset, type ParquetDatasetOptions } from "./parquet.ts";
@@ -46,3 +47,9 @@ export {
 } from "./trivial_augment.ts";
 export { type Batch, batches, type BatchOptions, DecodePool, type SkippedImage } from "./loader.ts";
 export { type SyntheticDatasetOptions, writeSyntheticDataset } from "./synthetic.ts";
+export type { ImageFolderDataset } from "./imagefolder.ts";
+export type { ParquetDataset, ParquetShard } from "./parquet.ts";
+export type { SplitIndices } from "./splits.ts";
+export type { DecodeOptions } from "./image.ts";
+export type { CropBox } from "./resize.ts";
+export { Random, STREAMS } from "../core/random.ts";

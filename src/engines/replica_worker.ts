@@ -7,6 +7,7 @@
  * @module
  */
 
+import "../backend/deno_platform.ts"; // Deno's environment, files and BLAS (core/platform.ts)
 import { parentPort } from "node:worker_threads";
 import { initBackend } from "../backend/backend.ts";
 import type { ViTClassifier } from "../model/classifier.ts";

@@ -1,5 +1,5 @@
 /**
- * Logits to the most probable classes: what `classify` (Deno) and `classifyImages` (a web
+ * Logits to the most probable classes: what `classify` (Deno) and `classify` (a web
  * page) give for each image. No Deno API, no workers: the browser entry uses it too.
  *
  * @module

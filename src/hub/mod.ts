@@ -13,6 +13,7 @@
  * @module
  */
 
+import "../backend/deno_platform.ts"; // Deno's environment, files and BLAS (core/platform.ts)
 export { datasetFolder, downloadAdapter, downloadDataset, downloadModel, hubFile } from "./hub.ts";
 export { isRepoId, parseRepoId, resolveUrl } from "./ids.ts";
 export {
@@ -23,3 +24,4 @@ export {
   type RepoType,
 } from "./settings.ts";
 export { repoCacheDir } from "./cache.ts";
+export { openDataset, type OpenDatasetOptions } from "./dataset.ts";

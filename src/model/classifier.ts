@@ -17,7 +17,7 @@ import {
   type Variable,
 } from "../core/tf.ts";
 import { VitLoraError } from "../core/errors.ts";
-import { writeFiles } from "../core/files.ts";
+import { platform } from "../core/platform.ts";
 import type { TransformSpec } from "../data/transforms.ts";
 import {
   linearModules,
@@ -261,7 +261,7 @@ export class ViTClassifier {
    * ```
    */
   async saveAdapter(dir: string, options: { peftFormat?: PeftFormat } = {}): Promise<void> {
-    await writeFiles(dir, await this.adapterFiles(options));
+    await writeFolder(dir, await this.adapterFiles(options));
   }
 
   /**
@@ -302,7 +302,7 @@ export class ViTClassifier {
    * `preprocessor_config.json`, which transformers' `from_pretrained` loads as is.
    */
   async saveMerged(dir: string): Promise<void> {
-    await writeFiles(dir, await this.mergedFiles());
+    await writeFolder(dir, await this.mergedFiles());
   }
 
   /**
@@ -385,7 +385,9 @@ export class ViTClassifier {
  *
  * @example
  * ```ts
- * import { countParameters, loraConfig, VIT_BASE_CONFIG } from "@lora/vit";
+ * import { countParameters } from "./classifier.ts";
+ * import { VIT_BASE_CONFIG } from "./config.ts";
+ * import { loraConfig } from "./lora.ts";
  * const { trainable, total } = countParameters(VIT_BASE_CONFIG, {
  *   numLabels: 101,
  *   lora: loraConfig({ r: 32, alpha: 16 }),
@@ -406,4 +408,15 @@ export function countParameters(
     }
   }
   return { trainable, total: frozen + trainable };
+}
+
+/** Files into a folder through the platform (Deno); in a web page, an error saying what to use. */
+async function writeFolder(dir: string, files: Map<string, Uint8Array>): Promise<void> {
+  const write = platform().writeFiles;
+  if (!write) {
+    throw new VitLoraError(
+      `${dir}: no file system here: use adapterFiles() or mergedFiles() for the files' bytes`,
+    );
+  }
+  await write(dir, files);
 }

@@ -295,7 +295,7 @@ export interface PreprocessorConfig {
  *
  * @example
  * ```ts
- * import { parsePreprocessorConfig } from "@lora/vit";
+ * import { parsePreprocessorConfig } from "./config.ts";
  * const p = parsePreprocessorConfig({ size: 32, image_mean: [0.5, 0.5, 0.5] });
  * console.log(p.size); // { height: 32, width: 32 }
  * ```

@@ -7,6 +7,7 @@
  * @module
  */
 
+import "../backend/deno_platform.ts"; // Deno's environment, files and BLAS (core/platform.ts)
 import { join } from "node:path";
 import { exists, readJsonFile } from "../core/files.ts";
 import { VitLoraError } from "../core/errors.ts";
@@ -27,7 +28,7 @@ import {
   modelFromStore,
   randomParts,
 } from "./assembly.ts";
-import { openSafetensors } from "./safetensors.ts";
+import { openSafetensors } from "./safetensors_file.ts";
 import { tf } from "../core/tf.ts";
 
 async function adapterFolder(source: string, hub: HubDownloadOptions): Promise<string> {

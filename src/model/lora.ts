@@ -92,7 +92,7 @@ export interface LoraOptions {
  *
  * @example
  * ```ts
- * import { loraConfig } from "@lora/vit";
+ * import { loraConfig } from "./lora.ts";
  * const config = loraConfig({ r: 8, alpha: 16 });
  * console.log(config.target_modules); // ["query", "value"]
  * ```
@@ -136,7 +136,7 @@ export function loraConfig(
  *
  * @example
  * ```ts
- * import { parseAdapterConfig } from "@lora/vit";
+ * import { parseAdapterConfig } from "./lora.ts";
  * const c = parseAdapterConfig({ peft_type: "LORA", r: 4, lora_alpha: 8, target_modules: ["query"] });
  * console.log(c.r, c.lora_alpha); // 4 8
  * ```

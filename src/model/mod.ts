@@ -14,6 +14,7 @@
  * @module
  */
 
+import "../backend/deno_platform.ts"; // Deno's environment, files and BLAS (core/platform.ts)
 export {
   configLabels,
   LAYER_LINEARS,
@@ -34,17 +35,19 @@ export {
   decodeSafetensors,
   encodeSafetensors,
   type Float32TensorData,
-  openSafetensors,
-  readSafetensors,
   type SafetensorsDtype,
   type SafetensorsEntry,
-  SafetensorsFile,
   safetensorsFromBytes,
   type TensorData,
   tensorData,
   type TensorStore,
-  writeSafetensors,
 } from "./safetensors.ts";
+export {
+  openSafetensors,
+  readSafetensors,
+  SafetensorsFile,
+  writeSafetensors,
+} from "./safetensors_file.ts";
 export {
   Dropout,
   LayerNorm,
@@ -56,3 +59,28 @@ export {
 } from "./vit.ts";
 export { forwardFlops } from "./config.ts";
 export { activationBudget, autoChunkSize, trainingBytesPerImage } from "./memory.ts";
+export {
+  countParameters,
+  type LossAndGradients,
+  type LossOptions,
+  type ParameterCount,
+} from "./classifier.ts";
+export { type HiddenAct, parsePreprocessorConfig, type PreprocessorConfig } from "./config.ts";
+export { type LoraConfig, loraConfig, parseAdapterConfig } from "./lora.ts";
+export { parsePeftFormat, PEFT_FORMATS } from "./peft_format.ts";
+
+export {
+  type BackendInfo,
+  BACKENDS,
+  type InitBackendOptions,
+  parseBackendName,
+} from "../backend/backend.ts";
+export type {
+  Scalar,
+  Tensor,
+  Tensor1D,
+  Tensor2D,
+  Tensor3D,
+  Tensor4D,
+  Variable,
+} from "../core/tf.ts";

@@ -39,7 +39,7 @@ export const DEFAULT_PEFT_FORMAT: PeftFormat = "transformers-5";
  *
  * @example
  * ```ts
- * import { parsePeftFormat } from "@lora/vit";
+ * import { parsePeftFormat } from "./peft_format.ts";
  * console.log(parsePeftFormat("transformers-4")); // "transformers-4"
  * ```
  */

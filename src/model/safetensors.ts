@@ -14,7 +14,6 @@
 
 import { VitLoraError } from "../core/errors.ts";
 import { formatShape } from "../core/shapes.ts";
-import { writeFileAtomic } from "../core/files.ts";
 
 /** The element types of the safetensors format that this module reads. */
 export type SafetensorsDtype =
@@ -95,7 +94,8 @@ export interface SafetensorsHeader {
   dataStart: number;
 }
 
-function fail(source: string, what: string): never {
+/** Throws a `VitLoraError` naming `source`. */
+export function fail(source: string, what: string): never {
   throw new VitLoraError(`${source}: ${what}`);
 }
 
@@ -103,7 +103,7 @@ function fail(source: string, what: string): never {
  * Parses and validates a header. `readHead(n)` gives the file's first `n` bytes; `fileSize`
  * is the whole file's size, against which every offset is checked.
  */
-function parseHeader(
+export function parseHeader(
   source: string,
   readHead: (n: number) => Uint8Array,
   fileSize: number,
@@ -217,7 +217,7 @@ function halfToFloat(h: number): number {
 let halfTable: Float32Array | undefined;
 
 /** Decodes one tensor's raw little-endian bytes (a fresh, exactly-sized buffer). */
-function decode(
+export function decodeTensor(
   source: string,
   name: string,
   entry: SafetensorsEntry,
@@ -284,106 +284,6 @@ function decode(
 }
 
 /**
- * A safetensors file opened for reading: the header is parsed and validated, tensors are read
- * one at a time on demand. Close it when done.
- *
- * @example
- * ```ts ignore
- * import { openSafetensors } from "@lora/vit/model";
- * using file = await openSafetensors("model/model.safetensors");
- * console.log([...file.entries.keys()]);
- * const cls = await file.read("embeddings.cls_token"); // { dtype, shape, data }
- * ```
- */
-export class SafetensorsFile implements Disposable, TensorStore {
-  /** The path the file was opened from, used in error messages. */
-  readonly path: string;
-  /** The `__metadata__` map. */
-  readonly metadata: Record<string, string>;
-  /** Tensor entries by name. */
-  readonly entries: Map<string, SafetensorsEntry>;
-  #file: Deno.FsFile;
-  #dataStart: number;
-
-  /** Use {@link openSafetensors}. */
-  constructor(path: string, file: Deno.FsFile, header: SafetensorsHeader) {
-    this.path = path;
-    this.#file = file;
-    this.metadata = header.metadata;
-    this.entries = header.entries;
-    this.#dataStart = header.dataStart;
-  }
-
-  /** Reads one tensor (float types as float32, integer types as int32). */
-  async read(name: string): Promise<TensorData> {
-    const entry = this.entries.get(name);
-    if (!entry) fail(this.path, `no tensor named '${name}'`);
-    const [begin, end] = entry.data_offsets;
-    const bytes = new Uint8Array(end - begin);
-    await this.#file.seek(this.#dataStart + begin, Deno.SeekMode.Start);
-    for (let got = 0; got < bytes.length;) {
-      const n = await this.#file.read(bytes.subarray(got));
-      if (n === null) fail(this.path, `tensor '${name}': file ended while reading its data`);
-      got += n;
-    }
-    return decode(this.path, name, entry, bytes);
-  }
-
-  /** Closes the file. */
-  close(): void {
-    this.#file.close();
-  }
-
-  /** Closes the file (for `using`). */
-  [Symbol.dispose](): void {
-    this.close();
-  }
-}
-
-/**
- * Opens a safetensors file and validates its header against its size.
- *
- * @example
- * ```ts ignore
- * import { openSafetensors } from "@lora/vit/model";
- * const file = await openSafetensors("adapter/adapter_model.safetensors");
- * for (const [name, e] of file.entries) console.log(name, e.dtype, e.shape);
- * file.close();
- * ```
- */
-export async function openSafetensors(path: string): Promise<SafetensorsFile> {
-  let file: Deno.FsFile;
-  try {
-    file = await Deno.open(path, { read: true });
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) fail(path, "file not found");
-    fail(path, `cannot open: ${(e as Error).message}`);
-  }
-  try {
-    const { size } = await file.stat();
-    // Read the 8-byte length, then the header, through the file handle.
-    let head = new Uint8Array(0);
-    const readHead = (n: number): Uint8Array => {
-      if (head.length < n) {
-        const more = new Uint8Array(n);
-        file.seekSync(0, Deno.SeekMode.Start);
-        for (let got = 0; got < n;) {
-          const r = file.readSync(more.subarray(got));
-          if (r === null) fail(path, "file ended inside its header");
-          got += r;
-        }
-        head = more;
-      }
-      return head.subarray(0, n);
-    };
-    return new SafetensorsFile(path, file, parseHeader(path, readHead, size));
-  } catch (e) {
-    file.close();
-    throw e;
-  }
-}
-
-/**
  * Tensors read one at a time, by name, from a safetensors file or bytes: what loading checks
  * and reads a checkpoint through.
  */
@@ -418,26 +318,9 @@ export function safetensorsFromBytes(bytes: Uint8Array, source: string): TensorS
       if (!entry) fail(source, `no tensor named '${name}'`);
       const [begin, end] = entry.data_offsets;
       const raw = bytes.slice(header.dataStart + begin, header.dataStart + end);
-      return Promise.resolve(decode(source, name, entry, raw));
+      return Promise.resolve(decodeTensor(source, name, entry, raw));
     },
   };
-}
-
-/**
- * Reads every tensor of a safetensors file.
- *
- * @example
- * ```ts ignore
- * import { readSafetensors } from "@lora/vit/model";
- * const tensors = await readSafetensors("adapter/adapter_model.safetensors");
- * console.log(tensors.get("base_model.model.classifier.bias")?.shape);
- * ```
- */
-export async function readSafetensors(path: string): Promise<Map<string, TensorData>> {
-  using file = await openSafetensors(path);
-  const out = new Map<string, TensorData>();
-  for (const name of file.entries.keys()) out.set(name, await file.read(name));
-  return out;
 }
 
 /**
@@ -460,7 +343,7 @@ export function decodeSafetensors(
   for (const [name, entry] of header.entries) {
     const [begin, end] = entry.data_offsets;
     const raw = bytes.slice(header.dataStart + begin, header.dataStart + end);
-    out.set(name, decode(source, name, entry, raw));
+    out.set(name, decodeTensor(source, name, entry, raw));
   }
   return out;
 }
@@ -511,26 +394,6 @@ export function encodeSafetensors(
     at += t.data.byteLength;
   }
   return out;
-}
-
-/**
- * Writes float32 tensors to a safetensors file, atomically: the bytes go to a temporary
- * file beside `path`, which is then renamed over it, so a crash never leaves half a file.
- *
- * @example
- * ```ts ignore
- * import { writeSafetensors } from "@lora/vit/model";
- * await writeSafetensors("out/weights.safetensors", {
- *   "classifier.weight": { shape: [2, 2], data: new Float32Array([1, 0, 0, 1]) },
- * });
- * ```
- */
-export async function writeSafetensors(
-  path: string,
-  tensors: Record<string, Float32TensorData>,
-  metadata?: Record<string, string>,
-): Promise<void> {
-  await writeFileAtomic(path, encodeSafetensors(tensors, metadata));
 }
 
 /** True for the float dtypes (read as float32). */

@@ -17,7 +17,7 @@ import { parseMetrics, readRunConfig, type RunConfig } from "../runs/folder.ts";
 import type { TrainConfig } from "../runs/config.ts";
 import type { EvalEvent } from "../runs/events.ts";
 import { keysFormat, type PeftFormat } from "../model/peft_format.ts";
-import { openSafetensors } from "../model/safetensors.ts";
+import { openSafetensors } from "../model/safetensors_file.ts";
 import { augmentMode } from "../data/transforms.ts";
 
 /** Options of {@link pushRun}. */

@@ -14,7 +14,7 @@ import { VitLoraError } from "../core/errors.ts";
 import { exists, readJsonFile, writeFileAtomic } from "../core/files.ts";
 import type { AdamW } from "./optimizer.ts";
 import { parsePeftKey } from "../model/peft_format.ts";
-import { readSafetensors, writeSafetensors } from "../model/safetensors.ts";
+import { readSafetensors, writeSafetensors } from "../model/safetensors_file.ts";
 import { tf } from "../core/tf.ts";
 
 /** Where training stands, saved with each checkpoint. */

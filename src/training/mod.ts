@@ -15,6 +15,7 @@
  * @module
  */
 
+import "../backend/deno_platform.ts"; // Deno's environment, files and BLAS (core/platform.ts)
 export {
   AdamW,
   type AdamWOptions,
@@ -56,3 +57,7 @@ export {
   type OptionValues,
   withDefaults,
 } from "../core/options.ts";
+export type { CallbackContext } from "./callbacks.ts";
+export type { EvalSummary, RunEvent } from "../runs/events.ts";
+export { readMetrics, readRunConfig, type RunConfig } from "../runs/folder.ts";
+export type { BatchGradientOptions } from "../engines/parallel.ts";

@@ -2,7 +2,7 @@
  * A training run's plan, as HF Trainer makes it: optimizer steps an epoch (micro-batches of
  * `batchSize` images, `gradAccum` of them a step, the epoch's last step taking what is left),
  * steps in all (`maxSteps`, else every epoch's), and the learning rate of each step (linear
- * warm-up from 0, then linear decay to 0). `train()` and the page's `fineTune` both run by it.
+ * warm-up from 0, then linear decay to 0). `train()` and the page's `train` both run by it.
  * Browser-safe.
  *
  * @module

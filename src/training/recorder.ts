@@ -12,7 +12,11 @@
  * @module
  */
 
-import type { StepEvent } from "../runs/events.ts";
+import type { Progress } from "../core/progress.ts";
+import type { SkippedImage } from "../data/loader.ts";
+import type { EvalEvent, StepEvent } from "../runs/events.ts";
+import { MetricsLog, runPaths } from "../runs/folder.ts";
+import { type CallbackContext, notify, type TrainerCallback } from "./callbacks.ts";
 
 /** A step begun: what its metrics line needs besides its values. */
 export interface StepStart {
@@ -92,4 +96,83 @@ export class StepRecorder {
   clear(): void {
     this.#pending = [];
   }
+}
+
+/** What a {@link RunLog} writes to and tells. */
+export interface RunLogOptions {
+  /** The run folder (`metrics.jsonl`, `skipped.jsonl`). */
+  runDir: string;
+  /** The progress output (lines and the bar). */
+  progress: Progress;
+  /** Told of every step, evaluation, and the run's begin and end. */
+  callbacks?: TrainerCallback[];
+  /** Called with every step's metrics line. */
+  onStep?: (event: StepEvent) => void;
+  /** The clock steps are timed by (ms). */
+  clock?: () => number;
+  /** Optimizer steps an epoch (for the progress bar). */
+  stepsPerEpoch: number;
+  /** Called once for each image newly found undecodable. */
+  onNewSkip?: () => void;
+}
+
+/**
+ * A run's log: metrics lines to `metrics.jsonl` and the callbacks (steps timed by a
+ * {@link StepRecorder}), the progress bar, and the undecodable images (said once a run, listed
+ * in `skipped.jsonl`).
+ */
+export class RunLog {
+  /** Pairs steps with their values. */
+  readonly recorder: StepRecorder;
+  /** `metrics.jsonl`. */
+  readonly metrics: MetricsLog;
+  /** The run's callbacks. */
+  readonly callbacks: TrainerCallback[];
+  /** What callbacks may use. */
+  readonly context: CallbackContext;
+  readonly #options: RunLogOptions;
+  readonly #reported = new Set<string>();
+
+  /** The log of the run in `options.runDir`. */
+  constructor(options: RunLogOptions) {
+    this.#options = options;
+    this.recorder = new StepRecorder({ clock: options.clock });
+    this.metrics = new MetricsLog(options.runDir);
+    this.callbacks = options.callbacks ?? [];
+    this.context = { log: (line) => options.progress.line(line) };
+  }
+
+  /** A metrics line: to `metrics.jsonl`, then to the callbacks. */
+  async record(event: StepEvent | EvalEvent): Promise<void> {
+    await this.metrics.append(event);
+    if (event.event === "step") {
+      this.#options.onStep?.(event);
+      await notify(this.callbacks, "onStep", event, this.context);
+    } else await notify(this.callbacks, "onEvaluate", event, this.context);
+  }
+
+  /** The oldest pending step's values are back: its line to the log, the callbacks, the bar. */
+  async step(values: Float32Array): Promise<void> {
+    const event = this.recorder.finish(values);
+    await this.record(event);
+    const firstStep = (event.epoch - 1) * this.#options.stepsPerEpoch;
+    this.#options.progress.update(
+      event.step - firstStep,
+      `loss ${event.loss.toFixed(4)} · lr ${event.lr.toExponential(2)} · ${
+        event.images_per_s.toFixed(1)
+      } img/s`,
+    );
+  }
+
+  /** An undecodable image: said once a run (not once an epoch), counted, listed in the run. */
+  onSkip = (s: SkippedImage): void => {
+    const where = s.row === 0 && !s.file.endsWith(".parquet") ? s.file : `${s.file}: row ${s.row}`;
+    if (this.#reported.has(where)) return;
+    this.#reported.add(where);
+    this.#options.onNewSkip?.();
+    this.#options.progress.line(`warning: ${where}: ${s.error} (image skipped)`);
+    Deno.writeTextFile(runPaths(this.#options.runDir).skipped, JSON.stringify(s) + "\n", {
+      append: true,
+    }).catch(() => {});
+  };
 }

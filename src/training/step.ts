@@ -1,6 +1,6 @@
 /**
  * One optimizer step with HF Trainer's semantics, in two halves that any loop can use (the
- * trainer's `StepPipeline`, the web page's `fineTune`): the micro-batches' gradients combined
+ * trainer's `StepPipeline`, the web page's `train`): the micro-batches' gradients combined
  * into the mean over all of the step's images ({@link combineGradients}), then clipped to the
  * global norm and applied by AdamW ({@link applyGradients}), the loss and norm read back
  * without making the GPU wait ({@link readStepStats}).

@@ -10,37 +10,25 @@
  * @module
  */
 
+import "../backend/deno_platform.ts"; // Deno's environment, files and BLAS (core/platform.ts)
 import { basename } from "node:path";
 import { VitLoraError } from "../core/errors.ts";
 import { writeFileAtomic } from "../core/files.ts";
 import { Progress } from "../core/progress.ts";
 import { Random, STREAMS } from "../core/random.ts";
-import { tf } from "../core/tf.ts";
-import { VERSION } from "../core/version.ts";
 import { type BackendInfo, initBackend } from "../backend/backend.ts";
-import { type Batch, batches, DecodePool, type SkippedImage } from "../data/loader.ts";
+import { type Batch, batches, DecodePool } from "../data/loader.ts";
 import { partRows } from "../data/sampler.ts";
-import { describeSplits, splitFile, type SplitPart } from "../data/splits.ts";
+import { splitFile, type SplitPart } from "../data/splits.ts";
 import type { HubSettings } from "../hub/settings.ts";
 import type { ViTClassifier } from "../model/classifier.ts";
 import { activationBudget, autoChunkSize } from "../model/memory.ts";
 import { classifierReplicas } from "../engines/parallel.ts";
 import type { TrainConfig, TrainRunOptions } from "../runs/config.ts";
-import type { EvalEvent, StepEvent } from "../runs/events.ts";
-import {
-  createRunFolder,
-  MetricsLog,
-  type RunConfig,
-  runPaths,
-  validationOf,
-} from "../runs/folder.ts";
+import type { StepEvent } from "../runs/events.ts";
+import { createRunFolder, runPaths, validationOf } from "../runs/folder.ts";
 import { type EvalMetrics, evaluateBatches, toEvalReport } from "../eval/evaluate.ts";
-import {
-  type CallbackContext,
-  notify,
-  type TrainerCallback,
-  type TrainResult,
-} from "./callbacks.ts";
+import { notify, type TrainerCallback, type TrainResult } from "./callbacks.ts";
 import {
   latestCheckpoint,
   loadAdapterWeights,
@@ -51,7 +39,8 @@ import { afterEvaluation, Checkpointer } from "./checkpointer.ts";
 import { AdamW, trainerNoDecay } from "./optimizer.ts";
 import { StepPipeline } from "./pipeline.ts";
 import { makePlan, type TrainingPlan } from "./plan.ts";
-import { StepRecorder } from "./recorder.ts";
+import { RunLog } from "./recorder.ts";
+import { dataNotes, runConfigOf, startLine, summary } from "./summary.ts";
 import { loadTrainingModel, openTrainingData, resolveConfig, type TrainingData } from "./setup.ts";
 
 /** Options of {@link train}: the configuration, where the run goes and how it runs. */
@@ -104,21 +93,11 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
     hub: options.hub,
     resumeFrom: options.resume ? runDir : undefined,
   });
-  const { dataset } = data;
-  if (dataset.labelsFrom === "generated") {
-    progress.line(
-      `warning: ${config.data}: the data names no classes (no ClassLabel metadata, --labels or labels.txt): calling them ${
-        dataset.labels[0]
-      } … ${dataset.labels.at(-1)}`,
-    );
-  }
-  if (dataset.ignored > 0) {
-    progress.line(`${config.data}: ${dataset.ignored} files that are not images left out`);
-  }
+  for (const line of dataNotes(config.data, data.dataset)) progress.line(line);
   const backend = await initBackend(options.backend);
 
   // model: the base checkpoint with a new adapter, or the given one
-  const clf = await loadTrainingModel(config, dataset, options);
+  const clf = await loadTrainingModel(config, data.dataset, options);
 
   const run = new TrainingRun({ config, runDir, options, progress, data, backend, clf });
   try {
@@ -146,15 +125,11 @@ class TrainingRun {
   readonly chunkSize: number;
   readonly pool: DecodePool;
   readonly optimizer: AdamW;
-  readonly metrics: MetricsLog;
-  readonly recorder: StepRecorder;
+  readonly log: RunLog;
   readonly checkpoints: Checkpointer;
-  readonly callbacks: TrainerCallback[];
-  readonly context: CallbackContext;
   state: TrainerState;
   interrupted = false;
   #sessionStart = performance.now();
-  #reportedSkips = new Set<string>();
   /** Training images decoded this session, by class (to find a class left without any). */
   #seenClasses = new Set<number>();
   #steps?: StepPipeline;
@@ -184,11 +159,16 @@ class TrainingRun {
       weightDecay: config.weightDecay,
       noDecay: trainerNoDecay,
     });
-    this.metrics = new MetricsLog(init.runDir);
-    this.recorder = new StepRecorder({ clock: options.clock });
+    this.log = new RunLog({
+      runDir: init.runDir,
+      progress: init.progress,
+      callbacks: options.callbacks,
+      onStep: options.onStep,
+      clock: options.clock,
+      stepsPerEpoch: this.plan.stepsPerEpoch,
+      onNewSkip: () => this.state.skipped++,
+    });
     this.checkpoints = new Checkpointer(init.runDir, clf, this.optimizer);
-    this.callbacks = options.callbacks ?? [];
-    this.context = { log: (line) => init.progress.line(line) };
     this.state = {
       global_step: 0,
       epoch: 0,
@@ -224,14 +204,14 @@ class TrainingRun {
         this.state = last.state;
         this.progress.line(`resuming ${runDir} from ${last.dir} (step ${this.state.global_step})`);
       }
-      await this.metrics.truncate({ step: this.state.global_step, epoch: this.state.epoch });
+      await this.log.metrics.truncate({ step: this.state.global_step, epoch: this.state.epoch });
     } else {
       await createRunFolder(runDir, {
-        config: this.runConfig(replicas),
+        config: runConfigOf(this, replicas),
         split: splitFile(this.data.splits, config),
       });
     }
-    await notify(this.callbacks, "onTrainBegin", {
+    await notify(this.log.callbacks, "onTrainBegin", {
       runDir,
       name: basename(runDir),
       config,
@@ -240,75 +220,10 @@ class TrainingRun {
       chunkSize: this.chunkSize,
       replicas,
       resumed,
-    }, this.context);
-    const { dataset, sizes } = this.data;
-    this.progress.line(
-      `training ${config.model} on ${config.data}: ${sizes.train} train, ${sizes.validation} validation, ` +
-        `${sizes.test} test images, ${dataset.labels.length} classes; ` +
-        `${parameters.trainable.toLocaleString("en-US")} trainable of ${
-          parameters.total.toLocaleString("en-US")
-        } parameters (${(100 * parameters.trainable / parameters.total).toFixed(2)}%); ` +
-        `${this.plan.totalSteps} steps on ${this.backend.name}${
-          this.backend.adapter ? ` (${this.backend.adapter})` : ""
-        }`,
-    );
+    }, this.log.context);
+    this.progress.line(startLine(this, parameters));
     this.#sessionStart = performance.now();
   }
-
-  /** The run's `config.json`. */
-  runConfig(replicas: number): RunConfig {
-    const { config, clf, data, plan } = this;
-    const lora = clf.lora;
-    return {
-      train: config,
-      backend: this.backend,
-      adapter: lora && {
-        peft_format: clf.peftFormat,
-        r: lora.r,
-        lora_alpha: lora.lora_alpha,
-        lora_dropout: lora.lora_dropout,
-        target_modules: lora.target_modules,
-        modules_to_save: lora.modules_to_save,
-      },
-      parameters: clf.parameterCount(),
-      dataset: {
-        root: data.dataset.root,
-        kind: data.dataset.kind,
-        labels: data.dataset.labels,
-        labels_from: data.dataset.labelsFrom,
-        ...data.sizes,
-        parts: describeSplits(data.splits, config),
-      },
-      schedule: {
-        steps_per_epoch: plan.stepsPerEpoch,
-        total_steps: plan.totalSteps,
-        epochs: plan.epochs,
-      },
-      chunk_size: this.chunkSize,
-      replicas,
-      versions: { deno: Deno.version.deno, tfjs: tf.version.tfjs, vit_lora: VERSION },
-    };
-  }
-
-  /** A metrics line: to `metrics.jsonl`, then to the callbacks. */
-  async record(event: StepEvent | EvalEvent): Promise<void> {
-    await this.metrics.append(event);
-    if (event.event === "step") {
-      this.options.onStep?.(event);
-      await notify(this.callbacks, "onStep", event, this.context);
-    } else await notify(this.callbacks, "onEvaluate", event, this.context);
-  }
-
-  /** An undecodable image: said once a run (not once an epoch), counted, listed in the run. */
-  onSkip = (s: SkippedImage): void => {
-    const where = s.row === 0 && !s.file.endsWith(".parquet") ? s.file : `${s.file}: row ${s.row}`;
-    if (this.#reportedSkips.has(where)) return;
-    this.#reportedSkips.add(where);
-    this.state.skipped++;
-    this.progress.line(`warning: ${where}: ${s.error} (image skipped)`);
-    Deno.writeTextFile(runPaths(this.runDir).skipped, JSON.stringify(s) + "\n", { append: true })
-      .catch(() => {});
-  };
 
   /** A part's rows through the evaluation transform, evaluated. */
   evaluate(part: SplitPart, label: string, count: number): Promise<EvalMetrics> {
@@ -320,7 +235,7 @@ class TrainingRun {
         batchSize: this.config.batchSize,
         pool: this.pool,
         prefetch: this.options.prefetch,
-        onSkip: this.onSkip,
+        onSkip: this.log.onSkip,
       }),
       { onBatch: (done) => this.progress.update(done) },
     );
@@ -346,7 +261,7 @@ class TrainingRun {
         pool: this.pool,
         prefetch: this.options.prefetch,
         rng: (row) => [config.seed, STREAMS.augment, epoch, row.index],
-        onSkip: this.onSkip,
+        onSkip: this.log.onSkip,
       },
     )[Symbol.asyncIterator]();
     const firstStep = epoch * plan.stepsPerEpoch;
@@ -359,7 +274,7 @@ class TrainingRun {
       let next = await source.next();
       while (!next.done && !this.done) {
         // one optimizer step: up to gradAccum micro-batches (the epoch's last may be fewer)
-        const start = this.recorder.clock();
+        const start = this.log.recorder.clock();
         const group: Batch[] = [];
         while (!next.done && group.length < config.gradAccum) {
           group.push(next.value);
@@ -410,18 +325,18 @@ class TrainingRun {
     const steps = this.#steps ??= new StepPipeline(this.clf, this.optimizer);
     const lr = this.plan.lr(state.global_step);
     const images = group.reduce((s, b) => s + b.size, 0);
-    this.recorder.begin({ epoch: epoch + 1, step: state.global_step + 1, lr, images, start });
+    this.log.recorder.begin({ epoch: epoch + 1, step: state.global_step + 1, lr, images, start });
     const applied = await steps.step(group, {
       chunkSize: this.chunkSize,
       dropoutSeed: (m) => Random.stream(config.seed, STREAMS.dropout, state.global_step, m).state,
       lr,
       maxGradNorm: config.maxGradNorm,
     }, async (values) => {
-      await this.#recordStep(values);
+      await this.log.step(values);
       return !this.#stopping();
     });
     if (!applied) {
-      this.recorder.cancel();
+      this.log.recorder.cancel();
       return false;
     }
     state.global_step++;
@@ -437,27 +352,14 @@ class TrainingRun {
   /** Records the step still pending, if any: before an evaluation, a checkpoint, the end. */
   async flush(): Promise<void> {
     const values = await this.#steps?.finish();
-    if (values) await this.#recordStep(values);
+    if (values) await this.log.step(values);
   }
 
   /** Forgets a pending step (after an error: its values are not recorded). */
   #abandon(): void {
     this.#steps?.dispose();
     this.#steps = undefined;
-    this.recorder.clear();
-  }
-
-  /** The oldest pending step's values are back: its metrics line, to the log, the callbacks, the bar. */
-  async #recordStep(values: Float32Array): Promise<void> {
-    const event = this.recorder.finish(values);
-    await this.record(event);
-    const firstStep = (event.epoch - 1) * this.plan.stepsPerEpoch;
-    this.progress.update(
-      event.step - firstStep,
-      `loss ${event.loss.toFixed(4)} · lr ${event.lr.toExponential(2)} · ${
-        event.images_per_s.toFixed(1)
-      } img/s`,
-    );
+    this.log.recorder.clear();
   }
 
   /** Stopped by the signal: a checkpoint of where the run stands. */
@@ -488,7 +390,7 @@ class TrainingRun {
       `validation ${epoch + 1}/${plan.epochs}`,
       data.sizes.validation,
     );
-    await this.record({
+    await this.log.record({
       event: "eval",
       epoch: epoch + 1,
       split: "validation",
@@ -536,7 +438,7 @@ class TrainingRun {
         }),
       ) + "\n",
     );
-    await this.record({
+    await this.log.record({
       event: "eval",
       epoch: state.best.epoch,
       split: "test",
@@ -565,13 +467,13 @@ class TrainingRun {
       stoppedEarly: this.state.stopped_early ?? false,
     };
     if (!this.interrupted) this.progress.line(summary(result));
-    await notify(this.callbacks, "onTrainEnd", result, this.context);
+    await notify(this.log.callbacks, "onTrainEnd", result, this.log.context);
     return result;
   }
 
   /** Releases everything: callbacks, decoding workers, optimizer, model. */
   async close(): Promise<void> {
-    for (const callback of this.callbacks) {
+    for (const callback of this.log.callbacks) {
       try {
         await callback.onClose?.();
       } catch {
@@ -583,27 +485,4 @@ class TrainingRun {
     this.optimizer.dispose();
     this.clf.dispose();
   }
-}
-
-function summary(r: TrainResult): string {
-  const pct = (x?: number) => x === undefined ? "–" : `${(100 * x).toFixed(2)}%`;
-  const { trainable, total } = r.parameters;
-  return [
-    `done in ${Math.round(r.seconds)} s, ${r.steps} steps${
-      r.stoppedEarly ? " (stopped early)" : ""
-    }: best epoch ${r.bestEpoch}`,
-    `  validation accuracy ${pct(r.validation?.accuracy)} (top-5 ${pct(r.validation?.top5)})`,
-    `  test accuracy       ${pct(r.test?.accuracy)} (top-5 ${pct(r.test?.top5)}, ${
-      r.test?.count ?? 0
-    } images)`,
-    `  trainable ${trainable.toLocaleString("en-US")} of ${
-      total.toLocaleString("en-US")
-    } parameters (${(100 * trainable / total).toFixed(2)}%)`,
-    r.skipped > 0
-      ? `  ${r.skipped} images could not be decoded and were skipped (listed in ${
-        runPaths(r.runDir).skipped
-      })`
-      : "",
-    `  adapter: ${r.runDir}/best`,
-  ].filter(Boolean).join("\n");
 }

@@ -9,7 +9,7 @@
  * ```ts ignore
  * import {
  *   decodeImageInBrowser,
- *   fineTune,
+ *   train,
  *   initBackend,
  *   loadClassifierFromUrl,
  * } from "@lora/vit/web";
@@ -20,7 +20,7 @@
  *   lora: { r: 16, alpha: 16 },
  * });
  * const examples = [{ image: await decodeImageInBrowser(file), label: 0 }];
- * await fineTune(clf, examples, { epochs: 3, onStep: (e) => console.log(e.loss) });
+ * await train(clf, examples, { epochs: 3, onStep: (e) => console.log(e.loss) });
  * const files = await clf.adapterFiles(); // adapter_config.json, adapter_model.safetensors
  * ```
  *
@@ -59,12 +59,18 @@ export {
 export { decodeImageInBrowser, rgbFromRgba } from "./images.ts";
 export type { Prediction } from "../eval/top.ts";
 export {
+  classify,
   classifyImages,
+  evaluate,
   evaluateExamples,
   type Example,
   fineTune,
   type FineTuneOptions,
   type FineTuneResult,
+  train,
+  WEB_TRAIN_OPTIONS,
+  type WebTrainOptions,
+  type WebTrainResult,
 } from "./train.ts";
 
 /**

@@ -35,8 +35,8 @@ export interface Example {
   label: number;
 }
 
-/** The options of {@link fineTune}: training's, with defaults sized for a browser tab. */
-export const FINE_TUNE_OPTIONS = {
+/** The options of {@link train}: training's, with defaults sized for a browser tab. */
+export const WEB_TRAIN_OPTIONS = {
   /** Passes over the examples. */
   epochs: { ...TRAIN_CONFIG_OPTIONS.epochs, default: 3 },
   /** Images a micro-batch. */
@@ -57,8 +57,8 @@ export const FINE_TUNE_OPTIONS = {
   augment: TRAIN_CONFIG_OPTIONS.augment,
 } as const satisfies OptionSchema;
 
-/** Options of {@link fineTune}: {@link FINE_TUNE_OPTIONS} and what the page listens to. */
-export interface FineTuneOptions extends OptionInputs<typeof FINE_TUNE_OPTIONS> {
+/** Options of {@link train}: {@link WEB_TRAIN_OPTIONS} and what the page listens to. */
+export interface WebTrainOptions extends OptionInputs<typeof WEB_TRAIN_OPTIONS> {
   /** Evaluated after every epoch (accuracy, loss), when given. */
   validation?: Example[];
   /** After every optimizer step. */
@@ -69,8 +69,8 @@ export interface FineTuneOptions extends OptionInputs<typeof FINE_TUNE_OPTIONS> 
   signal?: AbortSignal;
 }
 
-/** What {@link fineTune} did. */
-export interface FineTuneResult {
+/** What {@link train} did. */
+export interface WebTrainResult {
   /** Optimizer steps done. */
   steps: number;
   /** The last epoch's validation figures, when there was a validation set. */
@@ -102,18 +102,18 @@ function batchOf(
  *
  * @example
  * ```ts ignore
- * const result = await fineTune(clf, examples, {
+ * const result = await train(clf, examples, {
  *   epochs: 3,
  *   validation,
  *   onStep: (e) => console.log(e.step, e.loss),
  * });
  * ```
  */
-export async function fineTune(
+export async function train(
   clf: ViTClassifier,
   examples: Example[],
-  options: FineTuneOptions = {},
-): Promise<FineTuneResult> {
+  options: WebTrainOptions = {},
+): Promise<WebTrainResult> {
   if (examples.length === 0) throw new VitLoraError("fineTune: no training images");
   for (const e of examples) {
     if (!(Number.isInteger(e.label) && e.label >= 0 && e.label < clf.labels.length)) {
@@ -121,8 +121,8 @@ export async function fineTune(
     }
   }
   const { validation: _, onStep: __, onEpoch: ___, signal: ____, ...given } = options;
-  checkOptions(FINE_TUNE_OPTIONS, given);
-  const o = withDefaults(FINE_TUNE_OPTIONS, given);
+  checkOptions(WEB_TRAIN_OPTIONS, given);
+  const o = withDefaults(WEB_TRAIN_OPTIONS, given);
   const { epochs, batchSize, gradAccum, seed, maxGradNorm } = o;
   // the same plan (steps, schedule) as train()'s
   const plan = makePlan({ ...o, trainSize: examples.length });
@@ -184,7 +184,7 @@ export async function fineTune(
         await new Promise((resolve) => setTimeout(resolve, 0));
       }
       if (options.validation?.length && !stopped) {
-        validation = await evaluateExamples(clf, options.validation, { batchSize });
+        validation = await evaluate(clf, options.validation, { batchSize });
         options.onEpoch?.(epoch + 1, validation);
       }
     }
@@ -200,10 +200,10 @@ export async function fineTune(
  *
  * @example
  * ```ts ignore
- * const { accuracy, loss } = await evaluateExamples(clf, validation);
+ * const { accuracy, loss } = await evaluate(clf, validation);
  * ```
  */
-export async function evaluateExamples(
+export async function evaluate(
   clf: ViTClassifier,
   examples: Example[],
   options: { batchSize?: number } = {},
@@ -237,14 +237,15 @@ export async function evaluateExamples(
  *
  * @example
  * ```ts ignore
- * const [top] = await classifyImages(clf, [await decodeImageInBrowser(file)], 3);
+ * const [top] = await classify(clf, [await decodeImageInBrowser(file)], { topK: 3 });
  * ```
  */
-export async function classifyImages(
+export async function classify(
   clf: ViTClassifier,
   images: RgbImage[],
-  topK = 5,
+  options: { topK?: number } = {},
 ): Promise<Prediction[][]> {
+  const topK = options.topK ?? 5;
   const out: Prediction[][] = [];
   for (let i = 0; i < images.length; i += 16) {
     const part = images.slice(i, i + 16).map((image) => ({ image, label: 0 }));
@@ -255,3 +256,40 @@ export async function classifyImages(
   }
   return out;
 }
+
+/**
+ * The old name of {@link train}, kept for one release.
+ *
+ * @deprecated Use {@link train}.
+ */
+export const fineTune: typeof train = train;
+/**
+ * The old name of {@link evaluate}, kept for one release.
+ *
+ * @deprecated Use {@link evaluate}.
+ */
+export const evaluateExamples: typeof evaluate = evaluate;
+/**
+ * The old name of {@link classify} (with `topK` as a plain argument), kept for one release.
+ *
+ * @deprecated Use {@link classify}.
+ */
+export function classifyImages(
+  clf: ViTClassifier,
+  images: RgbImage[],
+  topK = 5,
+): Promise<Prediction[][]> {
+  return classify(clf, images, { topK });
+}
+/**
+ * The old name of {@link WebTrainOptions}, kept for one release.
+ *
+ * @deprecated Use {@link WebTrainOptions}.
+ */
+export type FineTuneOptions = WebTrainOptions;
+/**
+ * The old name of {@link WebTrainResult}, kept for one release.
+ *
+ * @deprecated Use {@link WebTrainResult}.
+ */
+export type FineTuneResult = WebTrainResult;

@@ -80,9 +80,9 @@ Deno.test("wasm: transposed, batched and broadcast matMuls (XNNPACK products in 
   await initBackend("cpu");
 });
 
-Deno.test("a process that finds a software GPU prints no error line, also without XDG_RUNTIME_DIR", async () => {
+Deno.test("a Deno program that finds a software GPU prints no error line, also without XDG_RUNTIME_DIR", async () => {
   const script = `import { initBackend } from ${
-    JSON.stringify(new URL("../../src/backend/backend.ts", import.meta.url).href)
+    JSON.stringify(new URL("../../mod.ts", import.meta.url).href)
   }; const info = await initBackend(); console.log(info.name);`;
   // the few variables the child needs, as far as this process may read them
   const env: Record<string, string> = { NO_COLOR: "1" };

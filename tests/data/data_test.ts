@@ -9,7 +9,7 @@ import { openParquetDataset } from "../../src/data/parquet.ts";
 import { epochRows } from "../../src/data/sampler.ts";
 import { splitIndices } from "../../src/data/splits.ts";
 import { writeSyntheticDataset } from "../../src/data/synthetic.ts";
-import { readSafetensors } from "../../src/model/safetensors.ts";
+import { readSafetensors } from "../../src/model/safetensors_file.ts";
 import { tempDir } from "../helpers.ts";
 
 const TINY = new URL("../fixtures/train-tiny", import.meta.url).pathname;

@@ -7,7 +7,7 @@
 import { type Tensor4D, tf } from "../../src/core/tf.ts";
 import { loadClassifier } from "../../src/model/loading.ts";
 import { ortLogits } from "../../src/engines/ort.ts";
-import { readSafetensors } from "../../src/model/safetensors.ts";
+import { readSafetensors } from "../../src/model/safetensors_file.ts";
 
 const dir = new URL("../fixtures/vit-tiny-b/", import.meta.url).pathname;
 const clf = await loadClassifier(`${dir}model`, { adapter: `${dir}adapter`, backend: "wasm" });

@@ -58,7 +58,7 @@ Deno.test({
     await useBackend("wasm");
     const hf5 = fixture("hf5");
     const run = JSON.parse(await Deno.readTextFile(join(hf5, "trainer_run.json")));
-    const t = (await import("../../src/model/safetensors.ts")).readSafetensors;
+    const t = (await import("../../src/model/safetensors_file.ts")).readSafetensors;
     const raw = (await t(join(hf5, "data", "pixels.safetensors"))).get("validation.pixels")!;
     const mean = [0.485, 0.456, 0.406], std = [0.229, 0.224, 0.225];
     const x = tf.tidy(() =>

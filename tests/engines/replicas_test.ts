@@ -131,7 +131,7 @@ Deno.test("replicas: a failure in a worker is a clear error; stopped when the cl
   // 2 rows announced, pixels for 1: the worker's tfjs refuses the shape
   await assert.rejects(
     replicas.request(0, { type: "logits", pixels: new Float32Array(3072), rows: 2, size: 32 }),
-    (e: Error) => e.name === "VitLoraError" && /^a model replica failed: .*shape/.test(e.message),
+    (e: Error) => e.name === "ViTLoraError" && /^a model replica failed: .*shape/.test(e.message),
   );
   // the replica still answers after a failed request
   const ok = await replicas.request(0, {

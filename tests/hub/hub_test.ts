@@ -15,7 +15,7 @@ import { type HubSettings, hubSettings } from "../../src/hub/settings.ts";
 import { isRepoId } from "../../src/hub/ids.ts";
 import { repoCacheDir } from "../../src/hub/cache.ts";
 import { loadClassifier } from "../../src/model/loading.ts";
-import { readSafetensors } from "../../src/model/safetensors.ts";
+import { readSafetensors } from "../../src/model/safetensors_file.ts";
 import { pushRun } from "../../src/reporting/push.ts";
 import { train } from "../../src/training/trainer.ts";
 import { FakeHub } from "./hub_server.ts";

@@ -8,7 +8,7 @@ import { cp } from "node:fs/promises";
 import { VitLoraError } from "../../src/core/errors.ts";
 import { tf } from "../../src/core/tf.ts";
 import { loadClassifier } from "../../src/model/loading.ts";
-import { readSafetensors } from "../../src/model/safetensors.ts";
+import { readSafetensors } from "../../src/model/safetensors_file.ts";
 import { BACKENDS, expected, fixture, inputs, relError, tempDir, useBackend } from "../helpers.ts";
 
 for (const backend of BACKENDS) {

@@ -12,7 +12,7 @@ import { linearModules, VIT_BASE_CONFIG } from "../../src/model/config.ts";
 import { loadClassifier } from "../../src/model/loading.ts";
 import { loraConfig, loraTargets, parseAdapterConfig } from "../../src/model/lora.ts";
 import { parsePeftKey } from "../../src/model/peft_format.ts";
-import { readSafetensors, writeSafetensors } from "../../src/model/safetensors.ts";
+import { readSafetensors, writeSafetensors } from "../../src/model/safetensors_file.ts";
 import type { StepEvent } from "../../src/runs/events.ts";
 import { train } from "../../src/training/trainer.ts";
 import { parseTrainArgs } from "../../tasks/train.ts";

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { type Tensor4D, tf } from "../../src/core/tf.ts";
 import { loadClassifier } from "../../src/model/loading.ts";
-import { readSafetensors } from "../../src/model/safetensors.ts";
+import { readSafetensors } from "../../src/model/safetensors_file.ts";
 import {
   assertClose,
   BACKENDS,

@@ -2,13 +2,12 @@
 
 import assert from "node:assert/strict";
 import { VitLoraError } from "../../src/core/errors.ts";
+import { decodeSafetensors, encodeSafetensors } from "../../src/model/safetensors.ts";
 import {
-  decodeSafetensors,
-  encodeSafetensors,
   openSafetensors,
   readSafetensors,
   writeSafetensors,
-} from "../../src/model/safetensors.ts";
+} from "../../src/model/safetensors_file.ts";
 import { tempDir } from "../helpers.ts";
 
 /** Builds a file from a raw header object and data bytes. */

@@ -31,7 +31,7 @@ import { join } from "node:path";
 import { type Tensor4D, tf } from "../../src/core/tf.ts";
 import type { HubSettings } from "../../src/hub/settings.ts";
 import { loadClassifier } from "../../src/model/loading.ts";
-import { readSafetensors, writeSafetensors } from "../../src/model/safetensors.ts";
+import { readSafetensors, writeSafetensors } from "../../src/model/safetensors_file.ts";
 import { pushRun } from "../../src/reporting/push.ts";
 import { train } from "../../src/training/trainer.ts";
 import { FakeHub } from "../hub/hub_server.ts";

@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { readSafetensors } from "../../src/model/safetensors.ts";
+import { readSafetensors } from "../../src/model/safetensors_file.ts";
 import type { EvalEvent, StepEvent } from "../../src/runs/events.ts";
 import { readMetrics } from "../../src/runs/folder.ts";
 import { afterEvaluation } from "../../src/training/checkpointer.ts";

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { type Tensor4D, tf } from "../../src/core/tf.ts";
 import { writeSyntheticDataset } from "../../src/data/synthetic.ts";
 import { loadClassifier } from "../../src/model/loading.ts";
-import { readSafetensors } from "../../src/model/safetensors.ts";
+import { readSafetensors } from "../../src/model/safetensors_file.ts";
 import { checkTrainConfig, DEFAULT_TRAIN_CONFIG } from "../../src/runs/config.ts";
 import type { StepEvent } from "../../src/runs/events.ts";
 import { AdamW, clipByGlobalNorm, linearSchedule } from "../../src/training/optimizer.ts";

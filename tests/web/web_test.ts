@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type Tensor4D, tf } from "../../src/core/tf.ts";
 import { loadClassifier } from "../../src/model/loading.ts";
-import { readSafetensors } from "../../src/model/safetensors.ts";
+import { readSafetensors } from "../../src/model/safetensors_file.ts";
 import { buildWeb, serveWeb } from "../../tasks/web.ts";
 import { expected, fixture, relError, useBackend } from "../helpers.ts";
 import { Chromium, findChromium, type Page } from "./chromium.ts";

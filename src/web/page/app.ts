@@ -28,7 +28,7 @@ const state = {
   validation: [] as Example[],
   steps: [] as StepEvent[],
   epochs: [] as { epoch: number; validation: EvalSummary }[],
-  result: undefined as api.FineTuneResult | undefined,
+  result: undefined as api.WebTrainResult | undefined,
   errors: [] as string[],
   stop: undefined as AbortController | undefined,
 };
@@ -202,7 +202,7 @@ async function model(rank: number): Promise<ViTClassifier> {
 
 async function train(
   options: { epochs?: number; lr?: number; batchSize?: number; rank?: number } = {},
-): Promise<api.FineTuneResult> {
+): Promise<api.WebTrainResult> {
   const epochs = options.epochs ?? Number(($("epochs") as HTMLInputElement).value);
   const lr = options.lr ?? Number(($("lr") as HTMLInputElement).value);
   const batchSize = options.batchSize ?? Number(($("batch") as HTMLInputElement).value);
@@ -217,10 +217,10 @@ async function train(
     const bar = $("progress") as HTMLProgressElement;
     bar.max = total;
     bar.value = 0;
-    const before = await api.evaluateExamples(clf, state.validation, { batchSize });
+    const before = await api.evaluate(clf, state.validation, { batchSize });
     state.epochs.push({ epoch: 0, validation: before });
     draw();
-    const result = await api.fineTune(clf, state.train, {
+    const result = await api.train(clf, state.train, {
       epochs,
       lr,
       batchSize,
@@ -303,7 +303,7 @@ async function classifyFiles(files: File[]): Promise<api.Prediction[][]> {
   const clf = state.clf!;
   const images = [];
   for (const f of files) images.push(await api.decodeImageInBrowser(f, f.name));
-  const top = await api.classifyImages(clf, images, 3);
+  const top = await api.classify(clf, images, { topK: 3 });
   const table = $("predictions") as HTMLTableElement;
   table.innerHTML = "<tr><th></th><th>image</th><th>top classes</th></tr>";
   files.forEach((f, i) => {
