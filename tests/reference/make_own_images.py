@@ -114,14 +114,12 @@ def record(path, **extra):
     rgb.save(str(path) + ".rgb.png", optimize=True)
     entry = {
         "file": rel,
-        "format": {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tiff"}[
-            opened.format
-        ],
+        "format": opened.format.lower(),  # JPEG, PNG, WEBP, GIF, BMP, TIFF
         "pil_format": opened.format,
         "pil_mode": opened.mode,
         "size": list(opened.size),
         # what PIL's getexif() holds for tag 274 (bytes shown as their repr)
-        "orientation": orientation if orientation is None or isinstance(orientation, int) else repr(orientation),
+        "orientation": orientation if isinstance(orientation, (int, type(None))) else repr(orientation),
         "rgb_size": list(rgb.size),
     }
     entry.update(extra)
@@ -308,7 +306,10 @@ def png_filter(rows, bpp):
     return out
 
 
-ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+# Adam7's passes: (x0, y0, dx, dy)
+ADAM7 = [
+    (0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)
+]
 
 
 def png_file(samples, color_type, depth, palette=None, trns=None, interlace=False, extra=b""):
@@ -484,7 +485,10 @@ def gif_offset_frame(im, screen, offset, transparency=None):
 
 
 small = photo("cat", 40, 30, (120, 30, 360, 210)).quantize(48)
-record(write("gif/offset_frame.gif", gif_offset_frame(small, (64, 48), (10, 7))), kind="frame inside a larger screen")
+record(
+    write("gif/offset_frame.gif", gif_offset_frame(small, (64, 48), (10, 7))),
+    kind="frame inside a larger screen",
+)
 record(
     write("gif/offset_frame_transparent.gif", gif_offset_frame(small, (64, 48), (20, 12), 7)),
     kind="offset frame, transparent index fills the screen",
@@ -492,71 +496,43 @@ record(
 
 
 # ------------------------------------------------------------------------------------- BMP
-def bmp_file(pixel_rows, bits, width, height, palette=None, compression=0, masks=None, top_down=False, colors=None):
-    """A Windows BMP with a 40-byte BITMAPINFOHEADER; rows given bottom-up, already padded."""
+def bmp_file(rows, bits, size, palette=None, compression=0, masks=None, top_down=False):
+    """A Windows BMP with a 40-byte BITMAPINFOHEADER; `rows` in file order, already padded."""
+    width, height = size
     pal = b"" if palette is None else b"".join(bytes([b, g, r, 0]) for r, g, b in palette)
     extra = b"" if masks is None else b"".join(struct.pack("<I", m) for m in masks)
-    body = b"".join(pixel_rows)
+    body = b"".join(rows)
     offset = 14 + 40 + len(extra) + len(pal)
-    ncolors = colors if colors is not None else (0 if palette is None else len(palette))
     info = struct.pack(
         "<IiiHHIIiiII", 40, width, -height if top_down else height, 1, bits, compression,
-        len(body), 2835, 2835, ncolors, 0,
+        len(body), 2835, 2835, 0 if palette is None else len(palette), 0,
     )
     head = b"BM" + struct.pack("<IHHI", offset + len(body), 0, 0, offset)
     return head + info + extra + pal + body
 
 
-def bmp_rows(values, bytes_per_pixel_fn, top_down=False):
-    rows = []
-    for y in range(values.shape[0]):
-        row = bytes_per_pixel_fn(values[y])
-        rows.append(row + bytes((-len(row)) % 4))
+def bmp_rows(values, pack, top_down=False):
+    """Each row of `values` packed to bytes and padded to 4; bottom-up unless `top_down`."""
+    rows = [pack(values[y]) for y in range(values.shape[0])]
+    rows = [row + bytes((-len(row)) % 4) for row in rows]
     return rows if top_down else rows[::-1]
 
 
-brick = photo("rocket", 38, 29, (0, 0, 427, 320))  # odd widths: row padding
-c8 = np.asarray(brick)
-record(save(brick, "bmp/rgb24.bmp"), kind="24-bit")
-record(save(brick.quantize(256), "bmp/palette8.bmp"), kind="8-bit palette")
-record(save(brick.convert("L"), "bmp/gray8.bmp"), kind="8-bit gray ramp (PIL: mode L)")
-record(save(brick.convert("1"), "bmp/bilevel.bmp"), kind="1-bit")
-record(
-    write(
-        "bmp/rgb24_top_down.bmp",
-        bmp_file(bmp_rows(c8, lambda r: r[:, ::-1].tobytes(), True), 24, 38, 29, top_down=True),
-    ),
-    kind="24-bit top-down",
-)
-record(
-    write(
-        "bmp/rgb32.bmp",
-        bmp_file(bmp_rows(c8, lambda r: np.dstack([r[None, :, ::-1], np.full((1, 38, 1), 77, np.uint8)]).tobytes()), 32, 38, 29),
-    ),
-    kind="32-bit BGRX",
-)
-r5, g6, b5 = (c8[..., 0] >> 3).astype(np.uint16), (c8[..., 1] >> 2).astype(np.uint16), (c8[..., 2] >> 3).astype(np.uint16)
-p565 = (r5 << 11) | (g6 << 5) | b5
-p555 = (r5 << 10) | ((g6 >> 1) << 5) | b5
-record(
-    write("bmp/rgb16_565.bmp", bmp_file(bmp_rows(p565, lambda r: r.astype("<u2").tobytes()), 16, 38, 29, compression=3, masks=(0xF800, 0x7E0, 0x1F))),
-    kind="16-bit 5-6-5 bitfields",
-)
-record(
-    write("bmp/rgb16_555.bmp", bmp_file(bmp_rows(p555, lambda r: r.astype("<u2").tobytes()), 16, 38, 29)),
-    kind="16-bit 5-5-5",
-)
-q16 = brick.quantize(16)
-i16 = np.asarray(q16)
-pal16b = np.asarray(q16.getpalette()[:48]).reshape(16, 3)
+def bgr(row):
+    return row[:, ::-1].tobytes()
 
 
-def pack4(r):
-    r = np.concatenate([r, np.zeros(len(r) % 2, r.dtype)])
-    return ((r[0::2] << 4) | r[1::2]).astype(np.uint8).tobytes()
+def bgrx(row):
+    return np.hstack([row[:, ::-1], np.full((len(row), 1), 77, np.uint8)]).tobytes()
 
 
-record(write("bmp/palette4.bmp", bmp_file(bmp_rows(i16, pack4), 4, 38, 29, palette=pal16b)), kind="4-bit palette")
+def u16le(row):
+    return row.astype("<u2").tobytes()
+
+
+def pack4(row):
+    row = np.concatenate([row, np.zeros(len(row) % 2, row.dtype)])
+    return ((row[0::2] << 4) | row[1::2]).astype(np.uint8).tobytes()
 
 
 def rle8_rows(idx):
@@ -577,19 +553,50 @@ def rle8_rows(idx):
     return out
 
 
-i8 = np.asarray(brick.quantize(12))
-pal12 = np.asarray(brick.quantize(12).getpalette()[:36]).reshape(12, 3)
-record(write("bmp/rle8.bmp", bmp_file(rle8_rows(i8), 8, 38, 29, palette=pal12, compression=1)), kind="8-bit RLE")
+brick = photo("rocket", 38, 29, (0, 0, 427, 320))  # odd widths: row padding
+BRICK = brick.size
+c8 = np.asarray(brick)
+record(save(brick, "bmp/rgb24.bmp"), kind="24-bit")
+record(save(brick.quantize(256), "bmp/palette8.bmp"), kind="8-bit palette")
+record(save(brick.convert("L"), "bmp/gray8.bmp"), kind="8-bit gray ramp (PIL: mode L)")
+record(save(brick.convert("1"), "bmp/bilevel.bmp"), kind="1-bit")
+top_down = bmp_file(bmp_rows(c8, bgr, True), 24, BRICK, top_down=True)
+record(write("bmp/rgb24_top_down.bmp", top_down), kind="24-bit top-down")
+record(write("bmp/rgb32.bmp", bmp_file(bmp_rows(c8, bgrx), 32, BRICK)), kind="32-bit BGRX")
+r5, g6, b5 = (c8[..., 0] >> 3).astype(np.uint16), (c8[..., 1] >> 2), (c8[..., 2] >> 3)
+p565 = (r5 << 11) | (g6.astype(np.uint16) << 5) | b5
+p555 = (r5 << 10) | ((g6.astype(np.uint16) >> 1) << 5) | b5
+masks565 = (0xF800, 0x7E0, 0x1F)
 record(
-    write("bmp/palette8_short.bmp", bmp_file(bmp_rows((i8.astype(np.uint16) * 23 % 256).astype(np.uint8), lambda r: r.tobytes()), 8, 38, 29, palette=pal12)),
+    write("bmp/rgb16_565.bmp", bmp_file(bmp_rows(p565, u16le), 16, BRICK, compression=3, masks=masks565)),
+    kind="16-bit 5-6-5 bitfields",
+)
+record(write("bmp/rgb16_555.bmp", bmp_file(bmp_rows(p555, u16le), 16, BRICK)), kind="16-bit 5-5-5")
+q16 = brick.quantize(16)
+pal16b = np.asarray(q16.getpalette()[:48]).reshape(16, 3)
+record(
+    write("bmp/palette4.bmp", bmp_file(bmp_rows(np.asarray(q16), pack4), 4, BRICK, palette=pal16b)),
+    kind="4-bit palette",
+)
+q12 = brick.quantize(12)
+i8 = np.asarray(q12)
+pal12 = np.asarray(q12.getpalette()[:36]).reshape(12, 3)
+record(
+    write("bmp/rle8.bmp", bmp_file(rle8_rows(i8), 8, BRICK, palette=pal12, compression=1)),
+    kind="8-bit RLE",
+)
+past = (i8.astype(np.uint16) * 23 % 256).astype(np.uint8)
+record(
+    write("bmp/palette8_short.bmp", bmp_file(bmp_rows(past, np.ndarray.tobytes), 8, BRICK, palette=pal12)),
     kind="8-bit, indices past the palette",
 )
 
 # ------------------------------------------------------------------------------------ TIFF
 record(save(brick, "tiff/rgb.tif"), kind="RGB, uncompressed")
 record(save(brick, "tiff/rgb_lzw.tif", compression="tiff_lzw"), kind="RGB, LZW")
-record(save(brick.convert("L"), "tiff/gray_deflate.tif", compression="tiff_adobe_deflate"), kind="gray, Deflate")
-record(save(brick.convert("RGBA"), "tiff/rgba_deflate.tif", compression="tiff_deflate"), kind="RGBA, Deflate")
+gray_brick, rgba_brick = brick.convert("L"), brick.convert("RGBA")
+record(save(gray_brick, "tiff/gray_deflate.tif", compression="tiff_adobe_deflate"), kind="gray, Deflate")
+record(save(rgba_brick, "tiff/rgba_deflate.tif", compression="tiff_deflate"), kind="RGBA, Deflate")
 record(save(brick.quantize(64), "tiff/palette.tif"), kind="8-bit palette")
 record(save(Image.fromarray(g16[:29, :38]), "tiff/gray16.tif"), kind="16-bit gray (PIL clips)")
 tifffile.imwrite(OUT / "tiff/rgb16.tif", rgb16[:29, :38].astype(np.uint16), photometric="rgb")
@@ -601,7 +608,9 @@ record(save(brick, "orientation/tiff_6.tif", exif=exif_bytes(6)), kind="TIFF Ori
 damaged = bytearray((OUT / "jpeg/baseline_420.jpg").read_bytes())
 sos = damaged.index(b"\xff\xda")
 damaged[sos + (len(damaged) - sos) // 2] ^= 0x5A
-record(write("jpeg/damaged_data.jpg", bytes(damaged)), kind="a damaged byte in the scan (PIL decodes it)")
+record(
+    write("jpeg/damaged_data.jpg", bytes(damaged)), kind="a damaged byte in the scan (PIL decodes it)"
+)
 
 TRUNCATE = [
     "jpeg/baseline_420.jpg", "jpeg/progressive.jpg", "jpeg/cmyk.jpg", "png/rgb8.png",
