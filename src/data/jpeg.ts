@@ -128,6 +128,8 @@ interface TurboJpeg {
 
 /** TurboJPEG's pixel formats: RGB (gray is replicated by libjpeg) and CMYK. */
 const TJPF_RGB = 0, TJPF_CMYK = 11;
+/** The wasm memory an instance may keep between calls (a 12-megapixel photo needs ~60 MB). */
+const KEEP_MEMORY = 128 * 2 ** 20;
 let turboModule: Promise<WebAssembly.Module> | undefined;
 let turbo: TurboJpeg | undefined;
 
@@ -186,6 +188,7 @@ async function decodeWithTurbo(bytes: Uint8Array, frame: JpegFrame): Promise<Rgb
     const src = alloc(bytes.length);
     new Uint8Array(tj.memory.buffer, src, bytes.length).set(bytes);
     handle = tj.tjInitDecompress();
+    if (!handle) throw new Error("out of wasm memory");
     // the size from the frame header: TurboJPEG's own header call also wants a subsampling it
     // knows, which a 4-component JPEG need not have (libjpeg decodes any)
     const { width, height } = frame;
@@ -213,7 +216,10 @@ async function decodeWithTurbo(bytes: Uint8Array, frame: JpegFrame): Promise<Rgb
     if (ok) {
       tj.tjDestroy(handle);
       for (const p of pointers) tj.free(p);
-    } else turbo = undefined; // its memory may be inconsistent: the next call makes a new one
+    }
+    // after an error its memory may be inconsistent; after a very large photo it holds that
+    // much memory for good (wasm memory does not shrink): the next call makes a new instance
+    if (!ok || tj.memory.buffer.byteLength > KEEP_MEMORY) turbo = undefined;
   }
 }
 
