@@ -54,9 +54,11 @@ export function decodeTiff(bytes: Uint8Array): RgbImage {
     [page] = decodeTiffPages(withoutOrientation(bytes), { pages: [0] });
   } catch (e) {
     const what = e instanceof Error ? e.message : String(e);
-    throw new VitLoraError(
-      /^Unsupported/i.test(what) ? `unsupported TIFF: ${what}` : `corrupt TIFF: ${what}`,
-    );
+    if (/^Unsupported/i.test(what)) throw new VitLoraError(`unsupported TIFF: ${what}`);
+    if (e instanceof RangeError) {
+      throw new VitLoraError("corrupt TIFF: truncated or damaged (it points past its end)");
+    }
+    throw new VitLoraError(`corrupt TIFF: ${what}`);
   }
   const { width, height, bitsPerSample: bits, samplesPerPixel: spp, type, data } = page;
   const n = width * height;

@@ -267,7 +267,7 @@ Deno.test("truncated files: one clear line where PIL fails, PIL's pixels where P
           assert.ok(e instanceof VitLoraError, `${label}: ${e}`);
           assert.match(
             e.message,
-            /^(not an image \(\d+ bytes\)|not a readable image: .+|corrupt (JPEG|PNG|WebP|GIF|BMP): .+)$/,
+            /^(not an image \(\d+ bytes\)|not a readable image: .+|corrupt (JPEG|PNG|WebP|GIF|BMP|TIFF): .+)$/,
             label,
           );
           return true;
@@ -280,7 +280,7 @@ Deno.test("truncated files: one clear line where PIL fails, PIL's pixels where P
       assert.equal(max, 0, label);
     }
   }
-  assert.deepEqual([...formats].sort(), ["bmp", "gif", "jpeg", "png", "webp"]);
+  assert.deepEqual([...formats].sort(), ["bmp", "gif", "jpeg", "png", "tiff", "webp"]);
 });
 
 Deno.test("decode: a corrupt or foreign file is an error that says so", async () => {
