@@ -92,7 +92,7 @@ interface GifFrame {
 export function decodeGif(bytes: Uint8Array): RgbImage {
   if (bytes.length < 13) throw new VitLoraError("corrupt GIF: truncated header");
   const complete = firstImageComplete(bytes);
-  if (complete === undefined) throw new VitLoraError("corrupt GIF: no image in it");
+  if (complete === undefined) throw new VitLoraError("corrupt GIF: no image in it (truncated?)");
   if (!complete) throw new VitLoraError("corrupt GIF: truncated image data");
   let parsed;
   try {

@@ -237,7 +237,7 @@ async function decodeWithTurbo(bytes: Uint8Array, frame: JpegFrame): Promise<Rgb
  */
 export async function decodeJpeg(bytes: Uint8Array): Promise<RgbImage> {
   const frame = jpegFrame(bytes);
-  if (!frame) throw new VitLoraError("corrupt JPEG: no frame header");
+  if (!frame) throw new VitLoraError("corrupt JPEG: no frame header (truncated or damaged)");
   const { components } = frame;
   if (!jpegHasEnd(bytes)) {
     throw new VitLoraError("corrupt JPEG: truncated (no end-of-image marker)");
