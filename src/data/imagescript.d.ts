@@ -1,10 +1,8 @@
-// Types of the imagescript 1.3.1 wasm decoders that image.ts imports one by one.
+// Types of imagescript 1.3.1's wasm JPEG decoder, which image.ts imports on its own.
 interface Decoded {
   width: number;
   height: number;
-  /** PNG: RGBA. */
-  framebuffer: Uint8Array;
-  /** JPEG: gray, RGB or CMYK per `format` (0, 1, 2); TIFF: RGBA. */
+  /** Gray, RGB or CMYK per `format` (0, 1, 2). */
   buffer: Uint8Array;
   format: number;
 }
