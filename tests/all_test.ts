@@ -22,6 +22,7 @@ import "./model/hf5_test.ts";
 import "./engines/ort_test.ts";
 import "./hub/hub_test.ts";
 import "./data/image_test.ts";
+import "./data/imagefolder_test.ts";
 import "./backend/kernels_test.ts";
 import "./backend/optimizer_kernels_test.ts";
 import "./training/memory_test.ts";
@@ -34,6 +35,7 @@ import "./training/gpu_work_test.ts";
 import "./training/train_test.ts";
 import "./training/early_stopping_test.ts";
 import "./training/recorder_test.ts";
+import "./training/own_images_test.ts";
 import "./web/web_test.ts";
 
 Deno.test("every test module of tests/ is imported above", async () => {

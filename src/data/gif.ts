@@ -10,8 +10,7 @@
  * @module
  */
 
-// deno-lint-ignore no-import-prefix
-import { decompressFrame, parseGIF } from "npm:gifuct-js@2.1.2";
+import { decompressFrame, parseGIF } from "gifuct-js";
 import { VitLoraError } from "../core/errors.ts";
 import { grayToRgb, paletteToRgb, type RgbImage } from "./rgb.ts";
 

@@ -247,7 +247,7 @@ export async function openImageFolder(
   if (names.length === 1 && names[0] === ".") {
     throw new VitLoraError(`${root}: the images are not in class folders (e.g. ${root}/cat/1.jpg)`);
   }
-  await checkClassFolders(root, bySplit, names);
+  await checkClassFolders(root, images.filter((f) => splitOf(f)));
   const ids = new Map(names.map((n, i) => [n, i]));
   const entries = new Map<string, Entry[]>();
   for (const [split, list] of bySplit) {
@@ -288,21 +288,19 @@ function splitAssigner(files: string[]): (file: string) => string | undefined {
   return () => "train";
 }
 
-/** Every class folder of every split holds images; an empty one is an error naming it. */
-async function checkClassFolders(
-  root: string,
-  bySplit: Map<string, string[]>,
-  names: string[],
-): Promise<void> {
-  for (const [split, list] of bySplit) {
-    const base = dirname(list[0]).split(sep).slice(0, -1).join(sep);
-    for (const name of names) {
-      if (list.some((f) => basename(dirname(f)) === name)) continue;
-      const folder = join(root, base, name);
-      const stat = await Deno.stat(folder).catch(() => undefined);
-      if (stat?.isDirectory) {
-        throw new VitLoraError(`${folder}: no images in this class folder (${split} split)`);
-      }
+/**
+ * Every class folder holds images: a folder beside the class folders (under the same split
+ * folder, or the root) with none is an error naming it.
+ */
+async function checkClassFolders(root: string, images: string[]): Promise<void> {
+  const classDirs = new Set(images.map((f) => dirname(f)));
+  const bases = new Set([...classDirs].map((d) => dirname(d)));
+  for (const base of bases) {
+    for await (const entry of Deno.readDir(join(root, base))) {
+      if (!entry.isDirectory || entry.name.startsWith(".")) continue;
+      const dir = base === "." ? entry.name : join(base, entry.name);
+      if (classDirs.has(dir) || images.some((f) => f.startsWith(dir + sep))) continue;
+      throw new VitLoraError(`${join(root, dir)}: no images in this class folder`);
     }
   }
 }
@@ -360,13 +358,16 @@ async function fromMetadata(
     }
     idOf = (r) => r.label as number;
   }
+  // rows in the metadata's order, as datasets reads them
+  const splitOf = new Map<string, string>();
+  for (const [split, list] of bySplit) for (const f of list) splitOf.set(f, split);
   const entries = new Map<string, Entry[]>();
-  for (const [split, list] of bySplit) {
-    const rows = list.filter((f) => records.has(f)).map((f) => ({
-      path: join(root, f),
-      label: idOf(records.get(f)!),
-    }));
-    if (rows.length > 0) entries.set(split, rows);
+  for (const [file, record] of records) {
+    const split = splitOf.get(file);
+    if (!split) continue;
+    const rows = entries.get(split) ?? [];
+    rows.push({ path: join(root, file), label: idOf(record) });
+    entries.set(split, rows);
   }
   return new ImageFolderDataset({
     root,

@@ -14,8 +14,7 @@
  */
 
 // TurboJPEG's wasm is loaded by URL; importing the package's manifest makes Deno fetch it.
-// deno-lint-ignore no-import-prefix
-import "npm:@cwasm/jpeg-turbo@0.1.3/package.json" with { type: "json" };
+import "@cwasm/jpeg-turbo/package.json" with { type: "json" };
 import { VitLoraError } from "../core/errors.ts";
 import type { RgbImage } from "./rgb.ts";
 
@@ -140,7 +139,7 @@ let turbo: TurboJpeg | undefined;
  */
 async function turboJpeg(): Promise<TurboJpeg> {
   turboModule ??= (async () => {
-    const url = import.meta.resolve("npm:@cwasm/jpeg-turbo@0.1.3/jpeg-turbo.wasm");
+    const url = import.meta.resolve("@cwasm/jpeg-turbo/jpeg-turbo.wasm");
     return WebAssembly.compile(await (await fetch(url)).arrayBuffer());
   })();
   const module = await turboModule;

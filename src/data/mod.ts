@@ -27,7 +27,13 @@ export {
   type SplitPart,
 } from "./splits.ts";
 export { type EpochOptions, epochRows, partRows } from "./sampler.ts";
-export { decodeImage, type RgbImage } from "./image.ts";
+export {
+  decodeImage,
+  type DecodeOptions,
+  type ImageFormat,
+  imageFormat,
+  type RgbImage,
+} from "./image.ts";
 export { resizeImage } from "./resize.ts";
 export {
   AUGMENT_MODES,
@@ -50,6 +56,5 @@ export { type SyntheticDatasetOptions, writeSyntheticDataset } from "./synthetic
 export type { ImageFolderDataset } from "./imagefolder.ts";
 export type { ParquetDataset, ParquetShard } from "./parquet.ts";
 export type { SplitIndices } from "./splits.ts";
-export type { DecodeOptions } from "./image.ts";
 export type { CropBox } from "./resize.ts";
 export { Random, STREAMS } from "../core/random.ts";

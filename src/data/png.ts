@@ -11,8 +11,7 @@
  * @module
  */
 
-// deno-lint-ignore no-import-prefix
-import decodePngWasm from "npm:@jsquash/png@3.1.1/decode.js";
+import decodePngWasm from "@jsquash/png/decode.js";
 import { VitLoraError } from "../core/errors.ts";
 import { rgbaToRgb, type RgbImage } from "./rgb.ts";
 

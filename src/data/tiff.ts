@@ -9,8 +9,7 @@
  * @module
  */
 
-// deno-lint-ignore no-import-prefix
-import { decode as decodeTiffPages } from "npm:tiff@7.1.3";
+import { decode as decodeTiffPages } from "tiff";
 import { VitLoraError } from "../core/errors.ts";
 import { grayToRgb, paletteToRgb, type RgbImage } from "./rgb.ts";
 

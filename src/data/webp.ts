@@ -7,8 +7,7 @@
  * @module
  */
 
-// deno-lint-ignore no-import-prefix
-import decodeWebpWasm from "npm:@jsquash/webp@1.5.0/decode.js";
+import decodeWebpWasm from "@jsquash/webp/decode.js";
 import { VitLoraError } from "../core/errors.ts";
 import { rgbaToRgb, type RgbImage } from "./rgb.ts";
 

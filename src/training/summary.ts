@@ -112,9 +112,11 @@ export function summary(r: TrainResult): string {
       total.toLocaleString("en-US")
     } parameters (${(100 * trainable / total).toFixed(2)}%)`,
     r.skipped > 0
-      ? `  ${r.skipped} images could not be decoded and were skipped (listed in ${
-        runPaths(r.runDir).skipped
-      })`
+      ? `  ${r.skipped} ${
+        r.skipped === 1
+          ? "image could not be decoded and was"
+          : "images could not be decoded and were"
+      } skipped (listed in ${runPaths(r.runDir).skipped})`
       : "",
     `  adapter: ${r.runDir}/best`,
   ].filter(Boolean).join("\n");
