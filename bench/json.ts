@@ -107,6 +107,7 @@ async function pytorchPeer(): Promise<Peer | undefined> {
 async function transformersJsPeer(): Promise<Peer | undefined> {
   const js = await run(Deno.execPath(), [
     "run",
+    "--lock=dev.lock", // the peer's packages are the benchmarks', not the module's
     "--allow-read",
     "--allow-write",
     "--allow-env",

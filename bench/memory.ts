@@ -85,6 +85,7 @@ async function inChild(args: string[]): Promise<number> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: [
       "run",
+      "--lock=dev.lock",
       // Deno lets only --allow-all read /proc/self/status (VmHWM: the peak); the child runs
       // this file and nothing else
       "--allow-all",
