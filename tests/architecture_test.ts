@@ -1,7 +1,15 @@
 /** The layout: no import cycle in src/, no folder importing one above it (tasks/check_graph.ts). */
 
 import assert from "node:assert/strict";
-import { graphFaults, LAYERS, sourceImports } from "../tasks/check_graph.ts";
+import {
+  browserFaults,
+  graphFaults,
+  LAYERS,
+  lengthFaults,
+  MAX_LINES,
+  sourceImports,
+  stripComments,
+} from "../tasks/check_graph.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -43,4 +51,40 @@ Deno.test("deno.lock holds the module's packages only: a first run fetches nothi
   }
   // a package whose install scripts Deno would skip with a warning box is denied them outright
   assert.deepEqual(config.allowScripts, { deny: ["npm:onnxruntime-node", "npm:core-js"] });
+});
+
+Deno.test("the graph check sees side-effect, dynamic and worker imports, the browser entry's Deno and node: uses, and long files", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    const write = async (path: string, text: string) => {
+      await Deno.mkdir(`${root}/${path.split("/").slice(0, -1).join("/")}`, { recursive: true });
+      await Deno.writeTextFile(`${root}/${path}`, text);
+    };
+    await write("src/core/a.ts", 'import "../training/t.ts";\nexport const a = 1;\n');
+    await write("src/core/b.ts", 'export const b = () => import("../eval/e.ts");\n');
+    await write("src/training/t.ts", "export const t = 1;\n");
+    await write("src/eval/e.ts", "export const e = 1;\n");
+    await write(
+      "src/web/mod.ts",
+      'import { d } from "../data/d.ts";\nimport type { x } from "../data/x.ts";\nexport { d };\n',
+    );
+    await write("src/web/page/app.ts", "// Deno.exit(1) in a comment is no use of Deno\n");
+    await write("src/data/d.ts", 'import { join } from "node:path";\nexport const d = join("a");\n');
+    await write("src/data/x.ts", "export type x = number;\nDeno.exit(1);\n");
+    await write("src/model/long.ts", "// a line\n".repeat(MAX_LINES + 1));
+    const imports = await sourceImports(root);
+    const faults = graphFaults(imports);
+    assert.ok(faults.some((f) => /src\/core\/a\.ts imports src\/training\/t\.ts/.test(f)), "side effect");
+    assert.ok(faults.some((f) => /src\/core\/b\.ts imports src\/eval\/e\.ts/.test(f)), "dynamic");
+    const browser = await browserFaults(root, imports);
+    assert.deepEqual(browser, [
+      "src/data/d.ts imports node:path but the browser entry loads it (loaded by src/web/mod.ts)",
+    ], "x.ts is imported for a type only (erased); comments do not count");
+    assert.deepEqual(await lengthFaults(root), [
+      `src/model/long.ts: ${MAX_LINES + 1} lines (at most ${MAX_LINES})`,
+    ]);
+    assert.equal(stripComments('const u = "http://x"; // note\n/* block */'), 'const u = "http://x"; \n');
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });
