@@ -79,11 +79,12 @@ export async function tempDir(): Promise<{ path: string } & AsyncDisposable> {
   return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
 }
 
-/** Serves `handler` on a free port of 127.0.0.1 (quietly): the server and its URL. */
+/** Serves `handler` on 127.0.0.1 (a free port, or `port`), quietly: the server and its URL. */
 export function serveLocal(
   handler: (req: Request) => Response | Promise<Response>,
+  port = 0,
 ): { server: Deno.HttpServer<Deno.NetAddr>; url: string } {
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, handler);
+  const server = Deno.serve({ hostname: "127.0.0.1", port, onListen: () => {} }, handler);
   return { server, url: `http://127.0.0.1:${server.addr.port}` };
 }
 

@@ -303,9 +303,8 @@ export function optionsTable(schema: OptionSchema): string {
   const cell = (s: string) => s.replaceAll("|", "\\|").replaceAll("\n", " ");
   const rows = commandLineOptions(schema).map(([, spec]) => {
     const dflt = defaultText(spec);
-    return `| \`${flagText(spec).replace(/^-\w, /, "")}\` | ${
-      dflt === undefined ? "" : cell(dflt)
-    } | ${cell(spec.help)} |`;
+    const flag = cell(flagText(spec).replace(/^-\w, /, ""));
+    return `| \`${flag}\` | ${dflt === undefined ? "" : cell(dflt)} | ${cell(spec.help)} |`;
   });
   return ["| flag | default | what it does |", "| --- | --- | --- |", ...rows].join("\n");
 }

@@ -73,10 +73,10 @@ export class FakeHub {
   #started = new Date().toISOString();
   #commitCount = 0;
 
-  /** Starts a server on a free port of 127.0.0.1. */
-  static start(): Promise<FakeHub> {
+  /** Starts a server on a free port of 127.0.0.1 (or on `port`). */
+  static start(port = 0): Promise<FakeHub> {
     const hub = new FakeHub();
-    const { server, url } = serveLocal((req) => hub.#handle(req));
+    const { server, url } = serveLocal((req) => hub.#handle(req), port);
     hub.#server = server;
     hub.url = url;
     return Promise.resolve(hub);
