@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type Tensor4D, tf } from "../../src/core/tf.ts";
 import { loadClassifier } from "../../src/model/loading.ts";
-import { encodeViTOnnx, exportOnnx } from "../../src/onnx/graph.ts";
+import { encodeViTOnnx, exportOnnxModel } from "../../src/onnx/export.ts";
 import { OrtClassifier, ortLogits, ortStatus } from "../../src/engines/ort.ts";
 import { forwardFlops } from "../../src/model/config.ts";
 import { VIT_BASE_CONFIG } from "../../src/model/config.ts";
@@ -36,7 +36,7 @@ for (const set of FIXTURE_SETS) {
         for (const layout of ["fused", "torch"] as const) {
           const session = await OrtClassifier.fromBytes(
             status.ort!,
-            await exportOnnx(clf, { layout }),
+            await exportOnnxModel(clf, { layout }),
             clf,
           );
           const got = await session.run(px.data as Float32Array, px.shape[0]);
