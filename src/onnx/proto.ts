@@ -222,7 +222,8 @@ class Reader {
       }
       const [field, spec] = entry;
       if (spec.repeated && wire === LENGTH && wireType(spec.type) !== LENGTH) {
-        const stop = this.#at + this.varint(); // packed
+        const length = this.varint(); // packed
+        const stop = this.#at + length;
         const values = (out[field] ??= []) as unknown[];
         while (this.#at < stop) values.push(this.scalar(spec.type));
         continue;

@@ -49,29 +49,27 @@ export async function writeOnnxFolder(dir: string, files: Map<string, Uint8Array
       }
       old = `${tmp}-old`;
     }
+    await Deno.mkdir(parent, { recursive: true });
+    await Deno.mkdir(tmp);
+    for (const [path, bytes] of files) {
+      const file = join(tmp, ...path.split("/"));
+      await Deno.mkdir(dirname(file), { recursive: true });
+      await Deno.writeFile(file, bytes);
+    }
+    if (old) await Deno.rename(target, old);
     try {
-      await Deno.mkdir(parent, { recursive: true });
-      await Deno.mkdir(tmp);
-      for (const [path, bytes] of files) {
-        const file = join(tmp, ...path.split("/"));
-        await Deno.mkdir(dirname(file), { recursive: true });
-        await Deno.writeFile(file, bytes);
-      }
-      if (old) await Deno.rename(target, old);
-      try {
-        await Deno.rename(tmp, target);
-      } catch (e) {
-        if (old) await Deno.rename(old, target).catch(() => {}); // the earlier export back
-        old = undefined;
-        throw e;
-      }
+      await Deno.rename(tmp, target);
     } catch (e) {
-      if (e instanceof VitLoraError) throw e;
-      throw new VitLoraError(`${target}: cannot write: ${(e as Error).message.split("\n")[0]}`, {
-        cause: e,
-      });
+      if (old) await Deno.rename(old, target).catch(() => {}); // the earlier export back
+      old = undefined;
+      throw e;
     }
     if (old) await Deno.remove(old, { recursive: true });
+  } catch (e) {
+    if (e instanceof VitLoraError) throw e;
+    throw new VitLoraError(`${target}: cannot write: ${(e as Error).message.split("\n")[0]}`, {
+      cause: e,
+    });
   } finally {
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
   }
