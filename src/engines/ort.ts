@@ -246,6 +246,8 @@ interface Sessions {
   adapter?: { session: Promise<OrtClassifier>; ids?: unknown[]; feeds?: Promise<OrtFeeds> };
   /** The dtype of calls that name none ({@link setOnnxDtype}). */
   dtype: OnnxDtype;
+  /** Graphs exported so far. */
+  exports: number;
 }
 
 const classifiers = new WeakMap<ViTClassifier, Sessions>();
@@ -253,7 +255,7 @@ const classifiers = new WeakMap<ViTClassifier, Sessions>();
 function sessionsOf(clf: ViTClassifier): Sessions {
   let s = classifiers.get(clf);
   if (!s) {
-    s = { merged: new Map(), dtype: "fp32" };
+    s = { merged: new Map(), dtype: "fp32", exports: 0 };
     classifiers.set(clf, s);
     const sessions = s;
     clf.onDispose(() => {
@@ -279,6 +281,22 @@ function sessionsOf(clf: ViTClassifier): Sessions {
 export function setOnnxDtype(clf: ViTClassifier, dtype: OnnxDtype): void {
   clf.check();
   sessionsOf(clf).dtype = dtype;
+}
+
+/** What {@link ortLogits} holds for a classifier. */
+export interface OrtSessionsInfo {
+  /** The dtypes of its sessions of merged weights. */
+  merged: OnnxDtype[];
+  /** Whether it has the session with adapter inputs (after the trainable tensors changed). */
+  adapter: boolean;
+  /** Graphs exported for it so far (each a session made). */
+  exports: number;
+}
+
+/** The sessions {@link ortLogits} holds for `clf` (none before its first call). */
+export function ortSessions(clf: ViTClassifier): OrtSessionsInfo {
+  const s = classifiers.get(clf);
+  return { merged: [...(s?.merged.keys() ?? [])], adapter: !!s?.adapter, exports: s?.exports ?? 0 };
 }
 
 /** Options of {@link ortLogits}. */
@@ -352,11 +370,15 @@ async function sessionFor(
       s.merged.delete(dtype);
       merged.session.then((x) => x.release(), () => {});
     }
-    s.adapter ??= { session: adapterSession(clf) };
+    if (!s.adapter) {
+      s.exports++;
+      s.adapter = { session: adapterSession(clf) };
+    }
     if (!same(s.adapter.ids)) s.adapter = { ...s.adapter, ids, feeds: adapterFeeds(clf) };
     return [await s.adapter.session, await s.adapter.feeds];
   }
   const session = OrtClassifier.create(clf, { dtype });
+  s.exports++;
   s.merged.set(dtype, { ids, session });
   if (merged) merged.session.then((x) => x.release(), () => {});
   return [await session, undefined];

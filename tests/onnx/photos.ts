@@ -8,8 +8,9 @@
  *
  * The classifier is random (`createClassifier`, seeded) with LoRA on query and value whose B is
  * made non-zero (so that merging it matters), and a head fitted to the photos: each class's
- * weight is its crops' mean feature minus the mean over all crops, scaled so that logits span
- * a few units, as a trained head's do. Random heads give near ties that any rounding flips; this
+ * weight is its crops' mean feature minus the mean over all crops, scaled to unit length, so
+ * that logits span a few units (±7) with margins near 1 between the first two, as a trained
+ * head's do. Random heads give near ties that any rounding flips; this
  * one gives the margins of a real classifier, so the checks on top-1 agreement test the export,
  * not coin flips.
  *
@@ -90,7 +91,10 @@ export async function photoClassifier(
   });
   let seed = 11;
   for (const [key, v] of Object.entries(clf.trainableVariables())) {
-    if (key.includes("lora_B")) v.assign(tf.randomNormal(v.shape, 0, 0.05, "float32", seed++));
+    if (!key.includes("lora_B")) continue;
+    const b = tf.randomNormal(v.shape, 0, 0.05, "float32", seed++);
+    v.assign(b);
+    b.dispose();
   }
   const size = clf.config.image_size;
   const pixels = cropPixels(clf, crops.map((c) => c.image));
