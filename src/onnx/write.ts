@@ -20,6 +20,37 @@ async function isExportFolder(dir: string): Promise<boolean> {
 }
 
 /**
+ * Checks, before anything is exported, that {@link writeOnnxFolder} may write `dir`: it is not
+ * something else than an earlier export, and its parent folder can be made and written to. A
+ * {@link VitLoraError} names the folder and says what is wrong.
+ */
+export async function checkOnnxFolder(dir: string): Promise<void> {
+  const target = dir.replace(/\/+$/, "") || dir;
+  const probe = join(
+    dirname(target),
+    `.${basename(target)}.probe-${crypto.randomUUID().slice(0, 8)}`,
+  );
+  try {
+    if (await exists(target)) {
+      const info = await Deno.stat(target);
+      if (!info.isDirectory || !(await isExportFolder(target))) {
+        throw new VitLoraError(
+          `${target}: exists and is not an exported model folder; give another --out`,
+        );
+      }
+    }
+    await Deno.mkdir(dirname(target), { recursive: true });
+    await Deno.mkdir(probe);
+    await Deno.remove(probe);
+  } catch (e) {
+    if (e instanceof VitLoraError) throw e;
+    throw new VitLoraError(`${target}: cannot write: ${(e as Error).message.split("\n")[0]}`, {
+      cause: e,
+    });
+  }
+}
+
+/**
  * Writes `files` (paths relative to the folder, `/`-separated) into `dir`: into a temporary
  * sibling folder first, renamed to `dir` when complete. An existing `dir` is replaced only when
  * it is empty or an earlier export (it holds `config.json` and `onnx/`); anything else there is
