@@ -119,8 +119,21 @@ export async function classifierTensors(
  * and head, input `pixel_values`, output `logits`, the batch dimension free, in `dtype`.
  *
  * @example
- * ```ts ignore
- * const bytes = await exportOnnxModel(clf, { dtype: "q8" });
+ * ```ts
+ * import { parseViTConfig } from "../model/config.ts";
+ * import { createClassifier } from "../model/loading.ts";
+ * import { exportOnnxModel } from "./export.ts";
+ * const config = parseViTConfig({
+ *   hidden_size: 32,
+ *   num_hidden_layers: 1,
+ *   num_attention_heads: 2,
+ *   intermediate_size: 64,
+ *   image_size: 16,
+ *   patch_size: 8,
+ * });
+ * const clf = await createClassifier(config, { labels: ["cat", "dog"], backend: "cpu" });
+ * const bytes = await exportOnnxModel(clf, { dtype: "q8" }); // a .onnx file
+ * clf.dispose();
  * ```
  */
 export async function exportOnnxModel(
@@ -146,10 +159,24 @@ export interface ExportOnnxOptions {
  * Bytes only: `writeOnnxFolder` (`write.ts`) writes them from Deno; a page zips them.
  *
  * @example
- * ```ts ignore
- * import { exportOnnx } from "@lora/vit/web";
+ * ```ts
+ * import { parseViTConfig } from "../model/config.ts";
+ * import { createClassifier } from "../model/loading.ts";
+ * import { exportOnnx } from "./export.ts";
+ * const config = parseViTConfig({
+ *   hidden_size: 32,
+ *   num_hidden_layers: 1,
+ *   num_attention_heads: 2,
+ *   intermediate_size: 64,
+ *   image_size: 16,
+ *   patch_size: 8,
+ * });
+ * const clf = await createClassifier(config, { labels: ["cat", "dog"], backend: "cpu" });
  * const files = await exportOnnx(clf, { dtypes: ["fp32", "q8"] });
- * for (const [path, bytes] of files) console.log(path, bytes.length);
+ * console.log([...files.keys()]);
+ * // [ "config.json", "preprocessor_config.json", "README.md", "onnx/model.onnx",
+ * //   "onnx/model_quantized.onnx" ]
+ * clf.dispose();
  * ```
  */
 export async function exportOnnx(

@@ -123,18 +123,36 @@ function typeOf(to: OnnxNode["attributes"][string] | undefined): ElementType {
   }
 }
 
-/** float32 values as float16 bits, clamped as the module's documentation says. */
+/** The platform's `Float16Array` (Deno 2, current browsers), when it has one. */
+const Float16 = (globalThis as { Float16Array?: new (data: ArrayLike<number>) => ArrayBufferView })
+  .Float16Array;
+
+/**
+ * float32 values as float16 bits, clamped as the module's documentation says; by the
+ * platform's `Float16Array` where there is one (the same rounding), else {@link float16Bits}.
+ */
 export function float16Array(data: Float32Array, minPositive = 1e-7, maxFinite = 1e4): Uint16Array {
-  const out = new Uint16Array(data.length);
   const lo = Math.fround(minPositive), hi = Math.fround(maxFinite);
+  const outside = (v: number) =>
+    (v > 0 && v < lo) || (v < 0 && v > -lo) || (v > hi && v < Infinity) ||
+    (v < -hi && v > -Infinity);
+  let src = data;
   for (let i = 0; i < data.length; i++) {
-    let v = data[i];
-    if (v > 0 && v < lo) v = lo;
-    else if (v < 0 && v > -lo) v = -lo;
-    else if (v > hi && v < Infinity) v = hi;
-    else if (v < -hi && v > -Infinity) v = -hi;
-    out[i] = float16Bits(v);
+    if (!outside(data[i])) continue;
+    src = data.slice(); // clamped, in a copy
+    for (let j = i; j < src.length; j++) {
+      const v = src[j];
+      if (!outside(v)) continue;
+      src[j] = v > 0 ? (v < lo ? lo : hi) : (v > -lo ? -lo : -hi);
+    }
+    break;
   }
+  if (Float16) {
+    const half = new Float16(src);
+    return new Uint16Array(half.buffer, half.byteOffset, src.length);
+  }
+  const out = new Uint16Array(src.length);
+  for (let i = 0; i < src.length; i++) out[i] = float16Bits(src[i]);
   return out;
 }
 

@@ -104,7 +104,12 @@ export class GraphBuilder {
   #next = 0;
 
   /** A node; returns its (first) output's name, `output` or a fresh one. */
-  node(op: string, inputs: string[], attributes: Record<string, Attribute> = {}, output?: string) {
+  node(
+    op: string,
+    inputs: string[],
+    attributes: Record<string, Attribute> = {},
+    output?: string,
+  ): string {
     const name = output ?? `${op.toLowerCase()}_${this.#next++}`;
     this.nodes.push({ op, name, inputs, outputs: [name], attributes });
     return name;

@@ -25,7 +25,6 @@
  * @module
  */
 
-import { roundHalfEven } from "../data/transforms.ts";
 import type { OnnxGraph, OnnxNode, OnnxTensor } from "./ir.ts";
 import { TensorProto_DataType } from "./onnx_proto.ts";
 
@@ -40,6 +39,12 @@ export interface QuantizedWeight {
 }
 
 const FLOAT32_TINY = 1.1754943508222875e-38;
+
+/** NumPy's `round`: halves to the even neighbour. */
+function roundHalfEven(v: number): number {
+  const r = Math.round(v); // halves up
+  return r - v === 0.5 && r & 1 ? r - 1 : r;
+}
 
 /**
  * `data` quantized to uint8 per tensor, asymmetric, exactly as ONNX Runtime's
@@ -66,7 +71,8 @@ export function quantizeUint8(data: Float32Array): QuantizedWeight {
   scale = Math.fround(scale);
   const out = new Uint8Array(data.length);
   for (let i = 0; i < data.length; i++) {
-    const q = roundHalfEven(Math.fround(data[i] / scale)) + zeroPoint;
+    const v = Math.fround(data[i] / scale); // as NumPy divides two float32
+    const q = roundHalfEven(v) + zeroPoint;
     out[i] = q < 0 ? 0 : q > 255 ? 255 : q;
   }
   return { data: out, scale, zeroPoint };
@@ -94,21 +100,33 @@ export function quantizeDynamic(graph: OnnxGraph): OnnxGraph {
     }
     return q;
   };
-  const quantizeWeight = (w: string): [string, string, string] => {
+  /** A weight quantized (per tensor: its layout does not change the values), then transposed. */
+  const quantizeWeight = (w: string, transposed = false): [string, string, string] => {
     const t = weights.get(w)!;
     const q = quantizeUint8(t.data as Float32Array);
     removed.add(w);
+    const [rows, cols] = t.dims;
     added.push(
       { name: `${w}_scale`, dims: [], type: "float32", data: Float32Array.of(q.scale) },
       { name: `${w}_zero_point`, dims: [], type: "uint8", data: Uint8Array.of(q.zeroPoint) },
-      { name: `${w}_quantized`, dims: t.dims, type: "uint8", data: q.data },
+      transposed
+        ? {
+          name: `${w}_quantized`,
+          dims: [cols, rows],
+          type: "uint8",
+          data: transpose(q.data, rows, cols),
+        }
+        : { name: `${w}_quantized`, dims: t.dims, type: "uint8", data: q.data },
     );
     return [`${w}_quantized`, `${w}_scale`, `${w}_zero_point`];
   };
-  /** The integer product of `n` (MatMulInteger or ConvInteger), dequantized into `output`. */
-  const integerProduct = (n: OnnxNode, op: string, output: string) => {
+  /**
+   * The integer product of `n` (MatMulInteger or ConvInteger), dequantized into `output`;
+   * `transposed`: its weight is `[out, in]` (a Gemm's `transB`).
+   */
+  const integerProduct = (n: OnnxNode, op: string, output: string, transposed = false) => {
     const [xq, xs, xz] = quantizeActivation(n.inputs[0]);
-    const [wq, ws, wz] = quantizeWeight(n.inputs[1]);
+    const [wq, ws, wz] = quantizeWeight(n.inputs[1], transposed);
     const name = `${n.name}_quant`, integer = `${n.outputs[0]}_output_quantized`;
     const scales = `${name}_scales_mul:0`;
     node({ op: "Mul", name: `${name}_scales_mul`, inputs: [xs, ws], outputs: [scales] });
@@ -131,17 +149,13 @@ export function quantizeDynamic(graph: OnnxGraph): OnnxGraph {
   for (const n of graph.nodes) {
     if (n.op === "Gemm" && isWeight(n.inputs[1]) && plainGemm(n)) {
       // Gemm → MatMul (+ Add), as ONNX Runtime's quantizer rewrites it first
-      const w = n.inputs[1], t = weights.get(w)!;
-      if (n.attributes.transB?.value === 1) {
-        const transposed = { ...t, dims: [t.dims[1], t.dims[0]], data: transpose(t) };
-        weights.set(w, transposed as OnnxTensor);
-      }
       const bias = n.inputs[2];
       const product = bias ? `${n.name}_MatMul` : n.outputs[0];
       integerProduct(
         { ...n, name: `${n.name}_MatMul`, outputs: [product], attributes: {} },
         "MatMulInteger",
         product,
+        n.attributes.transB?.value === 1,
       );
       if (bias) {
         node({ op: "Add", name: `${n.name}_Add`, inputs: [product, bias], outputs: n.outputs });
@@ -191,11 +205,16 @@ function plainGemm(n: OnnxNode): boolean {
   return (a.alpha?.value ?? 1) === 1 && (a.beta?.value ?? 1) === 1 && (a.transA?.value ?? 0) === 0;
 }
 
-function transpose(t: OnnxTensor): Float32Array {
-  const [rows, cols] = t.dims, data = t.data as Float32Array;
-  const out = new Float32Array(rows * cols);
-  for (let r = 0; r < rows; r++) {
-    for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c];
+/** A `[rows, cols]` matrix of bytes transposed, in tiles (cache-friendly). */
+function transpose(data: Uint8Array, rows: number, cols: number): Uint8Array {
+  const out = new Uint8Array(rows * cols), tile = 64;
+  for (let r0 = 0; r0 < rows; r0 += tile) {
+    for (let c0 = 0; c0 < cols; c0 += tile) {
+      const r1 = Math.min(r0 + tile, rows), c1 = Math.min(c0 + tile, cols);
+      for (let r = r0; r < r1; r++) {
+        for (let c = c0; c < c1; c++) out[c * rows + r] = data[r * cols + c];
+      }
+    }
   }
   return out;
 }

@@ -57,9 +57,17 @@ export async function checkOnnxFolder(dir: string): Promise<void> {
  * an error, as is a folder that cannot be written (one {@link VitLoraError} line naming it).
  *
  * @example
- * ```ts ignore
- * import { exportOnnx } from "./export.ts";
- * await writeOnnxFolder("exported/", await exportOnnx(clf));
+ * ```ts
+ * import { writeOnnxFolder } from "./write.ts";
+ * const dir = await Deno.makeTempDir();
+ * // the files of exportOnnx(clf) (export.ts), here two small ones
+ * const files = new Map([["config.json", new TextEncoder().encode("{}")], [
+ *   "onnx/model.onnx",
+ *   new Uint8Array(4),
+ * ]]);
+ * await writeOnnxFolder(`${dir}/exported`, files);
+ * console.log((await Deno.stat(`${dir}/exported/onnx/model.onnx`)).size); // 4
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export async function writeOnnxFolder(dir: string, files: Map<string, Uint8Array>): Promise<void> {
