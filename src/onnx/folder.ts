@@ -84,7 +84,7 @@ export function preprocessorJson(p: PreprocessorConfig): Uint8Array {
 const DTYPE_TEXT: Record<OnnxDtype, string> = {
   fp32: "float32",
   fp16: "float16 weights and activations; LayerNorm, Softmax and the logits in float32",
-  q8: "int8 products (dynamic quantization, uint8 weights, as ONNX Runtime's quantize_dynamic)",
+  q8: "int8 weights and products (dynamic quantization, as ONNX Runtime's quantize_dynamic)",
 };
 
 /** The folder's README.md: what it holds and how to load it. */

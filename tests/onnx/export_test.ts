@@ -118,8 +118,8 @@ Deno.test("q8: our initializers are byte for byte those of onnxruntime's quantiz
   );
   assert.deepEqual([...ours.keys()].sort(), [...ref.keys()].sort());
   for (const [name, t] of ref) assert.deepEqual(ours.get(name), t, name);
-  const quantized = [...ours.values()].filter((t) => t.type === DATA_TYPES.uint8);
-  assert.equal(quantized.length, 22); // conv + 10 products: weight and zero point each
+  const quantized = [...ours.values()].filter((t) => t.type === DATA_TYPES.int8);
+  assert.equal(quantized.length, 20); // 10 products: weight and zero point each
 });
 
 Deno.test({
