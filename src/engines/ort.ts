@@ -363,8 +363,7 @@ async function sessionFor(
   const same = (a?: unknown[]) => a?.length === ids.length && a.every((id, i) => id === ids[i]);
   const merged = s.merged.get(dtype);
   if (merged && same(merged.ids)) return [await merged.session, undefined];
-  const adapter = dtype === "fp32" && (merged || s.adapter) && adapterInputsOf(clf).ranks.size > 0;
-  if (adapter) {
+  if (dtype === "fp32" && (merged || s.adapter)) {
     // the tensors changed since the float32 export: from now on one session, fed the tensors
     if (merged) {
       s.merged.delete(dtype);

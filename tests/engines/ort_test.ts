@@ -134,7 +134,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "the adapter-input graph (LoRA on every linear layer, ranks and alphas by pattern) gives tfjs's logits, fed new tensors",
+    "the adapter-input graph (LoRA on every linear layer, ranks and alphas by pattern; or no LoRA, the head alone) gives tfjs's logits, fed new tensors",
   ignore,
   async fn() {
     await useBackend("wasm");
@@ -162,6 +162,23 @@ Deno.test({
       await session.release();
       x.dispose();
       clf.dispose();
+    }
+    // no LoRA at all (the head alone trained): the graph takes the classifier alone
+    const head = await loadClassifier(join(fixture("vit-tiny-a"), "model"), { labels: ["a", "b"] });
+    const y = tf.tidy(() => tf.randomNormal([2, 3, 32, 32], 0, 1, "float32", 6)) as Tensor4D;
+    const headSession = await adapterSession(head);
+    try {
+      const feeds = await adapterFeeds(head);
+      assert.deepEqual(Object.keys(feeds), ["classifier.weight", "classifier.bias"]);
+      const got = await headSession.run((await y.data()) as Float32Array, 2, feeds);
+      const ref = head.logits(y);
+      const err = relError(got, await ref.data());
+      ref.dispose();
+      assert.ok(err < 1e-5, `head only: relative error ${err.toExponential(2)}`);
+    } finally {
+      await headSession.release();
+      y.dispose();
+      head.dispose();
     }
   },
 });
