@@ -13,7 +13,8 @@
  * - writing the whole transformers.js folder's bytes (`exportOnnx`, all three dtypes).
  *
  * The first call of each (the export and session, for the forward passes) is warm-up; the time
- * is the mean of the next two. Needs `--allow-ffi` (ONNX Runtime is a Node-API addon).
+ * is the mean of the next four forward passes (two of the others). On a machine shared with
+ * other work, read the minimum. Needs `--allow-ffi` (ONNX Runtime is a Node-API addon).
  *
  * Usage: deno bench --allow-ffi --allow-read --allow-write --allow-env bench/export_bench.ts
  */
@@ -51,7 +52,7 @@ for (const dtype of ["fp32", "fp16", "q8"] as const) {
     group: "ViT-B/16 forward by dtype",
     baseline: dtype === "fp32",
     ignore: !status.ort,
-    n: 2,
+    n: 4,
     warmup: 1,
     async fn(b) {
       const clf = await classifier();
@@ -102,7 +103,7 @@ for (const kind of ["merged", "adapter inputs"] as const) {
     group: "ViT-B/16 forward, merged or adapter-input session",
     baseline: kind === "merged",
     ignore: !status.ort,
-    n: 2,
+    n: 4,
     warmup: 1,
     async fn(b) {
       const clf = await classifier();
