@@ -11,8 +11,16 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type Tensor4D, tf } from "../../src/core/tf.ts";
 import { loadClassifier } from "../../src/model/loading.ts";
-import { encodeViTOnnx, exportOnnx } from "../../src/onnx/graph.ts";
-import { OrtClassifier, ortLogits, ortStatus } from "../../src/engines/ort.ts";
+import { encodeViTOnnx, exportOnnxModel } from "../../src/onnx/export.ts";
+import {
+  adapterFeeds,
+  adapterSession,
+  OrtClassifier,
+  ortLogits,
+  ortSessions,
+  ortStatus,
+  setOnnxDtype,
+} from "../../src/engines/ort.ts";
 import { forwardFlops } from "../../src/model/config.ts";
 import { VIT_BASE_CONFIG } from "../../src/model/config.ts";
 import { AdamW } from "../../src/training/optimizer.ts";
@@ -36,7 +44,7 @@ for (const set of FIXTURE_SETS) {
         for (const layout of ["fused", "torch"] as const) {
           const session = await OrtClassifier.fromBytes(
             status.ort!,
-            await exportOnnx(clf, { layout }),
+            await exportOnnxModel(clf, { layout }),
             clf,
           );
           const got = await session.run(px.data as Float32Array, px.shape[0]);
@@ -82,7 +90,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "ortLogits: equals logits(), follows an optimizer step, leaves no tensor; small models stay on tfjs by default",
+    "ortLogits: equals logits(), follows optimizer steps with one adapter-input session (no export per step), leaves no tensor; small models stay on tfjs by default",
   ignore,
   async fn() {
     await useBackend("wasm");
@@ -103,18 +111,116 @@ Deno.test({
         assert.equal(tf.memory().numTensors, before, "no tensor left behind");
       };
       await compare();
+      assert.deepEqual(ortSessions(clf), { merged: ["fp32"], adapter: false, exports: 1 });
       const vars = clf.trainableVariables();
       const adam = new AdamW(vars);
-      const grads = tf.tidy(() =>
-        Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, tf.onesLike(v)]))
-      );
-      adam.step(grads, 0.05);
-      tf.dispose(Object.values(grads));
+      for (let step = 0; step < 2; step++) {
+        const grads = tf.tidy(() =>
+          Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, tf.onesLike(v)]))
+        );
+        adam.step(grads, 0.05);
+        tf.dispose(Object.values(grads));
+        await compare(); // stale weights would give the old logits
+        // the merged session gave way to one fed the adapter: one export, whatever the steps
+        assert.deepEqual(ortSessions(clf), { merged: [], adapter: true, exports: 2 });
+      }
       adam.dispose();
-      await compare(); // a stale session would give the old logits
     } finally {
       x.dispose();
       clf.dispose();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "the adapter-input graph (LoRA on every linear layer, ranks and alphas by pattern; or no LoRA, the head alone) gives tfjs's logits, fed new tensors",
+  ignore,
+  async fn() {
+    await useBackend("wasm");
+    const dir = fixture("hf5-more");
+    const clf = await loadClassifier(join(dir, "model"), { adapter: join(dir, "adapter-all") });
+    const size = clf.config.image_size;
+    const x = tf.tidy(() => tf.randomNormal([4, 3, size, size], 0, 1, "float32", 5)) as Tensor4D;
+    const session = await adapterSession(clf);
+    try {
+      const pixels = (await x.data()) as Float32Array;
+      for (let round = 0; round < 2; round++) {
+        const got = await session.run(pixels, 4, await adapterFeeds(clf));
+        const ref = clf.logits(x);
+        const err = relError(got, await ref.data());
+        ref.dispose();
+        assert.ok(err < 1e-5, `round ${round}: relative error ${err.toExponential(2)}`);
+        // new values in every trainable tensor, as after an optimizer step
+        for (const [i, v] of Object.values(clf.trainableVariables()).entries()) {
+          const next = tf.tidy(() => v.add(tf.randomNormal(v.shape, 0, 0.05, "float32", 100 + i)));
+          v.assign(next);
+          next.dispose();
+        }
+      }
+    } finally {
+      await session.release();
+      x.dispose();
+      clf.dispose();
+    }
+    // no LoRA at all (the head alone trained): the graph takes the classifier alone
+    const head = await loadClassifier(join(fixture("vit-tiny-a"), "model"), { labels: ["a", "b"] });
+    const y = tf.tidy(() => tf.randomNormal([2, 3, 32, 32], 0, 1, "float32", 6)) as Tensor4D;
+    const headSession = await adapterSession(head);
+    try {
+      const feeds = await adapterFeeds(head);
+      assert.deepEqual(Object.keys(feeds), ["classifier.weight", "classifier.bias"]);
+      const got = await headSession.run((await y.data()) as Float32Array, 2, feeds);
+      const ref = head.logits(y);
+      const err = relError(got, await ref.data());
+      ref.dispose();
+      assert.ok(err < 1e-5, `head only: relative error ${err.toExponential(2)}`);
+    } finally {
+      await headSession.release();
+      y.dispose();
+      head.dispose();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "ortLogits in fp16 and q8: the exported graphs' logits, on any backend and size; setOnnxDtype sets a classifier's",
+  ignore,
+  async fn() {
+    await useBackend("cpu"); // not wasm: an asked-for dtype runs on ONNX Runtime all the same
+    const dir = fixture("vit-tiny-b");
+    const clf = await loadClassifier(`${dir}/model`, { adapter: `${dir}/adapter` });
+    const x = tf.tidy(() => tf.randomNormal([6, 3, 48, 48], 0, 1, "float32", 9)) as Tensor4D;
+    try {
+      const ref = clf.logits(x);
+      const refData = await ref.data();
+      ref.dispose();
+      const pixels = (await x.data()) as Float32Array;
+      for (const [dtype, limit] of [["fp16", 1e-2], ["q8", 0.1]] as const) {
+        const got = (await ortLogits(clf, x, { dtype }))!;
+        const data = await got.data();
+        got.dispose();
+        const direct = await OrtClassifier.fromBytes(
+          status.ort!,
+          await exportOnnxModel(clf, { dtype }),
+          clf,
+        );
+        assert.deepEqual(data, await direct.run(pixels, 6), `${dtype}: the exported graph's`);
+        await direct.release();
+        const err = relError(data, refData);
+        assert.ok(err > 0 && err < limit, `${dtype} against float32: ${err.toExponential(2)}`);
+      }
+      assert.equal(await ortLogits(clf, x), undefined, "fp32 by default: tfjs's");
+      setOnnxDtype(clf, "q8");
+      const q8 = (await ortLogits(clf, x))!;
+      assert.deepEqual(q8.shape, [6, 5]);
+      q8.dispose();
+      assert.deepEqual(ortSessions(clf).merged.sort(), ["fp16", "q8"]);
+    } finally {
+      x.dispose();
+      clf.dispose();
+      await useBackend("wasm");
     }
   },
 });
@@ -137,6 +243,10 @@ Deno.test("without --allow-ffi: one line says why, inference and products stay o
   const stderr = new TextDecoder().decode(out.stderr);
   assert.ok(out.success, stderr);
   assert.match(stdout, /^ortLogits: undefined, logits ok$/m);
+  assert.match(
+    stdout,
+    /^q8: VitLoraError: dtype q8: ONNX Runtime needs --allow-ffi \(it is a Node-API addon\)/m,
+  );
   const lines = stderr.split("\n").filter((l) => l.startsWith("vit-lora: "));
   assert.ok(
     lines.some((l) => /ONNX Runtime needs --allow-ffi/.test(l)),
