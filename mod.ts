@@ -14,7 +14,8 @@
  * classifier's option and result types), `@lora/vit/data` (image folders and parquet datasets,
  * splits, decoding, transforms, batches), `@lora/vit/training` (AdamW, the schedule, the plan,
  * checkpoints, early stopping, the option tables), `@lora/vit/results` (evaluation and
- * prediction's types, shards), `@lora/vit/hub` (downloads into the Hugging Face cache) and
+ * prediction's types, shards), `@lora/vit/onnx` (the ONNX export's parts), `@lora/vit/hub` (downloads into the Hugging Face
+ * cache) and
  * `@lora/vit/web` (the browser entry).
  *
  * @example
@@ -65,6 +66,11 @@ export { batchGradients, predictLogits } from "./src/engines/parallel.ts";
 export { parseViTConfig, VIT_BASE_CONFIG, type ViTConfig } from "./src/model/config.ts";
 export type { LoraOptions } from "./src/model/lora.ts";
 export type { PeftFormat } from "./src/model/peft_format.ts";
+
+// ---- shipping: ONNX in transformers.js's layout (fp32, fp16, q8) ----
+export { exportOnnx, type ExportOnnxOptions } from "./src/onnx/export.ts";
+export type { OnnxDtype } from "./src/onnx/folder.ts";
+export { writeOnnxFolder } from "./src/onnx/write.ts";
 
 // ---- backend, tensors, errors ----
 export { type BackendName, initBackend } from "./src/backend/backend.ts";

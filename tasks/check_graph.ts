@@ -165,7 +165,8 @@ export function stripComments(text: string): string {
 
 /** What a module's code (comments left out) uses of Deno and Node, and its npm imports. */
 export function platformUses(text: string): { deno: boolean; node: string[]; packages: string[] } {
-  const code = stripComments(text);
+  // template literals' text (e.g. a README written out) is no code
+  const code = stripComments(text).replace(/`(?:\\[\s\S]|[^\\`])*`/g, "``");
   const specifiers = [
     ...code.matchAll(/(?:from|import)\s*\(?\s*["']([^"'.][^"']*)["']/g),
   ].map((m) => m[1]);

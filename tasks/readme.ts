@@ -11,6 +11,7 @@ import { optionsTable } from "../src/core/options.ts";
 import type { OptionSchema } from "../src/core/options.ts";
 import { DEMO_COMMAND } from "./demo.ts";
 import { EVAL_COMMAND } from "./eval.ts";
+import { EXPORT_COMMAND } from "./export.ts";
 import { PREDICT_COMMAND } from "./predict.ts";
 import { PUSH_COMMAND } from "./push.ts";
 import { REPORT_COMMAND } from "./report.ts";
@@ -22,6 +23,7 @@ export const README_COMMANDS: Readonly<Record<string, { schema: OptionSchema }>>
   train: TRAIN_COMMAND,
   eval: EVAL_COMMAND,
   predict: PREDICT_COMMAND,
+  export: EXPORT_COMMAND,
   push: PUSH_COMMAND,
   report: REPORT_COMMAND,
   demo: DEMO_COMMAND,

@@ -24,6 +24,7 @@ import "./onnx/export_test.ts";
 import "./onnx/export_task_test.ts";
 import "./onnx/transformersjs_test.ts";
 import "./hub/hub_test.ts";
+import "./readme_test.ts";
 import "./data/image_test.ts";
 import "./data/imagefolder_test.ts";
 import "./backend/kernels_test.ts";

@@ -41,7 +41,10 @@ Deno.test("deno.lock holds the module's packages only: a first run fetches nothi
   const module = Object.keys(lock.specifiers).sort();
   assert.ok(module.some((s) => s.startsWith("npm:@tensorflow/tfjs@")), "tfjs is the module's");
   for (const only of ["npm:@huggingface/transformers", "npm:onnxruntime-web", "npm:sharp"]) {
-    assert.ok(!module.some((s) => s.startsWith(only)), `${only} is the benchmarks', not in deno.lock`);
+    assert.ok(
+      !module.some((s) => s.startsWith(only)),
+      `${only} is the benchmarks', not in deno.lock`,
+    );
   }
   // what tests and benchmarks use besides goes to dev.lock, which has the module's too
   for (const s of module) assert.ok(s in dev.specifiers, `dev.lock lacks ${s}`);
@@ -69,12 +72,18 @@ Deno.test("the graph check sees side-effect, dynamic and worker imports, the bro
       'import { d } from "../data/d.ts";\nimport type { x } from "../data/x.ts";\nexport { d };\n',
     );
     await write("src/web/page/app.ts", "// Deno.exit(1) in a comment is no use of Deno\n");
-    await write("src/data/d.ts", 'import { join } from "node:path";\nexport const d = join("a");\n');
+    await write(
+      "src/data/d.ts",
+      'import { join } from "node:path";\nexport const d = join("a");\n',
+    );
     await write("src/data/x.ts", "export type x = number;\nDeno.exit(1);\n");
     await write("src/model/long.ts", "// a line\n".repeat(MAX_LINES + 1));
     const imports = await sourceImports(root);
     const faults = graphFaults(imports);
-    assert.ok(faults.some((f) => /src\/core\/a\.ts imports src\/training\/t\.ts/.test(f)), "side effect");
+    assert.ok(
+      faults.some((f) => /src\/core\/a\.ts imports src\/training\/t\.ts/.test(f)),
+      "side effect",
+    );
     assert.ok(faults.some((f) => /src\/core\/b\.ts imports src\/eval\/e\.ts/.test(f)), "dynamic");
     const browser = await browserFaults(root, imports);
     assert.deepEqual(browser, [
@@ -83,7 +92,10 @@ Deno.test("the graph check sees side-effect, dynamic and worker imports, the bro
     assert.deepEqual(await lengthFaults(root), [
       `src/model/long.ts: ${MAX_LINES + 1} lines (at most ${MAX_LINES})`,
     ]);
-    assert.equal(stripComments('const u = "http://x"; // note\n/* block */'), 'const u = "http://x"; \n');
+    assert.equal(
+      stripComments('const u = "http://x"; // note\n/* block */'),
+      'const u = "http://x"; \n',
+    );
   } finally {
     await Deno.remove(root, { recursive: true });
   }

@@ -18,6 +18,7 @@
 
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
+import { flagText } from "../src/core/options.ts";
 import { helpOf } from "../tasks/cli.ts";
 import { README_COMMANDS, withOptionTables } from "../tasks/readme.ts";
 import { writeSyntheticDataset } from "../src/data/synthetic.ts";
@@ -48,7 +49,7 @@ Deno.test("every task's --help is made from its option table", async () => {
     const help = helpOf(command as Parameters<typeof helpOf>[0]);
     assert.equal(new TextDecoder().decode(out.stdout), help + "\n", `deno task ${name} --help`);
     for (const spec of Object.values(command.schema)) {
-      if (!spec.libraryOnly) assert.ok(help.includes(`--${spec.flag}`), `${name}: --${spec.flag}`);
+      if (!spec.libraryOnly) assert.ok(help.includes(flagText(spec)), `${name}: ${flagText(spec)}`);
     }
   }
 });
@@ -87,7 +88,10 @@ async function sandbox(home: string, hub: FakeHub): Promise<string> {
   }
   const config = JSON.parse(await Deno.readTextFile(join(ROOT, "deno.json")));
   for (const [name, line] of Object.entries(config.tasks as Record<string, string>)) {
-    config.tasks[name] = line.replace(/--allow-net=(\S+)/, (_, hosts) => `--allow-net=${hosts},127.0.0.1`);
+    config.tasks[name] = line.replace(
+      /--allow-net=(\S+)/,
+      (_, hosts) => `--allow-net=${hosts},127.0.0.1`,
+    );
   }
   config.imports["jsr:@lora/vit"] = "./mod.ts";
   for (const entry of Object.keys(config.exports).filter((e) => e !== ".")) {
@@ -99,7 +103,10 @@ async function sandbox(home: string, hub: FakeHub): Promise<string> {
   await copyTree(join(own, "folder"), join(repo, "photos"));
   await Deno.copyFile(join(own, "folder", "test", "cat", "cat_1.jpg"), join(repo, "dish.jpg"));
   await Deno.copyFile(join(own, "png", "rgb8.png"), join(repo, "other.png"));
-  await copyTree(join(fixture("vit-tiny-a"), "model"), join(repo, "models/vit-base-patch16-224-in21k"));
+  await copyTree(
+    join(fixture("vit-tiny-a"), "model"),
+    join(repo, "models/vit-base-patch16-224-in21k"),
+  );
   await writeSyntheticDataset(join(repo, "datasets/food101"), {
     classes: 4,
     trainPerClass: 16,
@@ -107,7 +114,9 @@ async function sandbox(home: string, hub: FakeHub): Promise<string> {
   });
   // the Hub: tiny stand-ins under the real ids, and a mirror's
   const model = await folderFiles(join(fixture("vit-tiny-a"), "model"));
-  for (const id of ["google/vit-base-patch16-224-in21k", "acme/vit"]) hub.addRepo("model", id, model);
+  for (const id of ["google/vit-base-patch16-224-in21k", "acme/vit"]) {
+    hub.addRepo("model", id, model);
+  }
   const data = await folderFiles(join(repo, "datasets/food101"));
   for (const id of ["ethz/food101", "acme/photos"]) hub.addRepo("dataset", id, data);
   return repo;
@@ -117,7 +126,10 @@ async function sandbox(home: string, hub: FakeHub): Promise<string> {
 function runnable(block: string): { script: string; skipped: string[] } {
   const skipped: string[] = [];
   const lines = block.split("\n").map((line) => {
-    if (/^\s*deno task test\b/.test(line) || /\bsbatch\b/.test(line) || /^\s*deno task web\b/.test(line)) {
+    if (
+      /^\s*deno task test\b/.test(line) || /\bsbatch\b/.test(line) ||
+      /^\s*deno task web\b/.test(line)
+    ) {
       skipped.push(line.trim());
       return ":";
     }
@@ -148,10 +160,13 @@ Deno.test({
         HF_ENDPOINT: hub.url,
         NO_COLOR: "1",
       };
-      for (const name of ["DENO_DIR", "XDG_RUNTIME_DIR", "DENO_WEBGPU_BACKEND"]) {
+      for (const name of ["XDG_RUNTIME_DIR", "DENO_WEBGPU_BACKEND"]) {
         const value = Deno.env.get(name);
         if (value) env[name] = value;
       }
+      // this process's Deno cache (HOME moves, and the default cache with it)
+      const info = await new Deno.Command(Deno.execPath(), { args: ["info", "--json"] }).output();
+      env.DENO_DIR = JSON.parse(new TextDecoder().decode(info.stdout)).denoDir;
       const blocks = shellBlocks(README);
       assert.ok(blocks.length >= 8, `${blocks.length} sh blocks`);
       const run = async (script: string, extra: Record<string, string> = {}) => {

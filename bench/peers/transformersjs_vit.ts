@@ -32,7 +32,7 @@ import { AutoModelForImageClassification, env, Tensor } from "npm:@huggingface/t
 import { initBackend } from "../../src/backend/backend.ts";
 import { tf } from "../../src/core/tf.ts";
 import { VIT_BASE_CONFIG } from "../../src/model/config.ts";
-import { exportOnnx } from "../../src/onnx/graph.ts";
+import { exportOnnxModel } from "../../src/onnx/export.ts";
 import { recipeClassifier, SMALL_VIT_CONFIG } from "../generated.ts";
 
 const NAME = "transformersjs_vit.ts";
@@ -65,7 +65,10 @@ let reference: { pixels: Float32Array; logits: Float32Array; rows: number };
     if (name !== "model.safetensors") await Deno.writeFile(join(dir, name), bytes);
   }
   await Deno.mkdir(join(dir, "onnx"));
-  await Deno.writeFile(join(dir, "onnx", "model.onnx"), await exportOnnx(clf, { layout: "torch" }));
+  await Deno.writeFile(
+    join(dir, "onnx", "model.onnx"),
+    await exportOnnxModel(clf, { layout: "torch" }),
+  );
   const rows = 2;
   const pixels = Float32Array.from({ length: rows * 3 * size * size }, (_, i) => Math.sin(i));
   const logits = tf.tidy(() => clf.logits(tf.tensor4d(pixels, [rows, 3, size, size])));

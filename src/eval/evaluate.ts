@@ -10,6 +10,8 @@ import { join } from "node:path";
 import type { ViTClassifier } from "../model/classifier.ts";
 import { loadClassifier } from "../model/loading.ts";
 import { predictLogits } from "../engines/parallel.ts";
+import { setOnnxDtype } from "../engines/ort.ts";
+import type { OnnxDtype } from "../onnx/folder.ts";
 import { VitLoraError } from "../core/errors.ts";
 import { exists, readJsonFile, writeFileAtomic } from "../core/files.ts";
 import { openDataset, type OpenDatasetOptions } from "../hub/dataset.ts";
@@ -170,6 +172,13 @@ export interface EvalReport {
    * rate, averaged), not the rate of the shards together.
    */
   imagesPerSecond: number;
+  /** The precision of the forward passes, when one was asked for (`evaluate({ dtype })`). */
+  dtype?: OnnxDtype;
+  /**
+   * With `dtype` `fp16` or `q8`: fp32's accuracy on the same images, and the share of images
+   * whose top class is the same in both.
+   */
+  againstFp32?: { accuracy: number; top1Agreement: number };
   /** Class names. */
   labels: string[];
   /** Per class: support, accuracy (recall), precision, F1. */
@@ -277,26 +286,44 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
       );
     }
     const spec = clf.transformSpec();
-    progress.start(
-      `evaluating on ${split}${shard ? ` (${shardLabel(shard)}: rows ${first}–${end})` : ""}`,
-      rows.length,
+    if (o.dtype) setOnnxDtype(clf, o.dtype);
+    const pass = (label: string) => {
+      progress.start(label, rows.length);
+      return evaluateBatches(
+        clf,
+        batches(partRows(dataset, { source: part.source, indices: rows }), {
+          spec,
+          batchSize,
+          pool,
+          onSkip: (s) =>
+            progress.line(
+              `warning: ${
+                s.row === 0 && !s.file.endsWith(".parquet") ? s.file : `${s.file}: row ${s.row}`
+              }: ${s.error} (image skipped)`,
+            ),
+        }),
+        { onBatch: (done) => progress.update(done) },
+      );
+    };
+    const m = await pass(
+      `evaluating on ${split}${shard ? ` (${shardLabel(shard)}: rows ${first}–${end})` : ""}${
+        o.dtype ? ` in ${o.dtype}` : ""
+      }`,
     );
-    const m = await evaluateBatches(
-      clf,
-      batches(partRows(dataset, { source: part.source, indices: rows }), {
-        spec,
-        batchSize,
-        pool,
-        onSkip: (s) =>
-          progress.line(
-            `warning: ${
-              s.row === 0 && !s.file.endsWith(".parquet") ? s.file : `${s.file}: row ${s.row}`
-            }: ${s.error} (image skipped)`,
-          ),
-      }),
-      { onBatch: (done) => progress.update(done) },
-    );
+    let againstFp32: EvalReport["againstFp32"];
+    if (o.dtype && o.dtype !== "fp32" && !shard) {
+      // what the precision costs: fp32 on the same images
+      setOnnxDtype(clf, "fp32");
+      const ref = await pass(`the same in fp32`);
+      const agree = m.predictions.filter((p, i) => p === ref.predictions[i]).length;
+      againstFp32 = {
+        accuracy: ref.accuracy,
+        top1Agreement: m.count ? agree / m.count : NaN,
+      };
+    }
     const report = toEvalReport(m, dataset.labels, { split, model, adapter, data });
+    if (o.dtype) report.dtype = o.dtype;
+    if (againstFp32) report.againstFp32 = againstFp32;
     if (options.run && shard) {
       const file: EvalShardFile = {
         format: "vit-lora/eval-shard@1",
@@ -374,6 +401,14 @@ export function formatEvalReport(report: EvalReport): string {
     `  top-5      ${pct(report.top5)}`,
     `  macro F1   ${report.macroF1.toFixed(4)}`,
     `  loss       ${report.loss.toFixed(4)}`,
+    ...(report.againstFp32
+      ? [
+        `  ${report.dtype} against fp32: accuracy ${pct(report.accuracy)} vs ${
+          pct(report.againstFp32.accuracy)
+        } (${(100 * (report.accuracy - report.againstFp32.accuracy)).toFixed(2)} points), ` +
+        `top-1 the same on ${pct(report.againstFp32.top1Agreement)}`,
+      ]
+      : []),
     `  worst classes:`,
     ...worst.map((c) =>
       `    ${c.label.padEnd(width)} ${pct(c.accuracy).padStart(7)} of ${c.support}`

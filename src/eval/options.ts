@@ -9,6 +9,18 @@
 import type { OptionSchema } from "../core/options.ts";
 import { SHARED_OPTIONS, TRAIN_CONFIG_OPTIONS } from "../runs/config.ts";
 
+/** The precision of the CPU path's forward passes (ONNX Runtime), as eval and predict take it. */
+const DTYPE = {
+  kind: "choice",
+  choices: ["fp32", "fp16", "q8"],
+  flag: "dtype",
+  arg: "D",
+  defaultText: "fp32",
+  help: "precision on the CPU path (ONNX Runtime): fp32, or the exported fp16\n" +
+    "or q8 graphs (deno task export)",
+  section: "run",
+} as const;
+
 /** Options of `evaluate()` and `deno task eval`. */
 export const EVAL_OPTIONS = {
   /** A training run's folder: its model, data, split and checkpoints. */
@@ -56,6 +68,15 @@ export const EVAL_OPTIONS = {
   workers: SHARED_OPTIONS.workers,
   /** Model replicas on wasm. */
   replicas: SHARED_OPTIONS.replicas,
+  /**
+   * The precision of the forward passes on the CPU path: `fp16` or `q8` run the graphs
+   * `exportOnnx` writes on ONNX Runtime, and the report also gives fp32's accuracy on the same
+   * images and how often the two agree.
+   */
+  dtype: {
+    ...DTYPE,
+    help: DTYPE.help + "; the report also gives fp32's accuracy and\nhow often the two agree",
+  },
   /**
    * With `run`: evaluate one shard of the part only, `i/n` (or `auto/n`: the index from
    * `JOB_COMPLETION_INDEX` or `SLURM_ARRAY_TASK_ID`): a contiguous block of whole batches,
@@ -114,4 +135,6 @@ export const PREDICT_OPTIONS = {
   },
   /** The tfjs backend. */
   backend: SHARED_OPTIONS.backend,
+  /** The precision of the forward passes on the CPU path (`fp16`, `q8`: ONNX Runtime). */
+  dtype: DTYPE,
 } as const satisfies OptionSchema;

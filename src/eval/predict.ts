@@ -12,6 +12,7 @@ import { PREDICT_OPTIONS } from "./options.ts";
 import type { ViTClassifier } from "../model/classifier.ts";
 import { loadClassifier } from "../model/loading.ts";
 import { classify } from "./classify.ts";
+import { setOnnxDtype } from "../engines/ort.ts";
 import type { Prediction } from "./top.ts";
 import { VitLoraError } from "../core/errors.ts";
 import { readRunConfig } from "../runs/folder.ts";
@@ -128,6 +129,7 @@ export async function predict(options: PredictOptions): Promise<PredictResult[]>
       hub: options.hub,
       progress: options.progress,
     });
+    if (options.dtype) setOnnxDtype(clf, options.dtype);
     if (out) {
       const header: PredictShardHeader = {
         format: "vit-lora/predict-shard@1",

@@ -57,6 +57,9 @@ export {
   type WebClassifierOptions,
 } from "./load.ts";
 export { decodeImageInBrowser, rgbFromRgba } from "./images.ts";
+export { exportOnnx, type ExportOnnxOptions } from "../onnx/export.ts";
+export { ONNX_DTYPES, ONNX_FILES, type OnnxDtype } from "../onnx/folder.ts";
+export type { OnnxLayout } from "../onnx/graph.ts";
 export type { Prediction } from "../eval/top.ts";
 export {
   classify,

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { writeSyntheticDataset } from "../../src/data/synthetic.ts";
-import { type EvalReport, evaluate } from "../../src/eval/evaluate.ts";
+import { type EvalReport, evaluate, formatEvalReport } from "../../src/eval/evaluate.ts";
 import { classificationMetrics } from "../../src/eval/metrics.ts";
 import { predict } from "../../src/eval/predict.ts";
 import { reportCallback, trackingCallback } from "../../src/reporting/callbacks.ts";
@@ -64,6 +64,27 @@ Deno.test("evaluate a run: the trainer's test figures, eval-<split>.json, consis
     () => evaluate({ run, checkpoint: "epoch-9", progress: false }),
     /checkpoints\/epoch-9: no adapter there/,
   );
+});
+
+Deno.test("evaluate --dtype q8 and fp16: the exported graphs on ONNX Runtime, with fp32's accuracy beside", async () => {
+  await useBackend("cpu");
+  await using dir = await tempDir();
+  const { run } = await trainedRun(dir.path);
+  const fp32 = await evaluate({ run, backend: "cpu", workers: 0, progress: false });
+  for (const dtype of ["q8", "fp16"] as const) {
+    const report = await evaluate({ run, backend: "cpu", workers: 0, progress: false, dtype });
+    assert.equal(report.dtype, dtype);
+    assert.equal(report.count, fp32.count);
+    assert.ok(report.againstFp32, `${dtype}: compared with fp32`);
+    assert.ok(Math.abs(report.againstFp32.accuracy - fp32.accuracy) < 1e-9, "fp32's own accuracy");
+    assert.ok(report.againstFp32.top1Agreement >= 0.9, `${dtype} agreement`);
+    assert.match(
+      formatEvalReport(report),
+      new RegExp(`${dtype} against fp32: accuracy .* points\\), top-1 the same on `),
+    );
+  }
+  const q8 = await predict({ run, inputs: [fixture("images/rgb.jpg")], dtype: "q8" });
+  assert.equal(q8[0].top?.length, 4);
 });
 
 Deno.test("predict: files, folders and bad inputs; each bad one is its own error", async () => {

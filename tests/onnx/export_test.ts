@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { VitLoraError } from "../../src/core/errors.ts";
-import { readSafetensors } from "../../src/model/safetensors.ts";
+import { readSafetensors } from "../../src/model/safetensors_file.ts";
 import { OrtClassifier, ortStatus } from "../../src/engines/ort.ts";
 import { encodeViTOnnx, exportOnnx, parseOnnxDtypes } from "../../src/onnx/export.ts";
 import { float16Array, float16Value } from "../../src/onnx/float16.ts";
