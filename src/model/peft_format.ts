@@ -237,9 +237,3 @@ export function leafTarget(linear: LayerLinear, format: PeftFormat): string | nu
   return LEAF_TARGETS[format][linear];
 }
 
-/** Human words for a format, for messages and model cards. */
-export function formatDescription(format: PeftFormat): string {
-  return format === "transformers-5"
-    ? "transformers 5's module names (q_proj, v_proj, …), which PEFT uses on transformers 5"
-    : "transformers 4's module names (query, value, …), which PEFT uses on transformers 4";
-}
