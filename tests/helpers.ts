@@ -5,7 +5,7 @@ import { type BackendName, initBackend } from "../src/backend/backend.ts";
 import { type Tensor, type Tensor1D, type Tensor4D, tf } from "../src/core/tf.ts";
 import { join } from "node:path";
 import { writeSyntheticDataset } from "../src/data/synthetic.ts";
-import { type TensorData } from "../src/model/safetensors.ts";
+import type { TensorData } from "../src/model/safetensors.ts";
 import { readSafetensors } from "../src/model/safetensors_file.ts";
 import type { TrainerCallback } from "../src/training/callbacks.ts";
 import { train } from "../src/training/trainer.ts";
