@@ -222,7 +222,7 @@ Deno.test("writeOnnxFolder: whole or not at all; replaces an earlier export, ref
   await Deno.writeTextFile(join(other, "cat.jpg"), "");
   await assert.rejects(
     () => writeOnnxFolder(other, files),
-    new RegExp(`^VitLoraError: ${other}: exists and is not an exported model folder`),
+    new RegExp(`^ViTLoraError: ${other}: exists and is not an exported model folder`),
   );
   // a write that fails midway (a file where a folder must go) leaves no folder that looks complete
   const broken = new Map([...files, ["onnx/model.onnx/x", Uint8Array.of(0)]]);
