@@ -120,7 +120,6 @@ for (const kind of ["merged", "adapter inputs"] as const) {
 
 Deno.bench({
   name: "exportOnnx: the transformers.js folder's bytes (fp32, fp16, q8)",
-  group: "ViT-B/16 export",
   n: 2,
   warmup: 1,
   async fn(b) {

@@ -39,7 +39,7 @@ Deno.bench(
   `WebGPU training step, ViT-B/16 structure at width 48, batch 8: ${c.dispatches} kernels, ` +
     `${c.computePasses} passes, ${c.submits} submits, ${c.uploadBuffersCreated} uploads, ` +
     `${c.readbacks} readback, matMuls ${vec4} vec4 / ${scalar} scalar`,
-  { group: "gpu counts", n: 3, warmup: 0 },
+  { n: 3, warmup: 0 },
   async () => {
     await setup.step(k++);
   },

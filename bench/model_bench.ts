@@ -14,6 +14,7 @@ import { type Tensor, type Tensor1D, type Tensor4D, tf } from "../src/core/tf.ts
 import type { ViTClassifier } from "../src/model/classifier.ts";
 import { createClassifier } from "../src/model/loading.ts";
 import { SMALL_VIT_CONFIG } from "./generated.ts";
+import { recordRate } from "./rate.ts";
 
 const config = SMALL_VIT_CONFIG;
 const BATCH = 8;
@@ -23,13 +24,16 @@ async function measure(
   b: Deno.BenchContext,
   backend: BackendName,
   run: (clf: ViTClassifier, pixels: Tensor4D, labels: Tensor1D) => Promise<Tensor[]>,
+  name?: string,
 ): Promise<void> {
   await initBackend(backend, { quiet: true });
   const clf = await createClassifier(config, { labels: ["a", "b", "c"], lora: { r: 8 } });
   const pixels = tf.randomNormal([BATCH, 3, 48, 48]) as Tensor4D;
   const labels = tf.tensor1d([0, 1, 2, 0, 1, 2, 0, 1], "int32");
   b.start();
+  const start = performance.now();
   const results = await run(clf, pixels, labels);
+  if (name) recordRate(name, BATCH, performance.now() - start);
   b.end();
   tf.dispose([...results, pixels, labels]);
   clf.dispose();
@@ -45,7 +49,7 @@ async function trainStep(clf: ViTClassifier, pixels: Tensor4D, labels: Tensor1D)
 for (const backend of ["webgpu", "wasm", "cpu"] as BackendName[]) {
   Deno.bench({
     name: `tiny ViT warm-up: first forward + backward in the process, ${backend}`,
-    group: "warm-up",
+    group: "tiny ViT warm-up: the first pass in a process",
     n: 1,
     warmup: 0,
     async fn(b) {
@@ -55,9 +59,10 @@ for (const backend of ["webgpu", "wasm", "cpu"] as BackendName[]) {
 }
 
 for (const backend of ["webgpu", "wasm", "cpu"] as BackendName[]) {
+  const forwardName = `tiny ViT forward, batch ${BATCH} (${BATCH} images), ${backend}`;
   Deno.bench({
-    name: `tiny ViT forward, batch ${BATCH}, ${backend}`,
-    group: "forward",
+    name: forwardName,
+    group: "tiny ViT forward, batch 8",
     baseline: backend === "cpu",
     warmup: 3,
     async fn(b) {
@@ -65,16 +70,17 @@ for (const backend of ["webgpu", "wasm", "cpu"] as BackendName[]) {
         const logits = clf.logits(pixels);
         await logits.data();
         return [logits];
-      });
+      }, forwardName);
     },
   });
+  const stepName = `tiny ViT LoRA forward + backward, batch ${BATCH} (${BATCH} images), ${backend}`;
   Deno.bench({
-    name: `tiny ViT LoRA forward + backward, batch ${BATCH}, ${backend}`,
-    group: "train step",
+    name: stepName,
+    group: "tiny ViT LoRA forward + backward, batch 8",
     baseline: backend === "cpu",
     warmup: 3,
     async fn(b) {
-      await measure(b, backend, trainStep);
+      await measure(b, backend, trainStep, stepName);
     },
   });
 }

@@ -1,6 +1,6 @@
 /**
  * The data pipeline alone, on generated 512×384 JPEGs (Food-101's usual size): decoding with
- * each decoder, the whole training transform (decode, RandomResizedCrop to 224, flip,
+ * each JPEG decoder, the whole training transform (decode, RandomResizedCrop to 224, flip,
  * normalise) on the main thread, and the same through the worker pool, one worker and all
  * workers (cores - 1). Each iteration handles a batch of 32 images: images/s = 32 / time.
  *
@@ -13,6 +13,7 @@ import { decodeImage } from "../src/data/image.ts";
 import { DecodePool } from "../src/data/loader.ts";
 import { prepareImage } from "../src/data/prepare.ts";
 import type { TransformSpec } from "../src/data/transforms.ts";
+import { timed } from "./rate.ts";
 
 const COUNT = 32;
 const WIDTH = 512, HEIGHT = 384;
@@ -68,42 +69,39 @@ globalThis.addEventListener("unload", () => {
   allWorkers.close();
 });
 
-Deno.bench(
-  `decode ${COUNT} JPEGs ${WIDTH}×${HEIGHT}: mozjpeg wasm (@jsquash/jpeg) (${COUNT} images)`,
-  {
-    group: "decode",
-    baseline: true,
-  },
-  async () => {
+const decodeTurbo =
+  `decode ${COUNT} JPEGs ${WIDTH}×${HEIGHT}: libjpeg-turbo wasm (@cwasm/jpeg-turbo) (${COUNT} images)`;
+Deno.bench(decodeTurbo, { group: "decode", baseline: true }, async () => {
+  await timed(decodeTurbo, COUNT, async () => {
     for (const jpeg of jpegs) await decodeImage(jpeg);
-  },
-);
+  });
+});
 
-Deno.bench(
-  `decode ${COUNT} JPEGs ${WIDTH}×${HEIGHT}: imagescript`,
-  { group: "decode" },
-  async () => {
+const decodeImagescript = `decode ${COUNT} JPEGs ${WIDTH}×${HEIGHT}: imagescript (${COUNT} images)`;
+Deno.bench(decodeImagescript, { group: "decode" }, async () => {
+  await timed(decodeImagescript, COUNT, async () => {
     for (const jpeg of jpegs) await decodeImage(jpeg, { decoder: "imagescript" });
-  },
-);
-
-Deno.bench(`train transform of ${COUNT} JPEGs → 224: main thread (${COUNT} images)`, {
-  group: "pipeline",
-  baseline: true,
-}, async () => {
-  for (const [i, jpeg] of jpegs.entries()) await prepareImage(jpeg, spec, [42, 0, i]);
+  });
 });
 
-Deno.bench(`train transform of ${COUNT} JPEGs → 224: 1 worker (${COUNT} images)`, {
-  group: "pipeline",
-}, async () => {
-  await Promise.all(jpegs.map((jpeg, i) => oneWorker.prepare(jpeg, spec, [42, 0, i])));
+const mainThread = `train transform of ${COUNT} JPEGs → 224: main thread (${COUNT} images)`;
+Deno.bench(mainThread, { group: "pipeline", baseline: true }, async () => {
+  await timed(mainThread, COUNT, async () => {
+    for (const [i, jpeg] of jpegs.entries()) await prepareImage(jpeg, spec, [42, 0, i]);
+  });
 });
 
-Deno.bench(
-  `train transform of ${COUNT} JPEGs → 224: ${allWorkers.workers} workers, ${cores} cores (${COUNT} images)`,
-  { group: "pipeline" },
-  async () => {
+const oneWorkerName = `train transform of ${COUNT} JPEGs → 224: 1 worker (${COUNT} images)`;
+Deno.bench(oneWorkerName, { group: "pipeline" }, async () => {
+  await timed(oneWorkerName, COUNT, async () => {
+    await Promise.all(jpegs.map((jpeg, i) => oneWorker.prepare(jpeg, spec, [42, 0, i])));
+  });
+});
+
+const allWorkersName =
+  `train transform of ${COUNT} JPEGs → 224: ${allWorkers.workers} workers, ${cores} cores (${COUNT} images)`;
+Deno.bench(allWorkersName, { group: "pipeline" }, async () => {
+  await timed(allWorkersName, COUNT, async () => {
     await Promise.all(jpegs.map((jpeg, i) => allWorkers.prepare(jpeg, spec, [42, 0, i])));
-  },
-);
+  });
+});

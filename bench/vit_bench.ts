@@ -1,8 +1,10 @@
 /**
  * ViT-B/16 at its real shapes (224×224, patch 16, 12 layers, hidden 768; random weights, no
- * download) on the CPU path: forward at batch 1 and 8, and one LoRA training step at batch 8
- * (r 32, alpha 16 on query and value, 101 classes: forward, backward and AdamW), through the
- * functions the trainer and evaluation use.
+ * download) on the CPU path: forward at batch 8 by each engine (one group: the same work), at
+ * batch 1 by the engine `predictLogits` picks, and one LoRA training step at batch 8 (r 32,
+ * alpha 16 on query and value, 101 classes: forward, backward and AdamW), through the functions
+ * the trainer and evaluation use. Every case prints its images/s when the bench ends
+ * (`bench/rate.ts`).
  *
  * Each name says which engine ran it:
  *
@@ -35,6 +37,7 @@ import { activationBudget, autoChunkSize } from "../src/model/memory.ts";
 import { ortLogits, ortStatus } from "../src/engines/ort.ts";
 import { AdamW } from "../src/training/optimizer.ts";
 import { recipeClassifier } from "./generated.ts";
+import { recordRate, timed } from "./rate.ts";
 import { batchGradients, classifierReplicas, predictLogits } from "../src/engines/parallel.ts";
 
 const backend = (Deno.env.get("VIT_BENCH_BACKEND") ?? "wasm") as BackendName;
@@ -61,47 +64,48 @@ async function forward(clf: ViTClassifier, pixels: Tensor4D): Promise<Tensor2D> 
   return (await ortLogits(clf, pixels)) ?? (await predictLogits(clf, pixels));
 }
 
-for (const batch of [1, 8]) {
+/** One forward pass of `batch` images by `run`, timed between b.start and b.end. */
+async function forwardCase(
+  b: Deno.BenchContext,
+  name: string,
+  batch: number,
+  run: (clf: ViTClassifier, pixels: Tensor4D) => Promise<Tensor2D>,
+) {
+  const clf = await classifier();
+  await classifierReplicas(clf); // started once, before the clock (as a long run would)
+  const pixels = tf.randomNormal([batch, 3, 224, 224]) as Tensor4D;
+  b.start();
+  const logits = await timed(name, batch, async () => {
+    const out = await run(clf, pixels);
+    await out.data();
+    return out;
+  });
+  b.end();
+  tf.dispose([logits, pixels]);
+}
+
+// the same work, batch 8, by each engine: ONNX Runtime (what predictLogits runs) against tfjs
+const engines: [string, (clf: ViTClassifier, x: Tensor4D) => Promise<Tensor2D>][] = [
+  [forwardEngine, forward],
+];
+if (forwardEngine !== tfjsEngine) engines.push([tfjsEngine, (c, x) => predictLogits(c, x)]);
+for (const [i, [engine, run]] of engines.entries()) {
+  const name = `ViT-B/16 forward, batch 8 (8 images), ${engine}`;
   Deno.bench({
-    name: `ViT-B/16 forward, batch ${batch} (${batch} images), ${forwardEngine}`,
-    group: "ViT-B/16 forward",
+    name,
+    ...(engines.length > 1 ? { group: "ViT-B/16 forward, batch 8", baseline: i === 0 } : {}),
     n: 2,
     warmup: 1,
-    async fn(b) {
-      const clf = await classifier();
-      await classifierReplicas(clf); // started once, before the clock (as a long run would)
-      const pixels = tf.randomNormal([batch, 3, 224, 224]) as Tensor4D;
-      b.start();
-      const logits = await forward(clf, pixels);
-      await logits.data();
-      b.end();
-      tf.dispose([logits, pixels]);
-    },
+    fn: (b) => forwardCase(b, name, 8, run),
   });
 }
 
-if (forwardEngine !== tfjsEngine) {
-  Deno.bench({
-    name: `ViT-B/16 tfjs forward, batch 8 (8 images), ${tfjsEngine}`,
-    group: "ViT-B/16 forward",
-    n: 2,
-    warmup: 1,
-    async fn(b) {
-      const clf = await classifier();
-      await classifierReplicas(clf);
-      const pixels = tf.randomNormal([8, 3, 224, 224]) as Tensor4D;
-      b.start();
-      const logits = await predictLogits(clf, pixels);
-      await logits.data();
-      b.end();
-      tf.dispose([logits, pixels]);
-    },
-  });
-}
+const single = `ViT-B/16 forward, batch 1 (1 image), ${forwardEngine}`;
+Deno.bench({ name: single, n: 2, warmup: 1, fn: (b) => forwardCase(b, single, 1, forward) });
 
+const stepName = `ViT-B/16 LoRA training step, batch 8 (8 images), ${tfjsEngine}`;
 Deno.bench({
-  name: `ViT-B/16 LoRA training step, batch 8 (8 images), ${tfjsEngine}`,
-  group: "ViT-B/16 train step",
+  name: stepName,
   n: 2,
   warmup: 1,
   async fn(b) {
@@ -117,6 +121,7 @@ Deno.bench({
     // the chunk size the trainer picks for this backend
     const chunkSize = autoChunkSize(clf.config, batch.size, activationBudget(backend));
     b.start();
+    const start = performance.now();
     const { loss, grads } = await batchGradients(clf, batch, {
       chunkSize,
       training: true,
@@ -125,6 +130,7 @@ Deno.bench({
     adam.step(grads, 5e-3);
     await loss.data();
     await Object.values(vars)[0].data();
+    recordRate(stepName, 8, performance.now() - start);
     b.end();
     tf.dispose([loss, ...Object.values(grads)]);
     adam.dispose();
