@@ -5,6 +5,8 @@
  */
 
 import assert from "node:assert/strict";
+import { openDataset } from "../../src/hub/dataset.ts";
+import { planSplits } from "../../src/data/splits.ts";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { tf } from "../../src/core/tf.ts";
@@ -65,6 +67,33 @@ Deno.test("hub: a model and a dataset land in a cache laid out like Python's, an
     tf.dispose([a, b, pixels]);
     byId.dispose();
     byFolder.dispose();
+  } finally {
+    await hub.close();
+  }
+});
+
+Deno.test("hub: a dataset with a train split only (and a test split): its shards are downloaded and its validation carved out of train", async () => {
+  await using tmp = await tempDir();
+  const { hub, settings } = await setup(tmp.path);
+  try {
+    const files = hub.files("dataset", "acme/patterns")!;
+    const only: Record<string, Uint8Array> = {};
+    for (const [path, bytes] of files) if (!path.includes("validation")) only[path] = bytes;
+    // the train shards again, named as a test split
+    for (const [path, bytes] of files) {
+      if (path.includes("train-")) only[path.replace("train-", "test-")] = bytes;
+    }
+    hub.addRepo("dataset", "acme/train-and-test", only);
+    const data = await openDataset("acme/train-and-test", { settings, progress: false });
+    assert.deepEqual(Object.keys(data.sizes).sort(), ["test", "train"]);
+    const splits = planSplits(data.sizes, {
+      seed: 42,
+      validationFraction: 0.15,
+      testFraction: 0.3,
+    });
+    assert.equal(splits.validation.source, "train", "validation carved out of train");
+    assert.equal(splits.validation.indices?.length, Math.round(0.15 * data.sizes.train));
+    assert.deepEqual(splits.test, { source: "test" }, "the dataset's own test split, whole");
   } finally {
     await hub.close();
   }
