@@ -50,8 +50,14 @@ export class Chromium {
     };
   }
 
-  /** Starts headless Chromium (with WebGPU offered unless `webgpu` is false) and connects. */
-  static async launch(binary: string, options: { webgpu?: boolean } = {}): Promise<Chromium> {
+  /**
+   * Starts headless Chromium (with WebGPU offered unless `webgpu` is false, and `args` added to
+   * its command line, e.g. the fake camera's `--use-fake-device-for-media-stream`) and connects.
+   */
+  static async launch(
+    binary: string,
+    options: { webgpu?: boolean; args?: string[] } = {},
+  ): Promise<Chromium> {
     const profile = await Deno.makeTempDir({ prefix: "vit-lora-chromium-" });
     const process = new Deno.Command(binary, {
       args: [
@@ -64,6 +70,7 @@ export class Chromium {
         "--disable-sync",
         "--disable-dev-shm-usage",
         ...(options.webgpu === false ? [] : ["--enable-unsafe-webgpu"]),
+        ...(options.args ?? []),
         `--user-data-dir=${profile}`,
         "--remote-debugging-port=0",
         "--window-size=1280,1200",

@@ -1,8 +1,10 @@
 /**
  * The page `deno task web` serves: pick a base model (the demo model generated locally, or a
- * Hub id), bring images (the demo dataset, or folders of class folders), fine-tune LoRA with a
- * live chart, classify new images, and download the adapter. Everything runs in the tab,
- * through `@lora/vit/web`.
+ * Hub id), make classes and give them images (the demo dataset, folders of class folders,
+ * picked or dropped files, frames from the camera), fine-tune LoRA with a live chart,
+ * classify new images or the live camera, and download the adapter. Everything runs in the
+ * tab, through `@lora/vit/web`. The parts: `classes.ts` and `class_editor.ts` (the classes),
+ * `camera.ts`, `live.ts` (live classification), `files.ts` (picks and drops), `chart.ts`.
  *
  * The page also exposes itself as `globalThis.vitLoraPage` (its state and actions, and the
  * module's API), which the browser tests drive.
@@ -13,7 +15,16 @@
 /// <reference lib="dom" />
 
 import * as api from "../mod.ts";
-import type { EvalSummary, Example, StepEvent, ViTClassifier } from "../mod.ts";
+import type { ViTClassifier } from "../mod.ts";
+import type { EvalSummary, StepEvent } from "../../runs/events.ts";
+import { ViTLoraError } from "../../core/errors.ts";
+import { Camera, noCameraLine } from "./camera.ts";
+import { drawChart } from "./chart.ts";
+import { ClassEditor } from "./class_editor.ts";
+import { ClassList, type ImageClass } from "./classes.ts";
+import { dropZone, filesOfDrop, filesOfInput, type PathFile } from "./files.ts";
+import { LiveLoop, showTop } from "./live.ts";
+import * as sources from "./sources.ts";
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 
@@ -23,35 +34,83 @@ const state = {
   clf: undefined as ViTClassifier | undefined,
   /** The base model and labels `clf` was loaded for. */
   loadedFor: "",
+  /** The classes' names, and their images split to train and validate (kept up to date). */
   labels: [] as string[],
-  train: [] as Example[],
-  validation: [] as Example[],
+  train: [] as api.Example[],
+  validation: [] as api.Example[],
   steps: [] as StepEvent[],
   epochs: [] as { epoch: number; validation: EvalSummary }[],
   result: undefined as api.WebTrainResult | undefined,
+  /** The latest live frame's top classes. */
+  live: [] as api.Prediction[],
   errors: [] as string[],
   stop: undefined as AbortController | undefined,
 };
 
-function status(text: string, kind: "" | "error" | "good" = ""): void {
-  const el = $("status");
+const classes = new ClassList();
+const camera = new Camera($("camera-video"), {
+  onEnd: () => {
+    stopLive().catch(fail);
+    show($("camera-status"), "The camera stopped (unplugged, or its permission withdrawn).");
+    refresh();
+  },
+});
+const live = new LiveLoop();
+let cameraFrames = 0;
+
+function show(el: HTMLElement, text: string, kind: "" | "error" | "good" = ""): void {
   el.textContent = text;
-  el.className = kind;
+  el.classList.remove("error", "good");
+  if (kind) el.classList.add(kind);
   if (kind === "error") state.errors.push(text);
 }
+const status = (text: string, kind: "" | "error" | "good" = "") => show($("status"), text, kind);
+const message = (e: unknown) => e instanceof Error ? e.message : String(e);
 
 function fail(e: unknown): void {
-  status(e instanceof Error ? e.message : String(e), "error");
+  status(message(e), "error");
   refresh();
+}
+
+/** A failure of the classes or their images, shown under them. */
+function classFail(e: unknown): void {
+  show($("classes-status"), message(e), "error");
 }
 
 function refresh(): void {
   const busy = state.stop !== undefined;
-  ($("train") as HTMLButtonElement).disabled = busy || state.train.length === 0;
-  ($("stop") as HTMLButtonElement).disabled = !busy;
-  ($("classify") as HTMLInputElement).disabled = busy || !state.clf;
-  ($("download") as HTMLButtonElement).disabled = busy || !state.clf;
+  const set = (id: string, disabled: boolean) => ($(id) as HTMLButtonElement).disabled = disabled;
+  set("train", busy || classes.size === 0);
+  set("stop", !busy);
+  set("classify", busy || !state.clf);
+  set("download", busy || !state.clf);
+  set("camera-start", camera.on);
+  set("camera-stop", !camera.on);
+  set("live-start", busy || !state.clf || live.running);
+  set("live-stop", !live.running);
+  $("camera-video").hidden = !camera.on;
+  $("live-video").hidden = !live.running;
+  editor.cameraOn = camera.on;
 }
+
+const editor = new ClassEditor($("classes"), classes, {
+  capture: (cls) => {
+    try {
+      capture(cls);
+    } catch (e) {
+      classFail(e);
+    }
+  },
+  files: (cls, files) => addFiles(cls, files).catch(classFail),
+  remove: (cls) => sources.releaseThumbs(classes.remove(cls)),
+  error: classFail,
+});
+classes.onChange(() => {
+  const { labels, train, validation } = classes.split();
+  Object.assign(state, { labels, train, validation });
+  $("data-info").textContent = classes.summary();
+  refresh();
+});
 
 // ---- the backend ----
 
@@ -75,97 +134,85 @@ async function startBackend(): Promise<api.BackendInfo> {
 
 // ---- images ----
 
-async function decodeAll(
-  items: { blob: Blob; name: string; label: number }[],
-): Promise<Example[]> {
-  const out: Example[] = [];
-  for (const item of items) {
-    out.push({ image: await api.decodeImageInBrowser(item.blob, item.name), label: item.label });
-  }
-  return out;
+/** Says what adding images did, under the classes (red when some were left out). */
+function added(result: sources.Added): void {
+  show($("classes-status"), sources.describe(result), result.bad.length ? "error" : "good");
 }
 
-/** Splits labelled images 80/20 by a fixed seed (every class in both when it has ≥ 2). */
-function split(examples: Example[]): void {
-  const byClass = new Map<number, Example[]>();
-  for (const e of examples) byClass.set(e.label, [...(byClass.get(e.label) ?? []), e]);
-  state.train = [];
-  state.validation = [];
-  for (const list of byClass.values()) {
-    const cut = list.length < 2 ? list.length : Math.max(1, Math.round(list.length * 0.8));
-    state.train.push(...list.slice(0, cut));
-    state.validation.push(...list.slice(cut));
+/** The demo dataset `deno task web` generated, in place of the classes. */
+async function useDemo(): Promise<void> {
+  show($("classes-status"), "loading the demo dataset…");
+  added(await sources.useDemo(classes));
+}
+
+/** A folder of class folders (picked or dropped): its images go to the classes so named. */
+async function useFiles(files: PathFile[]): Promise<void> {
+  show($("classes-status"), `decoding ${files.length} files…`);
+  added(await sources.useFolder(classes, files));
+}
+
+/** Picked or dropped files (folders walked) of one class. */
+async function addFiles(cls: ImageClass, files: PathFile[]): Promise<void> {
+  added(await sources.addToClass(classes, cls, files));
+}
+
+/** The camera's current frame as an example of `cls`. */
+function capture(cls: ImageClass): void {
+  if (!camera.on) throw new ViTLoraError("the camera is off: start it first");
+  const { image, thumb } = camera.grab();
+  classes.addSamples(cls, [{ image, thumb, source: "camera", name: `camera ${++cameraFrames}` }]);
+}
+
+// ---- the camera ----
+
+/** Starts the camera; without one, says why in one line. Returns whether it is on. */
+async function startCamera(): Promise<boolean> {
+  try {
+    show($("camera-status"), "starting the camera…");
+    await camera.start();
+    const { videoWidth: w, videoHeight: h } = camera.video;
+    show(
+      $("camera-status"),
+      `Camera on (${w} × ${h}): capture examples with a class's Capture button (hold it for a burst).`,
+      "good",
+    );
+  } catch (e) {
+    show($("camera-status"), noCameraLine(e), "error");
   }
-  const counts = state.labels.map((l, i) =>
-    `${l}: ${examples.filter((e) => e.label === i).length}`
-  );
-  $("data-info").textContent = `${examples.length} images in ${state.labels.length} classes (${
-    counts.join(", ")
-  }): ${state.train.length} to train on, ${state.validation.length} to validate.`;
+  refresh();
+  return camera.on;
+}
+
+async function stopCamera(): Promise<void> {
+  await stopLive();
+  camera.stop();
+  show($("camera-status"), "The camera is off.");
   refresh();
 }
 
-/** The demo dataset `deno task web` generated: `demo/images/index.json` and its JPEGs. */
-async function useDemo(): Promise<void> {
-  status("loading the demo dataset…");
-  const index = await (await fetch("demo/images/index.json")).json() as {
-    classes: string[];
-    images: { path: string; label: number }[];
-  };
-  state.labels = index.classes;
-  const items = [];
-  for (const image of index.images) {
-    const res = await fetch(`demo/images/${image.path}`);
-    items.push({ blob: await res.blob(), name: image.path, label: image.label });
-  }
-  split(await decodeAll(items));
-  status(`the demo dataset: ${index.images.length} generated images`, "good");
+/** Classifies the camera's frames as they come (starting the camera when it is off). */
+async function startLive(): Promise<void> {
+  if (!state.clf) throw new ViTLoraError("fine-tune first: there is no model yet");
+  if (!camera.on && !await startCamera()) return;
+  const clf = state.clf;
+  live.start({
+    grab: () => camera.image(),
+    classify: async (image) => (await api.classify(clf, [image], { topK: 3 }))[0],
+    show: (top, frame, perSecond) => {
+      state.live = top;
+      showTop($("live"), top, `frame ${frame} · ${perSecond.toFixed(1)} frames/s`);
+    },
+    onError: (e) => {
+      fail(e);
+      setTimeout(refresh, 0);
+    },
+  });
+  refresh();
 }
 
-/** Folders of images, one per class: the class is each file's parent folder. */
-async function useFiles(files: { file: File; path: string }[]): Promise<void> {
-  const images = files.filter((f) => /\.(jpe?g|png|webp|gif|bmp)$/i.test(f.path));
-  const classOf = (path: string) => path.split("/").slice(-2, -1)[0] ?? "images";
-  const labels = [...new Set(images.map((f) => classOf(f.path)))].sort();
-  if (labels.length < 2) {
-    throw new api.VitLoraError(
-      `${images.length} images in ${labels.length} folder: give at least two class folders`,
-    );
-  }
-  state.labels = labels;
-  status(`decoding ${images.length} images…`);
-  split(
-    await decodeAll(images.map((f) => ({
-      blob: f.file,
-      name: f.path,
-      label: labels.indexOf(classOf(f.path)),
-    }))),
-  );
-  status(`${images.length} images in ${labels.length} classes`, "good");
-}
-
-async function filesOfDrop(items: DataTransferItemList): Promise<{ file: File; path: string }[]> {
-  const out: { file: File; path: string }[] = [];
-  const walk = async (entry: FileSystemEntry, path: string): Promise<void> => {
-    if (entry.isFile) {
-      const file = await new Promise<File>((resolve, reject) =>
-        (entry as FileSystemFileEntry).file(resolve, reject)
-      );
-      out.push({ file, path: `${path}${entry.name}` });
-    } else if (entry.isDirectory) {
-      const reader = (entry as FileSystemDirectoryEntry).createReader();
-      for (;;) {
-        const batch = await new Promise<FileSystemEntry[]>((resolve, reject) =>
-          reader.readEntries(resolve, reject)
-        );
-        if (batch.length === 0) break;
-        for (const child of batch) await walk(child, `${path}${entry.name}/`);
-      }
-    }
-  };
-  const entries = [...items].map((i) => i.webkitGetAsEntry()).filter((e) => e !== null);
-  for (const entry of entries) await walk(entry!, "");
-  return out;
+async function stopLive(): Promise<void> {
+  await live.stop();
+  refresh();
 }
 
 // ---- the model ----
@@ -190,6 +237,8 @@ async function model(rank: number): Promise<ViTClassifier> {
   });
   state.clf = clf;
   state.loadedFor = key;
+  // camera frames no smaller than the model's input
+  camera.shortSide = Math.max(256, clf.config.image_size);
   const { trainable, total } = clf.parameterCount();
   $("model-info").textContent =
     `${source}: ${clf.config.num_hidden_layers} layers, hidden ${clf.config.hidden_size}, image ${clf.config.image_size}; ${
@@ -207,24 +256,34 @@ async function train(
   const lr = options.lr ?? Number(($("lr") as HTMLInputElement).value);
   const batchSize = options.batchSize ?? Number(($("batch") as HTMLInputElement).value);
   const rank = options.rank ?? Number(($("rank") as HTMLInputElement).value);
+  classes.checkTrainable();
+  await stopLive();
+  // the classes as they are now: edits during training count for the next one
+  const { labels, train: examples, validation } = classes.split();
+  Object.assign(state, { labels, train: examples, validation });
   state.stop = new AbortController();
   refresh();
   try {
     const clf = await model(rank);
     state.steps = [];
     state.epochs = [];
-    const total = epochs * Math.ceil(state.train.length / batchSize);
+    const total = epochs * Math.ceil(examples.length / batchSize);
     const bar = $("progress") as HTMLProgressElement;
     bar.max = total;
     bar.value = 0;
-    const before = await api.evaluate(clf, state.validation, { batchSize });
-    state.epochs.push({ epoch: 0, validation: before });
-    draw();
-    const result = await api.train(clf, state.train, {
+    const chart = () => drawChart($("chart"), state.steps, state.epochs);
+    if (validation.length) {
+      state.epochs.push({
+        epoch: 0,
+        validation: await api.evaluate(clf, validation, { batchSize }),
+      });
+    }
+    chart();
+    const result = await api.train(clf, examples, {
       epochs,
       lr,
       batchSize,
-      validation: state.validation,
+      validation,
       signal: state.stop.signal,
       onStep: (e) => {
         state.steps.push(e);
@@ -233,11 +292,11 @@ async function train(
           `epoch ${e.epoch}/${epochs}, step ${e.step}/${total}: loss ${e.loss.toFixed(4)}, ` +
             `${e.images_per_s.toFixed(1)} images/s`,
         );
-        draw();
+        chart();
       },
-      onEpoch: (epoch, validation) => {
-        state.epochs.push({ epoch, validation });
-        draw();
+      onEpoch: (epoch, summary) => {
+        state.epochs.push({ epoch, validation: summary });
+        chart();
       },
     });
     state.result = result;
@@ -253,48 +312,6 @@ async function train(
     state.stop = undefined;
     refresh();
   }
-}
-
-/** Loss by step (left axis) and validation accuracy by epoch (right axis, 0–100%). */
-function draw(): void {
-  const canvas = $("chart") as HTMLCanvasElement;
-  const ctx = canvas.getContext("2d")!;
-  const w = canvas.width, h = canvas.height, pad = 36;
-  ctx.clearRect(0, 0, w, h);
-  ctx.font = "13px system-ui, sans-serif";
-  ctx.strokeStyle = "#d9dee7";
-  ctx.strokeRect(pad, 10, w - 2 * pad, h - pad - 10);
-  const steps = state.steps;
-  const lastStep = Math.max(1, steps.length);
-  const maxLoss = Math.max(1e-6, ...steps.map((s) => s.loss));
-  const x = (step: number) => pad + (w - 2 * pad) * step / lastStep;
-  const y = (v: number, max: number) => 10 + (h - pad - 10) * (1 - v / max);
-  ctx.strokeStyle = "#2f6fde";
-  ctx.lineWidth = 2;
-  ctx.beginPath();
-  steps.forEach((s, i) => (i ? ctx.lineTo : ctx.moveTo).call(ctx, x(s.step), y(s.loss, maxLoss)));
-  ctx.stroke();
-  const perEpoch = lastStep / Math.max(1, state.epochs.length - 1);
-  ctx.strokeStyle = "#1f8a4c";
-  ctx.fillStyle = "#1f8a4c";
-  ctx.beginPath();
-  state.epochs.forEach((e, i) => {
-    const px = x(e.epoch * perEpoch), py = y(e.validation.accuracy, 1);
-    (i ? ctx.lineTo : ctx.moveTo).call(ctx, px, py);
-    ctx.fillRect(px - 3, py - 3, 6, 6);
-  });
-  ctx.stroke();
-  ctx.fillStyle = "#2f6fde";
-  ctx.fillText(`loss (max ${maxLoss.toFixed(2)})`, pad + 6, h - 12);
-  ctx.fillStyle = "#1f8a4c";
-  const last = state.epochs.at(-1)?.validation.accuracy;
-  ctx.fillText(
-    `validation accuracy${last === undefined ? "" : ` ${(100 * last).toFixed(1)}%`}`,
-    pad + 200,
-    h - 12,
-  );
-  ctx.fillStyle = "#5f6b7d";
-  ctx.fillText(`step ${steps.length}`, w - pad - 70, h - 12);
 }
 
 // ---- classify and download ----
@@ -339,31 +356,28 @@ async function download(): Promise<void> {
 
 // ---- wiring ----
 
-$("use-demo").addEventListener("click", () => useDemo().catch(fail));
-$("folder").addEventListener("change", (e) => {
-  const files = [...((e.target as HTMLInputElement).files ?? [])];
-  useFiles(files.map((file) => ({ file, path: file.webkitRelativePath || file.name }))).catch(
-    fail,
-  );
-});
-const drop = $("drop");
-drop.addEventListener("dragover", (e) => {
-  e.preventDefault();
-  drop.classList.add("over");
-});
-drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-drop.addEventListener("drop", (e) => {
-  e.preventDefault();
-  drop.classList.remove("over");
-  filesOfDrop(e.dataTransfer!.items).then(useFiles).catch(fail);
-});
-$("train").addEventListener("click", () => train().catch(fail));
-$("stop").addEventListener("click", () => state.stop?.abort());
-$("classify").addEventListener("change", (e) => {
-  classifyFiles([...((e.target as HTMLInputElement).files ?? [])]).catch(fail);
-});
-$("download").addEventListener("click", () => download().catch(fail));
-draw();
+const on = (id: string, event: string, act: (e: Event) => Promise<unknown> | void) =>
+  $(id).addEventListener(event, (e) => Promise.resolve(act(e)).catch(fail));
+on("use-demo", "click", () => useDemo().catch(classFail));
+on("add-class", "click", () => void classes.add());
+on(
+  "folder",
+  "change",
+  (e) => useFiles(filesOfInput(e.target as HTMLInputElement)).catch(classFail),
+);
+dropZone($("drop"), (data) => filesOfDrop(data).then(useFiles).catch(classFail));
+on("camera-start", "click", startCamera);
+on("camera-stop", "click", stopCamera);
+on("train", "click", () => train());
+on("stop", "click", () => state.stop?.abort());
+on("classify", "change", (e) => classifyFiles([...((e.target as HTMLInputElement).files ?? [])]));
+on("live-start", "click", startLive);
+on("live-stop", "click", stopLive);
+on("download", "click", download);
+camera.mirrorTo($("live-video"));
+classes.add();
+classes.add();
+drawChart($("chart"), [], []);
 
 const ready = startBackend().then(() => refresh(), fail);
 
@@ -372,7 +386,17 @@ const ready = startBackend().then(() => refresh(), fail);
   api,
   state,
   ready,
+  classes,
+  camera,
+  live,
   useDemo,
+  useFiles,
+  addFiles,
+  capture,
+  startCamera,
+  stopCamera,
+  startLive,
+  stopLive,
   train,
   classifyFiles,
   adapterFiles,
