@@ -160,7 +160,7 @@ export function graphFaults(imports: readonly Import[]): string[] {
 
 /** Source text without its comments (and with its strings' contents kept). */
 export function stripComments(text: string): string {
-  return text.replace(/\/\*[\s\S]*?\*\/|(^|[^:"'`\\])\/\/[^\n]*/g, (m, pre) => pre ?? "");
+  return text.replace(/\/\*[\s\S]*?\*\/|(^|[^:"'`\\])\/\/[^\n]*/g, (_, pre) => pre ?? "");
 }
 
 /** What a module's code (comments left out) uses of Deno and Node, and its npm imports. */

@@ -16,7 +16,7 @@ import { hubSettings } from "../../src/hub/settings.ts";
 import { isRepoId } from "../../src/hub/ids.ts";
 import { repoCacheDir } from "../../src/hub/cache.ts";
 import { loadClassifier } from "../../src/model/loading.ts";
-import { folderFiles, setup } from "./hub_fixture.ts";
+import { setup } from "./hub_fixture.ts";
 import { expected, fixture, inputs, tempDir, useBackend } from "../helpers.ts";
 
 const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
