@@ -63,8 +63,7 @@ export const BROWSER_PACKAGES: readonly string[] = [
   "imagescript",
   "exifr",
   "omggif",
-  "protobufjs",
-  "onnx-proto",
+  "fflate",
 ];
 
 /** One relative import of a source file. */

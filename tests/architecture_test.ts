@@ -53,7 +53,9 @@ Deno.test("deno.lock holds the module's packages only: a first run fetches nothi
     assert.match(config.tasks[task], /--lock=dev\.lock/, `deno task ${task} uses dev.lock`);
   }
   // a package whose install scripts Deno would skip with a warning box is denied them outright
-  assert.deepEqual(config.allowScripts, { deny: ["npm:onnxruntime-node", "npm:core-js"] });
+  assert.deepEqual(config.allowScripts, {
+    deny: ["npm:onnxruntime-node", "npm:core-js", "npm:protobufjs"],
+  });
 });
 
 Deno.test("the graph check sees side-effect, dynamic and worker imports, the browser entry's Deno and node: uses, and long files", async () => {

@@ -236,4 +236,3 @@ export function keysFormat(keys: Iterable<string>, source: string): PeftFormat |
 export function leafTarget(linear: LayerLinear, format: PeftFormat): string | null {
   return LEAF_TARGETS[format][linear];
 }
-

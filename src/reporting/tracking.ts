@@ -33,6 +33,9 @@ export const TRACKERS: readonly string[] = ["wandb", "none"];
 async function wandbTracker(init: { name: string; config: unknown }): Promise<Tracker> {
   // the SDK's dependencies use Node's deprecated punycode module: keep its warning quiet
   (process as unknown as { noDeprecation: boolean }).noDeprecation = true;
+  // graphql 16, the peer @wandb/sdk and graphql-request ask for (deno.json pins it: left to
+  // itself, Deno's resolver can pick 17 and warn, depending on what it resolves first)
+  await import("graphql");
   const { default: wandb } = await import("@wandb/sdk");
   const run = await wandb.init({
     project: readEnv("WANDB_PROJECT") ?? "vit-lora",

@@ -8,6 +8,8 @@
  */
 
 import assert from "node:assert/strict";
+import { unzipSync } from "fflate";
+import { OrtClassifier, ortStatus } from "../../src/engines/ort.ts";
 import { join } from "node:path";
 import { type Tensor4D, tf } from "../../src/core/tf.ts";
 import { loadClassifier } from "../../src/model/loading.ts";
@@ -317,6 +319,50 @@ step(
       } finally {
         await Deno.remove(adapterDir, { recursive: true });
       }
+    }
+    // "Download for transformers.js": the zip's folder, its fp32 graph run by ONNX Runtime in
+    // Deno gives the page's logits
+    const zip64 = await page.evaluate<string>(`(async () => {
+      const zip = await vitLoraPage.onnxZip(["fp32", "q8"]);
+      return btoa(Array.from(zip, (b) => String.fromCharCode(b)).join(""));
+    })()`);
+    const unzipped = unzipSync(Uint8Array.from(atob(zip64), (c) => c.charCodeAt(0)));
+    assert.deepEqual(Object.keys(unzipped).sort(), [
+      "vit-lora-onnx/README.md",
+      "vit-lora-onnx/config.json",
+      "vit-lora-onnx/onnx/model.onnx",
+      "vit-lora-onnx/onnx/model_quantized.onnx",
+      "vit-lora-onnx/preprocessor_config.json",
+    ]);
+    const config = JSON.parse(new TextDecoder().decode(unzipped["vit-lora-onnx/config.json"]));
+    assert.equal(config.architectures[0], "ViTForImageClassification");
+    const status = await ortStatus();
+    assert.ok(status.ort, `ONNX Runtime: ${status.reason}`);
+    const shape = await page.evaluate<Parameters<typeof OrtClassifier.fromBytes>[2]>(
+      `({ config: vitLoraPage.state.clf.config, labels: vitLoraPage.state.clf.labels })`,
+    );
+    const session = await OrtClassifier.fromBytes(
+      status.ort,
+      unzipped["vit-lora-onnx/onnx/model.onnx"],
+      shape,
+    );
+    try {
+      const logits = await session.run(Float32Array.from(pixels), 2);
+      const pageLogits = await page.evaluate<number[]>(`(async () => {
+        const api = vitLoraPage.api;
+        const x = api.tf.tensor4d(${JSON.stringify(pixels)}, [2, 3, 32, 32]);
+        const logits = vitLoraPage.state.clf.logits(x);
+        const out = Array.from(await logits.data());
+        api.tf.dispose([x, logits]);
+        return out;
+      })()`);
+      const err = relError(logits, pageLogits);
+      console.log(
+        `  the page's ONNX download (fp32) in ONNX Runtime: logits ${err.toExponential(2)}`,
+      );
+      assert.ok(err < 1e-4, `ONNX download: ${err}`);
+    } finally {
+      await session.release();
     }
     assert.deepEqual(page.errors, [], "no console error");
   },

@@ -14,6 +14,7 @@
 
 /// <reference lib="dom" />
 
+import { zipSync } from "fflate";
 import * as api from "../mod.ts";
 import type { ViTClassifier } from "../mod.ts";
 import type { EvalSummary, StepEvent } from "../../runs/events.ts";
@@ -84,6 +85,7 @@ function refresh(): void {
   set("stop", !busy);
   set("classify", busy || !state.clf);
   set("download", busy || !state.clf);
+  set("download-onnx", busy || !state.clf);
   set("camera-start", camera.on);
   set("camera-stop", !camera.on);
   set("live-start", busy || !state.clf || live.running);
@@ -354,6 +356,38 @@ async function download(): Promise<void> {
   }
 }
 
+/**
+ * The model as the folder transformers.js loads (`exportOnnx`: config, preprocessor config,
+ * README and the ONNX files of `dtypes`), zipped under `vit-lora-onnx/`.
+ */
+async function onnxZip(dtypes?: api.OnnxDtype[]): Promise<Uint8Array> {
+  const chosen = dtypes ??
+    (($("onnx-dtypes") as HTMLSelectElement).value.split(",") as api.OnnxDtype[]);
+  const files = await api.exportOnnx(state.clf!, { dtypes: chosen });
+  return zipSync(
+    Object.fromEntries([...files].map(([name, bytes]) => [`vit-lora-onnx/${name}`, bytes])),
+    { level: 0 }, // ONNX weights hardly compress; storing keeps it quick
+  );
+}
+
+async function downloadOnnx(): Promise<void> {
+  const button = $("download-onnx") as HTMLButtonElement;
+  button.disabled = true;
+  const note = $("onnx-note");
+  note.textContent = "exporting…";
+  try {
+    const zip = await onnxZip();
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(new Blob([zip as BlobPart], { type: "application/zip" }));
+    a.download = "vit-lora-onnx.zip";
+    a.click();
+    URL.revokeObjectURL(a.href);
+    note.textContent = `vit-lora-onnx.zip, ${(zip.length / 2 ** 20).toFixed(1)} MB`;
+  } finally {
+    button.disabled = !state.clf;
+  }
+}
+
 // ---- wiring ----
 
 const on = (id: string, event: string, act: (e: Event) => Promise<unknown> | void) =>
@@ -374,6 +408,7 @@ on("classify", "change", (e) => classifyFiles([...((e.target as HTMLInputElement
 on("live-start", "click", startLive);
 on("live-stop", "click", stopLive);
 on("download", "click", download);
+on("download-onnx", "click", downloadOnnx);
 camera.mirrorTo($("live-video"));
 classes.add();
 classes.add();
@@ -400,4 +435,5 @@ const ready = startBackend().then(() => refresh(), fail);
   train,
   classifyFiles,
   adapterFiles,
+  onnxZip,
 };
