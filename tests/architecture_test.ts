@@ -52,6 +52,11 @@ Deno.test("deno.lock holds the module's packages only: a first run fetches nothi
   for (const task of ["test", "bench", "check"]) {
     assert.match(config.tasks[task], /--lock=dev\.lock/, `deno task ${task} uses dev.lock`);
   }
+  // graphql as @wandb/sdk and graphql-request ask for it (else Deno warns of a peer dependency)
+  for (const l of [lock, dev]) {
+    assert.ok(Object.keys(l.npm).some((p) => p.startsWith("graphql@16.")), "graphql 16");
+    assert.ok(!Object.keys(l.npm).some((p) => p.startsWith("graphql@17.")), "no graphql 17");
+  }
   // a package whose install scripts Deno would skip with a warning box is denied them outright
   assert.deepEqual(config.allowScripts, {
     deny: ["npm:onnxruntime-node", "npm:core-js", "npm:protobufjs"],
