@@ -30,7 +30,8 @@ import { type HiddenAct, LAYER_LINEARS, numTokens, patchGrid, type ViTConfig } f
 import { VitLoraError } from "../core/errors.ts";
 import { formatShape } from "../core/shapes.ts";
 import { fusedAttention } from "../backend/attention.ts";
-import { dropout, gelu, layerNorm, scale } from "../backend/kernels.ts";
+import { dropout, gelu, scale } from "../backend/kernels.ts";
+import { layerNorm } from "../backend/layer_norm.ts";
 
 /** A LoRA branch on one linear layer: `B(A(dropout(x))) · scaling`. */
 export class LoraLayer {
