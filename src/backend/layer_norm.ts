@@ -12,6 +12,7 @@ import type { TensorInfo } from "@tensorflow/tfjs";
 import type { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
 import { type Tensor, tf } from "../core/tf.ts";
 import { RowsProgram } from "./programs.ts";
+import { HALF_WGSL, HalfTensor } from "./half.ts";
 
 const ROW_STATS = `
         var mean = 0.0;
@@ -39,6 +40,7 @@ function registerRowKernel(
   name: string,
   inputs: Record<string, string>,
   body: string,
+  half = false,
 ): void {
   tf.registerKernel({
     kernelName: name,
@@ -50,11 +52,11 @@ function registerRowKernel(
       // one invocation a row of the `[rows, cols]` tensor X
       const program = new RowsProgram({
         rows: x.shape[0],
-        outputShape: x.shape,
+        outputShape: half ? [(x.shape[0] * x.shape[1]) / 2] : x.shape,
         inputs: Object.values(inputs),
         uniforms: "rows : i32, cols : i32,",
         key: `vit_lora_${name}_${eps}`,
-        code: `
+        code: `${half ? HALF_WGSL : ""}
       fn main(row : i32) {
         if (row >= uniforms.rows) { return; }
         let n = uniforms.cols;
@@ -62,10 +64,15 @@ function registerRowKernel(
         let EPS = ${eps};${ROW_STATS}${body}
       }`,
       });
-      return (backend as WebGPUBackend).runWebGPUProgram(program, tensors, "float32", [
-        { type: "int32", data: [x.shape[0]] },
-        { type: "int32", data: [x.shape[1]] },
-      ]);
+      return (backend as WebGPUBackend).runWebGPUProgram(
+        program,
+        tensors,
+        half ? "int32" : "float32",
+        [
+          { type: "int32", data: [x.shape[0]] },
+          { type: "int32", data: [x.shape[1]] },
+        ],
+      );
     },
   });
 }
@@ -99,6 +106,67 @@ registerRowKernel(
           setOutputAtIndex(base + j, inv * (g - meanG - xhat * meanGX));
         }`,
 );
+
+const LAYER_NORM_HALF = "VitLoraLayerNormHalf";
+const LAYER_NORM_GRAD_ADD = "VitLoraLayerNormGradAdd";
+
+// the output rounded to float16, packed (an even number of columns)
+registerRowKernel(
+  LAYER_NORM_HALF,
+  { x: "X", gamma: "Gamma", beta: "Beta" },
+  `
+        for (var j = 0; j < n; j += 2) {
+          let a = (X[base + j] - mean) * inv * Gamma[j] + Beta[j];
+          let b = (X[base + j + 1] - mean) * inv * Gamma[j + 1] + Beta[j + 1];
+          setOutputAtIndexI32((base + j) / 2, packHalves(a, b));
+        }`,
+  true,
+);
+
+// acc + the input gradient
+registerRowKernel(
+  LAYER_NORM_GRAD_ADD,
+  { x: "X", dy: "Dy", gamma: "Gamma", acc: "Acc" },
+  `
+        var meanG = 0.0;
+        var meanGX = 0.0;
+        for (var j = 0; j < n; j++) {
+          let g = Dy[base + j] * Gamma[j];
+          meanG += g;
+          meanGX += g * (X[base + j] - mean) * inv;
+        }
+        meanG /= f32(n);
+        meanGX /= f32(n);
+        for (var j = 0; j < n; j++) {
+          let g = Dy[base + j] * Gamma[j];
+          let xhat = (X[base + j] - mean) * inv;
+          setOutputAtIndex(base + j, Acc[base + j] + inv * (g - meanG - xhat * meanGX));
+        }`,
+);
+
+/**
+ * LayerNorm of `x` `[rows, hidden]` (float32, `hidden` even) as float16: autocast's float32
+ * LayerNorm and the cast of its output for the float16 products that read it. WebGPU; no
+ * gradient (see {@link layerNormGradAdd}).
+ */
+export function layerNormHalf(x: Tensor, gamma: Tensor, beta: Tensor, eps: number): HalfTensor {
+  const packed = tf.engine().runKernel(LAYER_NORM_HALF, { x, gamma, beta }, { eps }) as Tensor;
+  return new HalfTensor(packed, x.shape);
+}
+
+/**
+ * `acc + dx`, `dx` LayerNorm's input gradient for `dy` at `x` (all float32 `[rows, hidden]`):
+ * a residual stream's gradient with the norm's added. WebGPU.
+ */
+export function layerNormGradAdd(
+  x: Tensor,
+  dy: Tensor,
+  gamma: Tensor,
+  eps: number,
+  acc: Tensor,
+): Tensor {
+  return tf.engine().runKernel(LAYER_NORM_GRAD_ADD, { x, dy, gamma, acc }, { eps }) as Tensor;
+}
 
 /** LayerNorm from plain ops (torch's: biased variance). */
 function plainLayerNorm(x: Tensor, gamma: Tensor, beta: Tensor, eps: number): Tensor {
