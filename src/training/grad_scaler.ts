@@ -107,8 +107,10 @@ export class GradScaler {
         "GradScaler: initScale must be positive, growthFactor above 1 and backoffFactor below 1",
       );
     }
-    this.#scale = tf.variable(tf.scalar(initScale), false);
-    this.#tracker = tf.variable(tf.scalar(0), false);
+    const [scale, tracker] = [tf.scalar(initScale), tf.scalar(0)];
+    this.#scale = tf.variable(scale, false);
+    this.#tracker = tf.variable(tracker, false);
+    tf.dispose([scale, tracker]); // the variables hold their data
     this.#host = { scale: initScale, growth_tracker: 0 };
   }
 

@@ -80,8 +80,8 @@ export class AdamW {
     this.#weightDecay = options.weightDecay ?? 0;
     this.#noDecay = options.noDecay ?? (() => false);
     for (const [key, p] of Object.entries(params)) {
-      this.#m.set(key, tf.variable(tf.zerosLike(p), false));
-      this.#v.set(key, tf.variable(tf.zerosLike(p), false));
+      this.#m.set(key, zeroVariable(p));
+      this.#v.set(key, zeroVariable(p));
     }
   }
 
@@ -190,6 +190,14 @@ export class AdamW {
     this.#m.clear();
     this.#v.clear();
   }
+}
+
+/** A variable of zeros shaped as `p` (the zeros it is made from freed: it holds their data). */
+function zeroVariable(p: Tensor): Variable {
+  const zeros = tf.zerosLike(p);
+  const v = tf.variable(zeros, false);
+  zeros.dispose();
+  return v;
 }
 
 /** Options of {@link linearSchedule}. */

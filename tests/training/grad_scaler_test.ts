@@ -12,7 +12,11 @@ import { tf } from "../../src/core/tf.ts";
 import { loadClassifier } from "../../src/model/loading.ts";
 import { readSafetensors, type TensorData } from "../../src/model/safetensors.ts";
 import { GradScaler, nextScale } from "../../src/training/grad_scaler.ts";
-import { AdamW } from "../../src/training/optimizer.ts";
+import { AdamW, linearSchedule, trainerNoDecay } from "../../src/training/optimizer.ts";
+import { createClassifier } from "../../src/model/loading.ts";
+import { parseViTConfig } from "../../src/model/config.ts";
+import { Random } from "../../src/core/random.ts";
+import { syntheticPattern } from "../../src/data/synthetic.ts";
 import { StepPipeline } from "../../src/training/pipeline.ts";
 import { fixture, relError, useBackend } from "../helpers.ts";
 
@@ -150,4 +154,79 @@ Deno.test("on webgpu: an fp16 run that overflows, step for step against PyTorch'
   scaler.dispose();
   adam.dispose();
   clf.dispose();
+});
+
+/** Grayscale pattern images (stripes of two orientations, checks, diagonals: no colour cue). */
+function patterns(n: number, seed: number, size: number, classes: number) {
+  const plane = size * size;
+  const pixels = new Float32Array(n * 3 * plane), labels = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    labels[i] = i % classes;
+    const rgba = syntheticPattern(labels[i], classes, size, size, Random.derive(seed, i));
+    for (let p = 0; p < plane; p++) {
+      const gray = (rgba[p * 4] + rgba[p * 4 + 1] + rgba[p * 4 + 2]) / 3 / 127.5 - 1;
+      for (let c = 0; c < 3; c++) pixels[(i * 3 + c) * plane + p] = gray;
+    }
+  }
+  return { pixels, labels, size: n };
+}
+
+Deno.test("on webgpu: a demo-size run in fp16 (loss-scaled) learns as the fp32 one does: validation accuracy within 5 points, same seed", async () => {
+  await useBackend("webgpu");
+  const [size, classes, batch, epochs] = [16, 4, 16, 12];
+  const config = parseViTConfig({
+    hidden_size: 32,
+    num_hidden_layers: 2,
+    num_attention_heads: 2,
+    intermediate_size: 64,
+    image_size: size,
+    patch_size: 4,
+    hidden_dropout_prob: 0.1,
+  });
+  const train = patterns(128, 1, size, classes), validation = patterns(256, 2, size, classes);
+  const plane = 3 * size * size;
+  const accuracy: Record<string, number> = {};
+  const before = tf.memory().numTensors;
+  for (const precision of ["fp32", "fp16"] as const) {
+    const clf = await createClassifier(config, {
+      labels: ["h", "v", "checks", "diagonal"],
+      lora: { r: 8, alpha: 16, dropout: 0.1 },
+      seed: 5,
+      precision,
+    });
+    assert.equal(clf.precision, precision);
+    const adam = new AdamW(clf.trainableVariables(), { noDecay: trainerNoDecay });
+    const scaler = precision === "fp16" ? new GradScaler() : undefined;
+    const steps = new StepPipeline(clf, adam, { scaler });
+    const perEpoch = train.size / batch;
+    const rate = linearSchedule({ lr: 1e-2, totalSteps: perEpoch * epochs });
+    for (let k = 0; k < perEpoch * epochs; k++) {
+      const group = { pixels: new Float32Array(batch * plane), labels: new Int32Array(batch), size: batch };
+      for (let i = 0; i < batch; i++) {
+        const j = (k * batch + i * 7 + Math.floor(k / perEpoch) * 3) % train.size;
+        group.pixels.set(train.pixels.subarray(j * plane, (j + 1) * plane), i * plane);
+        group.labels[i] = train.labels[j];
+      }
+      await steps.step([group], {
+        lr: (applied) => rate(applied),
+        maxGradNorm: 1,
+        chunkSize: 8,
+        dropoutSeed: (m) => k * 10 + m,
+      });
+    }
+    await steps.finish();
+    const x = tf.tensor4d(validation.pixels, [validation.size, 3, size, size]);
+    const predicted = tf.tidy(() => clf.logits(x).argMax(1));
+    const p = await predicted.data();
+    accuracy[precision] = p.filter((c, i) => c === validation.labels[i]).length / validation.size;
+    tf.dispose([x, predicted]);
+    steps.dispose();
+    adam.dispose();
+    scaler?.dispose();
+    clf.dispose();
+  }
+  assert.equal(tf.memory().numTensors, before, "no tensor left behind");
+  // measured: fp32 0.879, fp16 0.898 (4 classes: chance 0.25)
+  assert.ok(accuracy.fp32 > 0.7 && accuracy.fp16 > 0.7, JSON.stringify(accuracy));
+  assert.ok(Math.abs(accuracy.fp16 - accuracy.fp32) <= 0.05, JSON.stringify(accuracy));
 });
