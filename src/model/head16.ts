@@ -10,6 +10,7 @@
 
 import { type Tensor, type Tensor1D, type Tensor2D, tf } from "../core/tf.ts";
 import { gemm16 } from "../backend/gemm16.ts";
+import { roundHalf } from "../backend/half.ts";
 
 /**
  * `features Wᵀ + b` (`[batch, hidden]`, `[labels, hidden]`, `[labels]`) as PyTorch's autocast
@@ -45,16 +46,9 @@ export function head16(features: Tensor2D, weight: Tensor, bias: Tensor): Tensor
               k: batch,
               n: hidden,
             });
-            const ones = tf.ones([batch, 1]);
-            const db = gemm16({
-              a: { t: dy, trans: true },
-              b: { t: ones },
-              m: labels,
-              k: batch,
-              n: 1,
-            });
+            const db = roundHalf(tf.sum(roundHalf(dy), 0)); // float16 sum over the batch
             const df = gemm16({ a: { t: dy }, b: { t: ws }, m: batch, k: labels, n: hidden });
-            return [df as Tensor, dW as Tensor, (db as Tensor).reshape([labels]) as Tensor1D];
+            return [df as Tensor, dW as Tensor, db as Tensor1D];
           }),
       };
     }) as unknown as Parameters<typeof tf.customGrad>[0],
