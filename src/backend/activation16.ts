@@ -70,8 +70,7 @@ class Activation16Program implements WebGPUProgram {
   }
 
   getUserCode(): string {
-    const value = (e: string) =>
-      this.#grad ? `Dy_h(${e}) * dact(U_h(${e}))` : `act(U_h(${e}))`;
+    const value = (e: string) => this.#grad ? `Dy_h(${e}) * dact(U_h(${e}))` : `act(U_h(${e}))`;
     return `${HALF_WGSL}${FORMULAS[this.#act]}
       ${halfReader("U")}${this.#grad ? halfReader("Dy") : ""}
       fn main(index : i32) {

@@ -25,7 +25,6 @@ fn erf_as(v : f32) -> f32 {
   return s * (1.0 - (((((a5 * t + a4) * t) + a3) * t + a2) * t + a1) * t * exp(-x * x));
 }`;
 
-
 /**
  * An elementwise WGSL program over one input `A` (`op(a)`), or two, `A` and `Dy`
  * (`op(a, dy)`), with uniforms of its own if given.
@@ -72,7 +71,6 @@ export class ElementwiseProgram implements WebGPUProgram {
       }`;
   }
 }
-
 
 /**
  * A WGSL program with one invocation a row, over `rows` rows (64 a workgroup): its inputs,
@@ -127,7 +125,6 @@ fn hash32(v : u32) -> u32 {
   x ^= x >> 16u;
   return x;
 }`;
-
 
 /**
  * `keep(index, key, rate)`: whether dropout keeps element `index` of a mask with key `key`

@@ -13,7 +13,7 @@ import type { HiddenAct } from "./config.ts";
 import { dropout, dropoutKey, gelu, scale } from "../backend/kernels.ts";
 import { layerNorm } from "../backend/layer_norm.ts";
 import { HalfTensor } from "../backend/half.ts";
-import { gemm16, type GemmDropout } from "../backend/gemm16.ts";
+import { gemm16 } from "../backend/gemm16.ts";
 
 /** A LoRA branch on one linear layer: `B(A(dropout(x))) · scaling`. */
 export class LoraLayer {
@@ -304,7 +304,7 @@ export class Dropout {
    * The next mask at `rate` for the float16 kernels, which draw it themselves (`gemm16`): its
    * key (as {@link Dropout.apply} would draw it) and rate; undefined in evaluation or at rate 0.
    */
-  mask(rate: number): GemmDropout | undefined {
+  mask(rate: number): { key: number; rate: number } | undefined {
     if (!this.training || rate <= 0) return undefined;
     const seed = this.#seed ?? Math.floor(Math.random() * 2 ** 32);
     return { key: dropoutKey(seed, this.#drawn++), rate };

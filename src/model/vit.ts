@@ -29,7 +29,7 @@ import { LAYER_LINEARS, numTokens, patchGrid, type ViTConfig } from "./config.ts
 import { VitLoraError } from "../core/errors.ts";
 import { formatShape } from "../core/shapes.ts";
 import { fusedAttention } from "../backend/attention.ts";
-import { HalfTensor, packHalf } from "../backend/half.ts";
+import { type HalfTensor, packHalf } from "../backend/half.ts";
 import { activation, Dropout, LayerNorm, Linear, type ViTLayer } from "./layers.ts";
 import { encoderLayer16 } from "./half_layer.ts";
 import type { Precision } from "./precision.ts";

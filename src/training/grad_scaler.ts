@@ -27,6 +27,8 @@ import { VitLoraError } from "../core/errors.ts";
 import { type ScalerRules, updateScale } from "../backend/scaler_kernels.ts";
 import type { AdamW } from "./optimizer.ts";
 
+export type { ScalerRules };
+
 /** Options of {@link GradScaler}: `torch.amp.GradScaler`'s, with its defaults. */
 export interface GradScalerOptions {
   /** The first scale (default 2¹⁶). */
@@ -140,7 +142,9 @@ export class GradScaler {
     const skipped = values[2] === 1;
     if (values[3] !== this.#host.scale) {
       throw new VitLoraError(
-        `GradScaler: a step ran at scale ${values[3]}, the host expected ${this.#host.scale} (settle each step once, in order)`,
+        `GradScaler: a step ran at scale ${
+          values[3]
+        }, the host expected ${this.#host.scale} (settle each step once, in order)`,
       );
     }
     this.#host = nextScale(this.#host, skipped, this.rules);

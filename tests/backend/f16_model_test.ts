@@ -30,7 +30,11 @@ import { resolvePrecision } from "../../src/model/precision.ts";
 import { fixture, relError, useBackend } from "../helpers.ts";
 
 const SETS = [
-  { set: "a", model: `${fixture("vit-tiny-a")}/model`, adapter: `${fixture("vit-tiny-a")}/adapter` },
+  {
+    set: "a",
+    model: `${fixture("vit-tiny-a")}/model`,
+    adapter: `${fixture("vit-tiny-a")}/adapter`,
+  },
   {
     set: "all",
     model: `${fixture("hf5-more")}/model`,
@@ -51,8 +55,14 @@ for (const { set, model, adapter } of SETS) {
     });
     assert.equal(clf.precision, "fp16");
     const px = get("pixel_values");
-    const x = tf.tensor4d(px.data as Float32Array, px.shape as number[] as [number, number, number, number]);
-    const y = tf.tensor1d(Int32Array.from(get("labels").data as ArrayLike<number>, Number), "int32");
+    const x = tf.tensor4d(
+      px.data as Float32Array,
+      px.shape as number[] as [number, number, number, number],
+    );
+    const y = tf.tensor1d(
+      Int32Array.from(get("labels").data as ArrayLike<number>, Number),
+      "int32",
+    );
     const logits = await clf.logits(x).data();
     const want = get("fp16.logits").data, fp32 = get("fp32.logits").data;
     const logitErr = relError(logits, want);
@@ -73,7 +83,10 @@ for (const { set, model, adapter } of SETS) {
         theirs += relError(get(`fp32.grad.${key}`).data, ref);
       }
       assert.ok(ours < theirs, `gradients: ${ours} vs float32's ${theirs} (summed over tensors)`);
-      assert.equal(Object.keys(grads).length, [...e.keys()].filter((k) => k.startsWith("fp16.grad.")).length);
+      assert.equal(
+        Object.keys(grads).length,
+        [...e.keys()].filter((k) => k.startsWith("fp16.grad.")).length,
+      );
       tf.dispose([loss, ...Object.values(grads)]);
       assert.equal(tf.memory().numTensors, before, "the tensor count does not grow");
     }

@@ -61,7 +61,10 @@ for (const backend of ["cpu", "webgpu"] as const) {
       tf.dispose([scale, tracker, norm]);
       [scale, tracker] = [next.scale, next.tracker];
       host = nextScale(host, !Number.isFinite(n), RULES);
-      assert.deepEqual([(await scale.data())[0], (await tracker.data())[0]], [host.scale, host.growth_tracker]);
+      assert.deepEqual([(await scale.data())[0], (await tracker.data())[0]], [
+        host.scale,
+        host.growth_tracker,
+      ]);
     }
     tf.dispose([scale, tracker]);
     assert.equal(tf.memory().numTensors, before);
@@ -139,10 +142,16 @@ Deno.test("on webgpu: an fp16 run that overflows, step for step against PyTorch'
     const [loss, norm, skipped, scale] = seen[k];
     assert.equal(scale, get("scale").data[k], `step ${k}: scale`);
     assert.equal(skipped, get("skipped").data[k], `step ${k}: skipped`);
-    assert.ok(Math.abs(loss - get("loss").data[k]) < 1e-3 * get("loss").data[k], `step ${k}: loss ${loss}`);
+    assert.ok(
+      Math.abs(loss - get("loss").data[k]) < 1e-3 * get("loss").data[k],
+      `step ${k}: loss ${loss}`,
+    );
     const wantNorm = get("grad_norm").data[k];
     if (Number.isFinite(wantNorm)) {
-      assert.ok(Math.abs(norm - wantNorm) < 5e-3 * wantNorm, `step ${k}: grad_norm ${norm} vs ${wantNorm}`);
+      assert.ok(
+        Math.abs(norm - wantNorm) < 5e-3 * wantNorm,
+        `step ${k}: grad_norm ${norm} vs ${wantNorm}`,
+      );
     } else {
       assert.ok(!Number.isFinite(norm), `step ${k}: grad_norm ${norm} not finite`);
     }
@@ -201,7 +210,11 @@ Deno.test("on webgpu: a demo-size run in fp16 (loss-scaled) learns as the fp32 o
     const perEpoch = train.size / batch;
     const rate = linearSchedule({ lr: 1e-2, totalSteps: perEpoch * epochs });
     for (let k = 0; k < perEpoch * epochs; k++) {
-      const group = { pixels: new Float32Array(batch * plane), labels: new Int32Array(batch), size: batch };
+      const group = {
+        pixels: new Float32Array(batch * plane),
+        labels: new Int32Array(batch),
+        size: batch,
+      };
       for (let i = 0; i < batch; i++) {
         const j = (k * batch + i * 7 + Math.floor(k / perEpoch) * 3) % train.size;
         group.pixels.set(train.pixels.subarray(j * plane, (j + 1) * plane), i * plane);
