@@ -142,8 +142,11 @@ Deno.test("on webgpu: an fp16 run that overflows, step for step against PyTorch'
     const [loss, norm, skipped, scale] = seen[k];
     assert.equal(scale, get("scale").data[k], `step ${k}: scale`);
     assert.equal(skipped, get("skipped").data[k], `step ${k}: skipped`);
+    // the loss: within 2e-3 (measured up to 7.1e-4: a float16 step of the logits, and the
+    // weights' own small differences); the norm within 5e-3 (measured up to 1.7e-3: the
+    // gradients' float16 noise, see f16_model_test.ts)
     assert.ok(
-      Math.abs(loss - get("loss").data[k]) < 1e-3 * get("loss").data[k],
+      Math.abs(loss - get("loss").data[k]) < 2e-3 * get("loss").data[k],
       `step ${k}: loss ${loss}`,
     );
     const wantNorm = get("grad_norm").data[k];
