@@ -14,6 +14,11 @@
  * WebGPU's backward pass, also as stored, `[out, in]`: see {@link Linear}). Names
  * follow the checkpoint's own (`layernorm_before`, `attention.attention.query`, …).
  *
+ * Under `precision` `fp16` (WebGPU with shader-f16), the linear layers' weights are float16
+ * (the query, key and value weights fused into one), the patch embedding a float16 product, and
+ * each encoder layer one custom gradient in PyTorch's mixed precision (`half_layer.ts`). The
+ * layers' parts are `layers.ts`'s.
+ *
  * @module
  */
 
