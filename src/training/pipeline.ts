@@ -193,8 +193,14 @@ export class StepPipeline {
     return values;
   }
 
-  /** Frees the held gradients (the optimizer and the model are the caller's). */
+  /**
+   * Frees the held gradients (the optimizer, the scaler and the model are the caller's). A step
+   * still on its way is settled with the scaler when its values arrive, so that the scaler and
+   * the optimizer's count stay in step with what ran.
+   */
   dispose(): void {
+    const pending = this.#pending, scaler = this.scaler;
+    if (pending && scaler) pending.then((v) => scaler.settle(v, this.optimizer), () => {});
     this.#pending = undefined;
     this.#held.dispose();
   }
