@@ -19,7 +19,10 @@
  *
  * `--precision fp16` counts the steps of Trainer's `fp16=True` (float16 weights and products,
  * loss-scaled: `model/half_layer.ts`); "peak bytes of tfjs's GPU buffers in use" is then the
- * memory to hold against fp32's.
+ * memory to hold against fp32's. Measured with `--recipe --dry` (chunks of 13): peak
+ * 4,512,529,612 bytes in fp32, 1,014,916,172 in fp16 (0.22×); 13,326 dispatches and 983 compute
+ * passes a step in fp32, 8,669 and 712 in fp16. By chunk size (fp16): 269 MB at 1 image a pass,
+ * 2.19 GB at 32, 4.16 GB at 64, about 62 MB an image (fp32: about 264 MB an image).
  *
  * Prints a table and writes `bench/results/gpu-counts-<date>[-label].json` (or `--json PATH`).
  *
