@@ -25,7 +25,7 @@
 
 import type { TensorInfo } from "@tensorflow/tfjs";
 import type { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
-import { RowsProgram } from "./kernels.ts";
+import { RowsProgram } from "./programs.ts";
 import { type Tensor, type Tensor2D, tf } from "../core/tf.ts";
 
 const FORWARD = "VitLoraAttention";

@@ -32,6 +32,11 @@ export interface BackendInfo {
   adapter?: string;
   /** True when the adapter is a software (fallback) one: WebGPU runs, but on the CPU. */
   software?: boolean;
+  /**
+   * Whether the device offers WGSL's `f16` type (the adapter's `shader-f16` feature, requested
+   * when offered): what the float16 kernels of `--precision fp16` need.
+   */
+  f16?: boolean;
 }
 
 /** Options for {@link initBackend}. */
@@ -42,6 +47,8 @@ export interface InitBackendOptions {
 
 /** The WebGPU device, opened once per process (and isolate) on first use. */
 let webgpu: Promise<{ backend: WebGPUBackend; info: BackendInfo }> | undefined;
+/** What the WebGPU device is, once it is open. */
+let opened: BackendInfo | undefined;
 let announced = false;
 /** The backend the last {@link initBackend} call chose: later calls without a name keep it. */
 let current: BackendName | undefined;
@@ -144,6 +151,8 @@ async function createWebGPU(): Promise<{ backend: WebGPUBackend; info: BackendIn
   const limits = adapter.limits;
   const requiredFeatures: GPUFeatureName[] = [];
   if (adapter.features.has("timestamp-query")) requiredFeatures.push("timestamp-query");
+  const f16 = adapter.features.has("shader-f16");
+  if (f16) requiredFeatures.push("shader-f16");
   const device = await adapter.requestDevice({
     requiredFeatures,
     // The limits tfjs's own factory asks for: everything the adapter offers.
@@ -154,8 +163,11 @@ async function createWebGPU(): Promise<{ backend: WebGPUBackend; info: BackendIn
       maxBufferSize: limits.maxBufferSize,
       maxComputeWorkgroupSizeX: limits.maxComputeWorkgroupSizeX,
       maxComputeInvocationsPerWorkgroup: limits.maxComputeInvocationsPerWorkgroup,
+      // the float16 products read up to 10 tensors (WebGPU's default allows 8)
+      maxStorageBuffersPerShaderStage: limits.maxStorageBuffersPerShaderStage,
     },
   });
+  hoistEnableDirectives(device);
   const backend = new WebGPUBackend(device, adapter.info);
   // Release tfjs's GPU buffers, textures and query sets, then the device, when the runtime
   // unloads, so that nothing outlives the device. (This does not prevent the heap abort seen
@@ -173,7 +185,40 @@ async function createWebGPU(): Promise<{ backend: WebGPUBackend; info: BackendIn
     "an unnamed adapter";
   const software = (info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter ??
     /llvmpipe|lavapipe|swiftshader|software/i.test(description);
-  return { backend, info: { name: "webgpu", adapter: description, software } };
+  opened = { name: "webgpu", adapter: description, software, f16 };
+  return { backend, info: opened };
+}
+
+/**
+ * What the WebGPU device is (adapter, software or not, `f16` or not) once it has been opened by
+ * {@link initBackend}; undefined before, or when there is none.
+ *
+ * @example
+ * ```ts ignore
+ * await initBackend("webgpu");
+ * console.log(webgpuInfo()?.f16); // true where the adapter offers shader-f16
+ * ```
+ */
+export function webgpuInfo(): BackendInfo | undefined {
+  return opened;
+}
+
+/**
+ * WGSL requires `enable` directives (`enable f16;`) to open a shader module, but tfjs puts its
+ * own declarations before a program's code: the device's `createShaderModule` moves a program's
+ * directives to the top of the module it is given.
+ */
+function hoistEnableDirectives(device: GPUDevice): void {
+  const create = device.createShaderModule.bind(device);
+  device.createShaderModule = (descriptor: GPUShaderModuleDescriptor) => {
+    const directives: string[] = [];
+    const code = descriptor.code.replace(/^[ \t]*enable [a-z0-9_, ]+;[ \t]*$/gm, (line) => {
+      directives.push(line.trim());
+      return "";
+    });
+    if (directives.length === 0) return create(descriptor);
+    return create({ ...descriptor, code: [...new Set(directives), code].join("\n") });
+  };
 }
 
 /**

@@ -189,68 +189,70 @@ tf.registerKernel({
 const CLIPPED = `let coef = min(uniforms.maxNorm / (Norm[0] + 1e-6), 1.0);
           let g = G[index] * coef;`;
 
-tf.registerKernel({
-  kernelName: ADAMW_M,
-  backendName: "webgpu",
-  kernelFunc: ({ inputs, backend, attrs }) => {
-    const { m, g, norm } = inputs as Record<string, TensorInfo>;
-    const a = attrs as Attrs;
-    const program = new MapProgram(
-      m.shape,
-      ["M", "G", "Norm"],
-      "b : f32, c : f32, maxNorm : f32,",
-      ADAMW_M,
-      `${CLIPPED}
-          setOutputAtIndex(index, M[index] * uniforms.b + g * uniforms.c);`,
-    );
-    return run(backend, program, [m, g, norm], [
-      ["float32", a.beta],
-      ["float32", 1 - a.beta],
-      ["float32", a.maxNorm],
-    ]);
-  },
-});
+/**
+ * With a loss scale `S` (`Scale`): the gradients and their norm are `S` times the true ones.
+ * An overflow (a norm that is not finite: GradScaler's `found_inf`) leaves `keep` as it was;
+ * otherwise the gradient is unscaled (`· 1/S`, exact for a power of two, as `unscale_` does),
+ * then clipped against the true norm.
+ */
+function scaledClip(keep: string): string {
+  return `if ((bitcast<u32>(Norm[0]) & 0x7f800000u) == 0x7f800000u) {
+            setOutputAtIndex(index, ${keep}[index]);
+            return;
+          }
+          let s = Scale[0];
+          let coef = min(uniforms.maxNorm / (Norm[0] / s + 1e-6), 1.0);
+          let g = (G[index] * (1.0 / s)) * coef;`;
+}
 
-tf.registerKernel({
-  kernelName: ADAMW_V,
-  backendName: "webgpu",
-  kernelFunc: ({ inputs, backend, attrs }) => {
-    const { v, g, norm } = inputs as Record<string, TensorInfo>;
-    const a = attrs as Attrs;
-    const program = new MapProgram(
-      v.shape,
-      ["V", "G", "Norm"],
-      "b : f32, c : f32, maxNorm : f32,",
-      ADAMW_V,
-      `${CLIPPED}
-          setOutputAtIndex(index, V[index] * uniforms.b + (g * g) * uniforms.c);`,
-    );
-    return run(backend, program, [v, g, norm], [
-      ["float32", a.beta],
-      ["float32", 1 - a.beta],
-      ["float32", a.maxNorm],
-    ]);
-  },
-});
+/** AdamW's two moment kernels: `X · b + f(g) · c` for X the moment, `f` the identity or the square. */
+for (const [name, moment, term] of [[ADAMW_M, "M", "g"], [ADAMW_V, "V", "(g * g)"]] as const) {
+  tf.registerKernel({
+    kernelName: name,
+    backendName: "webgpu",
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const { x, g, norm, scale } = inputs as Record<string, TensorInfo>;
+      const a = attrs as Attrs;
+      const program = new MapProgram(
+        x.shape,
+        scale ? [moment, "G", "Norm", "Scale"] : [moment, "G", "Norm"],
+        "b : f32, c : f32, maxNorm : f32,",
+        `${name}${scale ? "_scaled" : ""}`,
+        `${scale ? scaledClip(moment) : CLIPPED}
+          setOutputAtIndex(index, ${moment}[index] * uniforms.b + ${term} * uniforms.c);`,
+      );
+      return run(backend, program, scale ? [x, g, norm, scale] : [x, g, norm], [
+        ["float32", a.beta],
+        ["float32", 1 - a.beta],
+        ["float32", a.maxNorm],
+      ]);
+    },
+  });
+}
 
 tf.registerKernel({
   kernelName: ADAMW_P,
   backendName: "webgpu",
   kernelFunc: ({ inputs, backend, attrs }) => {
-    const { p, m, v } = inputs as Record<string, TensorInfo>;
+    const { p, m, v, norm, scale } = inputs as Record<string, TensorInfo>;
     const a = attrs as Attrs;
+    // with a loss scale: an overflow leaves the parameter as it was
+    const skip = `if ((bitcast<u32>(Norm[0]) & 0x7f800000u) == 0x7f800000u) {
+            setOutputAtIndex(index, P[index]);
+            return;
+          }`;
     const program = new MapProgram(
       p.shape,
-      ["P", "M", "V"],
+      scale ? ["P", "M", "V", "Norm"] : ["P", "M", "V"],
       "decay : f32, bias2Sqrt : f32, eps : f32, step : f32, decays : i32,",
-      ADAMW_P,
-      `
+      `${ADAMW_P}${scale ? "_scaled" : ""}`,
+      `${scale ? skip : ""}
           var p = P[index];
           if (uniforms.decays != 0) { p = p * uniforms.decay; }
           let denom = sqrt(V[index]) / uniforms.bias2Sqrt + uniforms.eps;
           setOutputAtIndex(index, p - (M[index] / denom) * uniforms.step);`,
     );
-    return run(backend, program, [p, m, v], [
+    return run(backend, program, scale ? [p, m, v, norm] : [p, m, v], [
       ["float32", 1 - a.lr * a.weightDecay],
       ["float32", a.bias2Sqrt],
       ["float32", a.eps],
@@ -320,6 +322,11 @@ export interface AdamWConstants {
   bias2Sqrt: number;
   /** The gradient is clipped by `min(1, maxNorm / (norm + 1e-6))` (`Infinity`: not clipped). */
   maxNorm: number;
+  /**
+   * A loss scale (a scalar tensor, see `GradScaler`): `g` and `norm` are this times the true
+   * ones; an overflow (a norm that is not finite) leaves the parameter and moments as they were.
+   */
+  lossScale?: Tensor;
 }
 
 /**
@@ -337,9 +344,17 @@ export function adamWUpdate(
   c: AdamWConstants,
 ): { p: Tensor; m: Tensor; v: Tensor } {
   const engine = tf.engine();
-  const m1 = engine.runKernel(ADAMW_M, { m, g, norm }, { beta: c.betas[0], maxNorm: c.maxNorm });
-  const v1 = engine.runKernel(ADAMW_V, { v, g, norm }, { beta: c.betas[1], maxNorm: c.maxNorm });
-  const p1 = engine.runKernel(ADAMW_P, { p, m: m1, v: v1 } as Record<string, Tensor>, {
+  const scale: Record<string, Tensor> = c.lossScale ? { scale: c.lossScale } : {};
+  const m1 = engine.runKernel(ADAMW_M, { x: m, g, norm, ...scale }, {
+    beta: c.betas[0],
+    maxNorm: c.maxNorm,
+  });
+  const v1 = engine.runKernel(ADAMW_V, { x: v, g, norm, ...scale }, {
+    beta: c.betas[1],
+    maxNorm: c.maxNorm,
+  });
+  const extra: Record<string, Tensor> = c.lossScale ? { norm, scale: c.lossScale } : {};
+  const p1 = engine.runKernel(ADAMW_P, { p, m: m1, v: v1, ...extra } as Record<string, Tensor>, {
     lr: c.lr,
     weightDecay: c.weightDecay,
     bias1: c.bias1,

@@ -30,6 +30,8 @@ import { type LoraConfig, loraConfigIn, type LoraTarget, loraTargets } from "./l
 import { PEFT_CLASSIFIER_KEYS, type PeftFormat, peftLoraKey } from "./peft_format.ts";
 import { encodeSafetensors, type Float32TensorData, tensorData } from "./safetensors.ts";
 import { Dropout, type LoraLayer, type ViTModel } from "./vit.ts";
+import type { Precision } from "./precision.ts";
+import { head16 } from "./head16.ts";
 
 /** Trainable and total parameter counts. */
 export interface ParameterCount {
@@ -52,6 +54,11 @@ export interface LossOptions {
    * pass can be repeated exactly (default: unseeded masks).
    */
   dropoutSeed?: number;
+  /**
+   * {@link ViTClassifier.lossAndGradients}: the gradients are of the loss times this scalar
+   * (a loss scaler's scale, see `GradScaler`); the loss returned is not scaled.
+   */
+  lossScale?: Scalar;
 }
 
 /** The loss and the gradient of every trainable tensor, keyed as {@link ViTClassifier.trainableVariables}. */
@@ -94,6 +101,11 @@ export class ViTClassifier {
   readonly lora: LoraConfig | undefined;
   /** The naming of the adapter's keys and config (see {@link ClassifierOptions.peftFormat}). */
   readonly peftFormat: PeftFormat;
+  /**
+   * The arithmetic it runs in: `fp32`, or `fp16` (mixed precision as PyTorch's autocast:
+   * float16 frozen weights and products, see `half_layer.ts`).
+   */
+  readonly precision: Precision;
   /** Where the base model came from (a folder, or a Hub id), as recorded in saved adapters. */
   readonly baseModel: string;
   /** The encoder. */
@@ -123,6 +135,7 @@ export class ViTClassifier {
     classifier: { weight: Tensor2D; bias: Tensor1D };
     loraLayers: Map<string, LoraLayer>;
     replicas?: number;
+    precision?: Precision;
   }) {
     this.config = init.config;
     this.preprocessor = init.preprocessor;
@@ -138,11 +151,14 @@ export class ViTClassifier {
     };
     this.#loraLayers = init.loraLayers;
     this.replicaCount = init.replicas;
+    this.precision = init.precision ?? "fp32";
   }
 
   #forward(pixelValues: Tensor4D, drop: Dropout): Tensor2D {
     const cls = this.vit.forward(pixelValues, drop); // [batch, hidden]
-    return tf.matMul(cls, this.classifier.weight, false, true).add(this.classifier.bias); // [batch, labels]
+    const { weight, bias } = this.classifier;
+    if (this.precision === "fp16") return head16(cls, weight, bias); // autocast's float16 linear
+    return tf.matMul(cls, weight, false, true).add(bias); // [batch, labels]
   }
 
   /**
@@ -209,13 +225,21 @@ export class ViTClassifier {
     options: LossOptions = {},
   ): LossAndGradients {
     const vars = this.trainableVariables();
+    const scale = options.lossScale;
     const { value, grads } = tf.variableGrads(
-      () => this.loss(pixelValues, labels, options),
+      () => {
+        const loss = this.loss(pixelValues, labels, options);
+        return scale ? loss.mul(scale) as Scalar : loss;
+      },
       Object.values(vars),
     );
     const byKey: Record<string, Tensor> = {};
     for (const [key, v] of Object.entries(vars)) byKey[key] = grads[v.name];
-    return { loss: value, grads: byKey };
+    if (!scale) return { loss: value, grads: byKey };
+    // the scale is a power of two: dividing gives the loss back exactly
+    const loss = tf.tidy(() => value.div(scale)) as Scalar;
+    value.dispose();
+    return { loss, grads: byKey };
   }
 
   /**

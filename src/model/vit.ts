@@ -14,6 +14,11 @@
  * WebGPU's backward pass, also as stored, `[out, in]`: see {@link Linear}). Names
  * follow the checkpoint's own (`layernorm_before`, `attention.attention.query`, …).
  *
+ * Under `precision` `fp16` (WebGPU with shader-f16), the linear layers' weights are float16
+ * (the query, key and value weights fused into one), the patch embedding a float16 product, and
+ * each encoder layer one custom gradient in PyTorch's mixed precision (`half_layer.ts`). The
+ * layers' parts are `layers.ts`'s.
+ *
  * @module
  */
 
@@ -24,181 +29,17 @@ import {
   type Tensor3D,
   type Tensor4D,
   tf,
-  type Variable,
 } from "../core/tf.ts";
-import { type HiddenAct, LAYER_LINEARS, numTokens, patchGrid, type ViTConfig } from "./config.ts";
+import { LAYER_LINEARS, numTokens, patchGrid, type ViTConfig } from "./config.ts";
 import { VitLoraError } from "../core/errors.ts";
 import { formatShape } from "../core/shapes.ts";
 import { fusedAttention } from "../backend/attention.ts";
-import { dropout, gelu, layerNorm, scale } from "../backend/kernels.ts";
+import { type HalfTensor, packHalf } from "../backend/half.ts";
+import { activation, Dropout, LayerNorm, Linear, type ViTLayer } from "./layers.ts";
+import { encoderLayer16 } from "./half_layer.ts";
+import type { Precision } from "./precision.ts";
 
-/** A LoRA branch on one linear layer: `B(A(dropout(x))) · scaling`. */
-export class LoraLayer {
-  /** `[r, in]`, trainable. */
-  readonly A: Variable;
-  /** `[out, r]`, trainable. */
-  readonly B: Variable;
-  /** `alpha / r` (or `alpha / √r` with rsLoRA). */
-  readonly scaling: number;
-  /** Dropout rate on the branch's input, in training. */
-  readonly dropout: number;
-
-  /** Wraps `A` and `B` (taken over: they become variables owned by this layer). */
-  constructor(A: Tensor2D, B: Tensor2D, scaling: number, dropout: number) {
-    this.A = tf.variable(A, true);
-    this.B = tf.variable(B, true);
-    this.scaling = scaling;
-    this.dropout = dropout;
-  }
-
-  /** The branch's output for `x` `[rows, in]`: `[rows, out]`. */
-  apply(x: Tensor2D, drop: Dropout): Tensor2D {
-    const input = drop.apply(x, this.dropout);
-    const down = tf.matMul(input, this.A, false, true); // [rows, r]
-    return tf.matMul(down, this.B, false, true).mul(this.scaling); // [rows, out]
-  }
-
-  /**
-   * `y + B(A(dropout(x))) · scaling`, for the frozen layer's output `y` `[rows, out]` (what
-   * {@link Linear.apply} does with the branch). On WebGPU in fewer kernels than
-   * `y.add(apply(x))`: the scaling rides on the dropout kernel (or, without dropout, on `B`,
-   * `[out, r]`, a small tensor rather than the `[rows, out]` output), and the sum with `y` is
-   * the second product's epilogue (tfjs's fused matMul, `y` as its bias).
-   */
-  addTo(y: Tensor2D, x: Tensor2D, drop: Dropout): Tensor2D {
-    if (tf.getBackend() !== "webgpu") return y.add(this.apply(x, drop)) as Tensor2D;
-    let input = x, b: Tensor = this.B;
-    if (drop.training && this.dropout > 0) input = drop.apply(x, this.dropout, this.scaling);
-    else b = scale(this.B, this.scaling);
-    const down = tf.matMul(input, this.A, false, true); // [rows, r]
-    // y as [1, rows, out], the product's own 3-D shape: its gradient then needs no reduction
-    const bias = y.reshape([1, ...y.shape]);
-    return tf.fused.matMul({ a: down, b: b as Tensor2D, transposeB: true, bias }) as Tensor2D;
-  }
-
-  /** `scaling · B A`, transposed: `[in, out]`, the update merging adds to `Wᵀ`. */
-  deltaT(): Tensor2D {
-    return tf.tidy(() => tf.matMul(this.A, this.B, true, true).mul(this.scaling));
-  }
-
-  /** Frees the variables. */
-  dispose(): void {
-    this.A.dispose();
-    this.B.dispose();
-  }
-}
-
-/** A frozen linear layer `x Wᵀ + b`, with an optional LoRA branch. */
-export class Linear {
-  /** The weight, transposed: `[in, out]`. */
-  readonly weightT: Tensor2D;
-  /** The bias `[out]`, if the layer has one. */
-  readonly bias?: Tensor1D;
-  /** The LoRA branch, once one is attached. */
-  lora?: LoraLayer;
-  /** The weight as the checkpoint stores it, `[out, in]`: WebGPU's backward pass (see `#frozen`). */
-  #weight?: Tensor2D;
-
-  /** Takes the weight already transposed, `[in, out]` (see {@link takesTransposed}), and the bias. */
-  constructor(weightT: Tensor2D, bias?: Tensor1D) {
-    this.weightT = weightT;
-    this.bias = bias;
-  }
-
-  /** `x` `[rows, in]` → `[rows, out]`; `drop` is the pass's dropout (LoRA's branch only). */
-  apply(x: Tensor2D, drop: Dropout = Dropout.off): Tensor2D {
-    const y = this.#frozen(x); // [rows, out]
-    return this.lora ? this.lora.addTo(y, x, drop) : y;
-  }
-
-  /**
-   * `x Wᵀ + b` with the bias in the product's epilogue (tfjs's fused matMul: one kernel, not
-   * two), and a gradient for `x` alone: tfjs's own gradient of the fused op would also compute
-   * the frozen weight's and bias's, a wasted product as large as the forward one.
-   *
-   * The input's gradient is `dy W`. From `weightT` it is a product with a transposed second
-   * operand, which tfjs-webgpu runs in its scalar matMul kernel (a float a load, where its
-   * vec4 kernel loads four); so on WebGPU the weight is also kept as the checkpoint stores it,
-   * `[out, in]`, made on the first backward pass (training only: it doubles the frozen weight's
-   * memory, 340 MB for ViT-B/16) and kept until the layer is disposed, and `dy W` is a plain
-   * product, in the vec4 kernel.
-   */
-  #frozen(x: Tensor2D): Tensor2D {
-    const { weightT, bias } = this;
-    const op = tf.customGrad(
-      ((input: Tensor) => ({
-        value: bias
-          ? tf.fused.matMul({ a: input as Tensor2D, b: weightT, bias })
-          : tf.matMul(input as Tensor2D, weightT),
-        gradFunc: (dy: Tensor) => { // [rows, in]
-          if (tf.getBackend() !== "webgpu") return tf.matMul(dy as Tensor2D, weightT, false, true);
-          this.#weight ??= tf.keep(tf.transpose(weightT));
-          return tf.matMul(dy as Tensor2D, this.#weight);
-        },
-      })) as unknown as Parameters<typeof tf.customGrad>[0],
-    );
-    return op(x) as Tensor2D;
-  }
-
-  /** The weight with the LoRA update folded in, as the checkpoint stores it: `[out, in]`. */
-  mergedWeight(): Tensor2D {
-    return tf.tidy(() => {
-      const wT = this.lora ? this.weightT.add(this.lora.deltaT()) : this.weightT;
-      return tf.transpose(wT) as Tensor2D;
-    });
-  }
-
-  /** Frees the weights and the LoRA branch. */
-  dispose(): void {
-    this.weightT.dispose();
-    this.#weight?.dispose();
-    this.bias?.dispose();
-    this.lora?.dispose();
-  }
-}
-
-/** LayerNorm over the last axis, with a learned scale and shift. */
-export class LayerNorm {
-  /** Scale `[hidden]`. */
-  readonly weight: Tensor1D;
-  /** Shift `[hidden]`. */
-  readonly bias: Tensor1D;
-  /** Added to the variance. */
-  readonly eps: number;
-
-  /** Wraps the checkpoint's tensors. */
-  constructor(weight: Tensor1D, bias: Tensor1D, eps: number) {
-    this.weight = weight;
-    this.bias = bias;
-    this.eps = eps;
-  }
-
-  /** `x` `[rows, hidden]` → normalised `[rows, hidden]`. */
-  apply(x: Tensor2D): Tensor2D {
-    // biased variance, as torch's layer_norm; fused (one WGSL kernel each way) on WebGPU
-    return layerNorm(x, this.weight, this.bias, this.eps);
-  }
-
-  /** Frees the tensors. */
-  dispose(): void {
-    this.weight.dispose();
-    this.bias.dispose();
-  }
-}
-
-/** One pre-norm transformer layer, named as in transformers' `ViTLayer`. */
-export interface ViTLayer {
-  /** Norm before self-attention. */
-  layernorm_before: LayerNorm;
-  /** `attention.attention.{query,key,value}` and `attention.output.dense`. */
-  attention: { query: Linear; key: Linear; value: Linear; output: Linear };
-  /** Norm before the MLP. */
-  layernorm_after: LayerNorm;
-  /** MLP up-projection `intermediate.dense`. */
-  intermediate: Linear;
-  /** MLP down-projection `output.dense`. */
-  output: Linear;
-}
+export { Dropout, LayerNorm, Linear, LoraLayer, type ViTLayer } from "./layers.ts";
 
 /**
  * Reads one checkpoint tensor by its `ViTModel` name (no `vit.` prefix): in the checkpoint's
@@ -253,58 +94,6 @@ export function transposeWeight(
   return { data: out, shape: [cols, rows] };
 }
 
-function activation(kind: HiddenAct, x: Tensor2D): Tensor2D {
-  switch (kind) {
-    case "gelu": // exact: x · Φ(x), fused (one WGSL kernel each way on WebGPU)
-      return gelu(x);
-    case "gelu_new":
-    case "gelu_pytorch_tanh": { // 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))
-      const inner = x.add(x.pow(3).mul(0.044715)).mul(Math.sqrt(2 / Math.PI));
-      return x.mul(tf.tanh(inner).add(1)).mul(0.5);
-    }
-    case "relu":
-      return tf.relu(x);
-    case "silu":
-    case "swish":
-      return x.mul(tf.sigmoid(x));
-  }
-}
-
-/**
- * Dropout through one forward pass: off in evaluation; in training, masks drawn in the order
- * the pass needs them, from `seed` when one is given (so a training step can be repeated
- * exactly, wherever it runs), unseeded otherwise.
- *
- * @example
- * ```ts ignore
- * const cls = vit.forward(pixels, new Dropout(true, 1234)); // a repeatable training pass
- * ```
- */
-export class Dropout {
-  /** Evaluation: no dropout anywhere. */
-  static readonly off: Dropout = new Dropout(false);
-  /** Whether dropout is on. */
-  readonly training: boolean;
-  readonly #seed?: number;
-  #drawn = 0;
-
-  /** Dropout on when `training`, its masks from `seed` when given. */
-  constructor(training: boolean, seed?: number) {
-    this.training = training;
-    this.#seed = seed;
-  }
-
-  /**
-   * `x` with dropout at `rate` (no-op in evaluation or at rate 0), times `factor` (applied by
-   * the dropout kernel itself on WebGPU, a multiplication elsewhere).
-   */
-  apply<T extends Tensor>(x: T, rate: number, factor = 1): T {
-    if (!this.training || rate <= 0) return factor === 1 ? x : scale(x, factor);
-    // on WebGPU the mask is drawn on the GPU (see `dropout`), elsewhere by tfjs on the CPU
-    return dropout(x, rate, this.#seed, this.#drawn++, factor);
-  }
-}
-
 /**
  * A ViT encoder (transformers' `ViTModel` without its pooler) over frozen weights.
  *
@@ -327,21 +116,57 @@ export class ViTModel {
   readonly layers: ViTLayer[];
   /** The final `layernorm`. */
   readonly layernorm: LayerNorm;
+  /**
+   * `fp16`: the linear layers' weights are float16 and the encoder runs in mixed precision
+   * (`half_layer.ts`); `fp32`: all float32.
+   */
+  readonly precision: Precision;
   /** Every frozen tensor, by the name it was read under (see {@link ViTModel.tensors}). */
   #stored = new Map<string, Tensor>();
 
-  private constructor(config: ViTConfig, read: TensorSource) {
+  private constructor(config: ViTConfig, read: TensorSource, precision: Precision) {
     this.config = config;
+    this.precision = precision;
+    const half = precision === "fp16";
     const get = (name: string) => {
       const t = read(name);
-      this.#stored.set(name, t);
+      if (!half) this.#stored.set(name, t);
       return t;
+    };
+    /** A weight as this model keeps it: float16 packed, its float32 source freed, or float32. */
+    const weight = (t: Tensor): Tensor2D | HalfTensor => {
+      if (!half) return t as Tensor2D;
+      const h = packHalf(t);
+      t.dispose();
+      return h;
     };
     const linear = (name: string, hasBias = true) =>
       new Linear(
-        get(`${name}.weight`) as Tensor2D,
+        weight(get(`${name}.weight`)),
         hasBias ? get(`${name}.bias`) as Tensor1D : undefined,
       );
+    /** The query, key and value layers, float16 over one fused weight and bias. */
+    const projections = (l: string) => {
+      const names = ["query", "key", "value"].map((m) => `${l}.attention.attention.${m}`);
+      if (!half) {
+        const [query, key, value] = names.map((n) => linear(n, config.qkv_bias));
+        return { query, key, value };
+      }
+      const h = config.hidden_size;
+      const parts = names.map((n) => get(`${n}.weight`));
+      const fused = tf.concat(parts, 1);
+      tf.dispose(parts);
+      const biases = config.qkv_bias ? names.map((n) => get(`${n}.bias`)) : undefined;
+      const qkv = {
+        weightT: weight(fused) as HalfTensor,
+        bias: biases && tf.concat(biases) as Tensor1D,
+      };
+      if (biases) tf.dispose(biases);
+      const [query, key, value] = [0, 1, 2].map((i) =>
+        new Linear(qkv.weightT, qkv.bias, [i * h, (i + 1) * h])
+      );
+      return { query, key, value, qkv };
+    };
     const norm = (name: string) =>
       new LayerNorm(
         get(`${name}.weight`) as Tensor1D,
@@ -353,42 +178,52 @@ export class ViTModel {
     // Conv2d weight [hidden, C, p, p] as a linear layer over patches flattened (C, py, px):
     // it comes as [C·p·p, hidden].
     this.projection = new Linear(
-      get("embeddings.patch_embeddings.projection.weight") as Tensor2D,
+      weight(get("embeddings.patch_embeddings.projection.weight")),
       get("embeddings.patch_embeddings.projection.bias") as Tensor1D,
     );
     this.layers = [];
     for (let i = 0; i < config.num_hidden_layers; i++) {
       const l = `encoder.layer.${i}`;
+      const layernorm_before = norm(`${l}.layernorm_before`);
+      const { query, key, value, qkv } = projections(l);
       this.layers.push({
-        layernorm_before: norm(`${l}.layernorm_before`),
-        attention: {
-          query: linear(`${l}.attention.attention.query`, config.qkv_bias),
-          key: linear(`${l}.attention.attention.key`, config.qkv_bias),
-          value: linear(`${l}.attention.attention.value`, config.qkv_bias),
-          output: linear(`${l}.attention.output.dense`),
-        },
+        layernorm_before,
+        attention: { query, key, value, output: linear(`${l}.attention.output.dense`) },
         layernorm_after: norm(`${l}.layernorm_after`),
         intermediate: linear(`${l}.intermediate.dense`),
         output: linear(`${l}.output.dense`),
+        qkv,
       });
     }
     this.layernorm = norm("layernorm");
   }
 
   /**
-   * Builds the encoder, reading each tensor through `get` (by `ViTModel` name). The caller
-   * checks the shapes first (see `vitTensorShapes`).
+   * Builds the encoder, reading each tensor through `get` (by `ViTModel` name), which it takes
+   * over. The caller checks the shapes first (see `vitTensorShapes`). With `precision` `fp16`
+   * (WebGPU with shader-f16: see `resolvePrecision`), the linear layers' weights are kept as
+   * float16 (the float32 ones read are freed) and the encoder runs in mixed precision.
    */
-  static fromTensors(config: ViTConfig, get: TensorSource): ViTModel {
-    return new ViTModel(config, get);
+  static fromTensors(
+    config: ViTConfig,
+    get: TensorSource,
+    options: { precision?: Precision } = {},
+  ): ViTModel {
+    return new ViTModel(config, get, options.precision ?? "fp32");
   }
 
   /**
    * The frozen tensors as this model holds them, by the names {@link ViTModel.fromTensors}
    * reads (linear weights transposed, `[in, out]`): what a copy of the model is built from.
-   * They stay owned by the model; do not dispose them.
+   * They stay owned by the model; do not dispose them. A float32 model's only: a float16
+   * model's weights are not float32 tensors (see {@link ViTModel.mergedTensors}).
    */
   tensors(): ReadonlyMap<string, Tensor> {
+    if (this.precision === "fp16") {
+      throw new VitLoraError(
+        "this model's weights are float16 (precision fp16): it has no float32 tensors to copy (load it with precision fp32)",
+      );
+    }
     return this.#stored;
   }
 
@@ -491,6 +326,14 @@ export class ViTModel {
       // (When gradients are recorded, tfjs keeps what the backward pass needs, and only that.)
       const input = hidden;
       hidden = tf.tidy(() => {
+        if (this.precision === "fp16") {
+          return encoderLayer16(layer, input, {
+            heads: this.config.num_attention_heads,
+            tokens: t,
+            act: this.config.hidden_act,
+            hiddenDropout: this.config.hidden_dropout_prob,
+          }, drop);
+        }
         const h1 = input.add(
           this.selfAttention(layer, layer.layernorm_before.apply(input), batch, drop),
         );
@@ -521,7 +364,8 @@ export class ViTModel {
     out.set("embeddings.patch_embeddings.projection.bias", this.projection.bias!.clone());
     for (const [module, linear] of this.linears()) {
       out.set(`${module}.weight`, linear.mergedWeight());
-      if (linear.bias) out.set(`${module}.bias`, linear.bias.clone());
+      const bias = linear.biasCopy();
+      if (bias) out.set(`${module}.bias`, bias);
     }
     this.layers.forEach((layer, i) => {
       for (const name of ["layernorm_before", "layernorm_after"] as const) {
@@ -554,6 +398,8 @@ export class ViTModel {
       }
       layer.intermediate.dispose();
       layer.output.dispose();
+      layer.qkv?.weightT.dispose();
+      layer.qkv?.bias?.dispose();
     }
     this.layernorm.dispose();
   }

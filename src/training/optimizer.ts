@@ -80,8 +80,8 @@ export class AdamW {
     this.#weightDecay = options.weightDecay ?? 0;
     this.#noDecay = options.noDecay ?? (() => false);
     for (const [key, p] of Object.entries(params)) {
-      this.#m.set(key, tf.variable(tf.zerosLike(p), false));
-      this.#v.set(key, tf.variable(tf.zerosLike(p), false));
+      this.#m.set(key, zeroVariable(p));
+      this.#v.set(key, zeroVariable(p));
     }
   }
 
@@ -89,25 +89,35 @@ export class AdamW {
    * Applies one update with learning rate `lr`, given a gradient for every parameter. With
    * `clip`, each gradient is first scaled by `min(1, maxNorm / (norm + 1e-6))`, as
    * {@link clipByGlobalNorm} does (`norm` from {@link globalNorm}), without making the clipped
-   * gradients. On WebGPU each parameter takes three fused kernels (`adamWUpdate`); elsewhere
-   * plain tfjs ops.
+   * gradients. With `lossScale` (a loss scaler's, see `GradScaler`; `clip` required), the
+   * gradients and their norm are that times the true ones: they are unscaled first, and a norm
+   * that is not finite (an overflow) leaves every parameter and moment as it was (the step
+   * still counts here until the scaler settles it). On WebGPU each parameter takes three fused
+   * kernels (`adamWUpdate`); elsewhere plain tfjs ops.
    */
   step(
     grads: Record<string, Tensor>,
     lr: number,
-    options: { clip?: { norm: Tensor; maxNorm: number } } = {},
+    options: { clip?: { norm: Tensor; maxNorm: number }; lossScale?: Tensor } = {},
   ): void {
     this.steps++;
     const [b1, b2] = this.#betas;
     const bias1 = 1 - b1 ** this.steps;
     const bias2Sqrt = Math.sqrt(1 - b2 ** this.steps);
     const fused = tf.getBackend() === "webgpu";
+    const { clip, lossScale } = options;
+    if (lossScale && !clip) throw new Error("AdamW: a loss scale needs the gradients' norm (clip)");
     tf.tidy(() => {
-      const clip = options.clip;
       const norm = fused ? clip?.norm ?? tf.zeros([1]) : undefined;
-      const coef = !fused && clip
-        ? tf.minimum(tf.scalar(clip.maxNorm).div(clip.norm.add(1e-6)), 1)
+      // unscaled (· 1/S: exact for a power of two), then clipped against the true norm
+      const unscale = !fused && lossScale ? tf.scalar(1).div(lossScale) : undefined;
+      const trueNorm = clip && unscale ? clip.norm.mul(unscale) : clip?.norm;
+      const clipCoef = !fused && clip
+        ? tf.minimum(tf.scalar(clip.maxNorm).div(trueNorm!.add(1e-6)), 1)
         : undefined;
+      const overflow = !fused && lossScale ? tf.logicalNot(tf.isFinite(clip!.norm)) : undefined;
+      /** The new value, or the old one on an overflow. */
+      const kept = (old: Tensor, next: Tensor) => overflow ? tf.where(overflow, old, next) : next;
       for (const [key, p] of Object.entries(this.#params)) {
         const grad = grads[key];
         if (!grad) throw new Error(`AdamW: no gradient for ${key}`);
@@ -123,20 +133,22 @@ export class AdamW {
             bias1,
             bias2Sqrt,
             maxNorm: clip?.maxNorm ?? Infinity,
+            lossScale,
           });
           m.assign(next.m);
           v.assign(next.v);
           p.assign(next.p);
           continue;
         }
-        const g = coef ? grad.mul(coef) : grad;
+        const g = unscale ? grad.mul(unscale).mul(clipCoef!) : clipCoef ? grad.mul(clipCoef) : grad;
         const decayed = decay !== 0 ? p.mul(1 - lr * decay) : p;
         const m1 = m.mul(b1).add(g.mul(1 - b1));
         const v1 = v.mul(b2).add(g.square().mul(1 - b2));
         const denom = v1.sqrt().div(bias2Sqrt).add(this.#eps);
-        m.assign(m1);
-        v.assign(v1);
-        p.assign(decayed.sub(m1.div(denom).mul(lr / bias1)));
+        const p1 = decayed.sub(m1.div(denom).mul(lr / bias1));
+        m.assign(kept(m, m1));
+        v.assign(kept(v, v1));
+        p.assign(kept(p, p1));
       }
     });
   }
@@ -178,6 +190,14 @@ export class AdamW {
     this.#m.clear();
     this.#v.clear();
   }
+}
+
+/** A variable of zeros shaped as `p` (the zeros it is made from freed: it holds their data). */
+function zeroVariable(p: Tensor): Variable {
+  const zeros = tf.zerosLike(p);
+  const v = tf.variable(zeros, false);
+  zeros.dispose();
+  return v;
 }
 
 /** Options of {@link linearSchedule}. */

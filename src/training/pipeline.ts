@@ -2,14 +2,20 @@
  * Optimizer steps as the trainer runs them: the micro-batches through `batchGradients` (in
  * chunks, on every core of the CPU path), combined and applied as `step.ts` does it, each
  * step's loss and gradient norm read a step late so that the GPU never waits for the host.
+ * With a `GradScaler` (mixed precision), the steps are scaled and a skipped one settled as
+ * Trainer counts it (see `grad_scaler.ts`).
  *
  * @module
  */
 
 import { submitRecorded } from "../backend/readback.ts";
-import type { ViTClassifier } from "../model/classifier.ts";
+import { scaledAdd } from "../backend/optimizer_kernels.ts";
+import { Random } from "../core/random.ts";
+import { type Scalar, type Tensor, type Tensor1D, type Tensor4D, tf } from "../core/tf.ts";
+import type { LossAndGradients, ViTClassifier } from "../model/classifier.ts";
 import { batchGradients } from "../engines/parallel.ts";
 import type { AdamW } from "./optimizer.ts";
+import type { GradScaler } from "./grad_scaler.ts";
 import {
   applyGradients,
   type ApplyOptions,
@@ -25,10 +31,21 @@ export interface StepGradientOptions {
   chunkSize?: number;
   /** The dropout seed of micro-batch `m` (default: unseeded masks). */
   dropoutSeed?: (m: number) => number;
+  /** Multiply the loss by this before the backward pass (a loss scaler's `scale`). */
+  lossScale?: Scalar;
 }
 
 /** Options of a whole step ({@link StepPipeline.step}). */
-export interface OptimizerStepOptions extends StepGradientOptions, ApplyOptions {}
+export interface OptimizerStepOptions extends StepGradientOptions, Omit<ApplyOptions, "lr"> {
+  /**
+   * The step's learning rate, or the schedule: the rate for the optimizer steps applied so far
+   * (`AdamW.steps`, which skipped steps do not advance, as Trainer's scheduler does not step
+   * on them), asked once the previous step is settled.
+   */
+  lr: number | ((applied: number) => number);
+}
+
+type Batch = { pixels: Float32Array; labels: Int32Array; size: number };
 
 /**
  * The first half of an optimizer step as `train()` does it: `group`'s micro-batches
@@ -37,15 +54,63 @@ export interface OptimizerStepOptions extends StepGradientOptions, ApplyOptions 
  */
 export function stepGradients(
   clf: ViTClassifier,
-  group: readonly { pixels: Float32Array; labels: Int32Array; size: number }[],
+  group: readonly Batch[],
   options: StepGradientOptions = {},
 ): Promise<StepGradients> {
-  return combineGradients(group, (batch, m) =>
-    batchGradients(clf, batch, {
+  return combineGradients(group, (batch, m) => {
+    const seed = options.dropoutSeed?.(m);
+    if (options.lossScale) return scaledGradients(clf, batch, seed, options);
+    return batchGradients(clf, batch, {
       chunkSize: options.chunkSize,
       training: true,
-      dropoutSeed: options.dropoutSeed?.(m),
-    }));
+      dropoutSeed: seed,
+    });
+  });
+}
+
+/**
+ * `batchGradients` with a loss scale (which it does not pass on): a micro-batch in chunks, as
+ * it runs them off the CPU path (chunk `k`'s dropout from `(seed, k)`, each chunk weighted by
+ * its share of the images). Mixed precision runs on WebGPU only, where there are no replicas.
+ */
+function scaledGradients(
+  clf: ViTClassifier,
+  batch: Batch,
+  dropoutSeed: number | undefined,
+  options: StepGradientOptions,
+): LossAndGradients {
+  const size = clf.config.image_size, plane = 3 * size * size;
+  const chunk = Math.min(options.chunkSize ?? batch.size, batch.size);
+  let sum: LossAndGradients | undefined;
+  for (let start = 0, k = 0; start < batch.size; start += chunk, k++) {
+    const end = Math.min(start + chunk, batch.size);
+    const x = tf.tensor4d(batch.pixels.subarray(start * plane, end * plane), [
+      end - start,
+      3,
+      size,
+      size,
+    ]) as Tensor4D;
+    const y = tf.tensor1d(batch.labels.subarray(start, end), "int32") as Tensor1D;
+    const part = clf.lossAndGradients(x, y, {
+      training: true,
+      dropoutSeed: dropoutSeed === undefined ? undefined : Random.derive(dropoutSeed, k).state,
+      lossScale: options.lossScale,
+    });
+    tf.dispose([x, y]);
+    if (start === 0 && end === batch.size) return part;
+    const w = (end - start) / batch.size;
+    const add = (t: Tensor, acc?: Tensor) => scaledAdd(t, w, acc);
+    const next: LossAndGradients = {
+      loss: add(part.loss, sum?.loss) as Scalar,
+      grads: Object.fromEntries(
+        Object.entries(part.grads).map(([key, g]) => [key, add(g, sum?.grads[key])]),
+      ),
+    };
+    if (sum) tf.dispose([sum.loss, ...Object.values(sum.grads)]);
+    tf.dispose([part.loss, ...Object.values(part.grads)]);
+    sum = next;
+  }
+  return sum!;
 }
 
 /**
@@ -69,45 +134,73 @@ export function stepGradients(
 export class StepPipeline {
   readonly clf: ViTClassifier;
   readonly optimizer: AdamW;
+  /** The loss scaler, under mixed precision. */
+  readonly scaler?: GradScaler;
   #held = new HeldGradients();
   #pending?: Promise<Float32Array>;
 
-  /** Steps of `clf`'s trainable tensors by `optimizer`. */
-  constructor(clf: ViTClassifier, optimizer: AdamW) {
+  /**
+   * Steps of `clf`'s trainable tensors by `optimizer`; with `scaler`, loss-scaled (the
+   * scaler's to dispose: the caller's, as are the model and the optimizer).
+   */
+  constructor(clf: ViTClassifier, optimizer: AdamW, options: { scaler?: GradScaler } = {}) {
     this.clf = clf;
     this.optimizer = optimizer;
+    this.scaler = options.scaler;
   }
 
   /**
-   * One step over `group`: its passes queued, the previous step's `[loss, grad_norm]` handed to
-   * `previous` (if there was one), then the step applied, unless `previous` returned false
-   * (its gradients are then dropped). Returns whether it was applied.
+   * One step over `group`: its passes queued, the previous step's `[loss, grad_norm]` (with a
+   * scaler `[loss, grad_norm, skipped, scale]`, the step settled) handed to `previous` (if there
+   * was one), then the step applied, unless `previous` returned false (its gradients are then
+   * dropped). Returns whether it was applied (a step the scaler skips counts as applied: its
+   * verdict comes with its values).
    */
   async step(
-    group: readonly { pixels: Float32Array; labels: Int32Array; size: number }[],
+    group: readonly Batch[],
     options: OptimizerStepOptions,
     previous?: (values: Float32Array) => boolean | void | Promise<boolean | void>,
   ): Promise<boolean> {
-    const gradients = this.#held.hold(await stepGradients(this.clf, group, options));
+    const lossScale = this.scaler?.scale;
+    const gradients = this.#held.hold(
+      await stepGradients(this.clf, group, { ...options, lossScale }),
+    );
     const values = await this.finish();
     if (values && previous && (await previous(values)) === false) return false;
-    const { read } = readStepStats(applyGradients(this.optimizer, gradients, options));
+    const lr = typeof options.lr === "function" ? options.lr(this.optimizer.steps) : options.lr;
+    const stats = applyGradients(this.optimizer, gradients, {
+      ...options,
+      lr,
+      scaler: this.scaler,
+    });
+    const { read } = readStepStats(stats);
     read.catch(() => {}); // an error surfaces when it is awaited, not as an unhandled rejection
     this.#pending = read;
     return true;
   }
 
-  /** The last step's `[loss, grad_norm]`, once back (undefined when none is pending). */
-  finish(): Promise<Float32Array | undefined> {
+  /**
+   * The last step's `[loss, grad_norm]` (`[loss, grad_norm, skipped, scale]` with a scaler,
+   * settled), once back (undefined when none is pending).
+   */
+  async finish(): Promise<Float32Array | undefined> {
     const pending = this.#pending;
     this.#pending = undefined;
     // what is queued goes to the GPU before the host waits (and tfjs frees what it held)
     submitRecorded();
-    return pending ?? Promise.resolve(undefined);
+    const values = await pending;
+    if (values && this.scaler) this.scaler.settle(values, this.optimizer);
+    return values;
   }
 
-  /** Frees the held gradients (the optimizer and the model are the caller's). */
+  /**
+   * Frees the held gradients (the optimizer, the scaler and the model are the caller's). A step
+   * still on its way is settled with the scaler when its values arrive, so that the scaler and
+   * the optimizer's count stay in step with what ran.
+   */
   dispose(): void {
+    const pending = this.#pending, scaler = this.scaler;
+    if (pending && scaler) pending.then((v) => scaler.settle(v, this.optimizer), () => {});
     this.#pending = undefined;
     this.#held.dispose();
   }

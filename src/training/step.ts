@@ -3,7 +3,9 @@
  * trainer's `StepPipeline`, the web page's `train`): the micro-batches' gradients combined
  * into the mean over all of the step's images ({@link combineGradients}), then clipped to the
  * global norm and applied by AdamW ({@link applyGradients}), the loss and norm read back
- * without making the GPU wait ({@link readStepStats}).
+ * without making the GPU wait ({@link readStepStats}). With a `GradScaler` (mixed precision),
+ * the gradients come scaled, are unscaled before clipping, and a step that overflowed leaves
+ * the weights as they were, all decided on the backend.
  *
  * @module
  */
@@ -12,7 +14,9 @@ import { type Scalar, type Tensor, type Tensor1D, tf, type Variable } from "../c
 import { globalNorm, scaledAdd } from "../backend/optimizer_kernels.ts";
 import { readAndDispose } from "../backend/readback.ts";
 import type { LossAndGradients } from "../model/classifier.ts";
+import { scaledStepStats } from "../backend/scaler_kernels.ts";
 import { type AdamW, clipByGlobalNorm } from "./optimizer.ts";
+import type { GradScaler } from "./grad_scaler.ts";
 
 /** Options of {@link applyGradients}. */
 export interface ApplyOptions {
@@ -20,6 +24,11 @@ export interface ApplyOptions {
   lr: number;
   /** Clip the gradient to this global L2 norm (0 or less: no clipping). */
   maxGradNorm: number;
+  /**
+   * The loss scaler the gradients were made with (their loss was multiplied by its `scale`):
+   * they are unscaled before clipping, an overflow skips the step, and the scale is updated.
+   */
+  scaler?: GradScaler;
 }
 
 /** A step's loss and gradients, still on the backend (see {@link combineGradients}). */
@@ -127,6 +136,10 @@ export async function combineGradients<B extends { size: number }>(
  * Returns `[loss, grad_norm]` (the step's mean loss, the norm before clipping) as a tensor,
  * still on the backend: the caller reads and disposes it (see {@link readStepStats}). On WebGPU
  * the norm is a kernel a tensor and the clipping happens inside AdamW's kernels.
+ *
+ * With a `scaler`, `[loss, grad_norm, skipped, scale]`: the norm of the unscaled gradients
+ * (`inf` or `nan` when they overflowed), 1 when the step was skipped for it, and the scale the
+ * gradients were made with; hand them to `scaler.settle`.
  */
 export function applyGradients(
   optimizer: AdamW,
@@ -135,11 +148,24 @@ export function applyGradients(
 ): Tensor1D {
   const maxNorm = options.maxGradNorm > 0 ? options.maxGradNorm : Infinity;
   const { loss, grads, images } = gradients;
+  const { scaler } = options;
   const given = gradients.held ? [] : [loss, ...Object.values(grads)];
-  if (!gradients.summed) {
-    const norm = globalNorm(Object.values(grads));
-    optimizer.step(grads, options.lr, { clip: { norm, maxNorm } });
-    const stats = tf.tidy(() => tf.stack([loss, norm])) as Tensor1D;
+  if (!gradients.summed || scaler) {
+    // the gradients are the step's mean (or sums, divided first): their norm (scaled, with a
+    // scaler) goes to AdamW, which clips (and unscales) inside its update
+    const mean = gradients.summed
+      ? tf.tidy(() =>
+        Object.fromEntries(Object.entries(grads).map(([k, g]) => [k, g.div(images)]))
+      ) as Record<string, Tensor>
+      : grads;
+    const norm = globalNorm(Object.values(mean));
+    optimizer.step(mean, options.lr, { clip: { norm, maxNorm }, lossScale: scaler?.scale });
+    const meanLoss = gradients.summed ? tf.tidy(() => loss.div(images)) : loss;
+    const stats = scaler
+      ? scaledStepStats(meanLoss, norm, scaler.scale)
+      : tf.tidy(() => tf.stack([meanLoss, norm])) as Tensor1D;
+    scaler?.update(norm);
+    if (gradients.summed) tf.dispose([meanLoss, ...Object.values(mean)]);
     tf.dispose([norm, ...given]);
     return stats;
   }

@@ -5,7 +5,8 @@
 
 import assert from "node:assert/strict";
 import { fusedAttention } from "../../src/backend/attention.ts";
-import { dropout, dropoutKey, gelu, hash32, layerNorm, scale } from "../../src/backend/kernels.ts";
+import { dropout, dropoutKey, gelu, hash32, scale } from "../../src/backend/kernels.ts";
+import { layerNorm } from "../../src/backend/layer_norm.ts";
 import { type Tensor, type Tensor2D, tf } from "../../src/core/tf.ts";
 import { BACKENDS, relError, useBackend } from "../helpers.ts";
 

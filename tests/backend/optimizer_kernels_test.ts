@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { startGpuCounting } from "../../src/backend/gpu_counters.ts";
 import { globalNorm, scaledAdd } from "../../src/backend/optimizer_kernels.ts";
 import { readAndDispose } from "../../src/backend/readback.ts";
-import { type Tensor, tf } from "../../src/core/tf.ts";
+import { type Tensor, tf, type Variable } from "../../src/core/tf.ts";
 import { AdamW, clipByGlobalNorm } from "../../src/training/optimizer.ts";
 import { BACKENDS, relError, useBackend } from "../helpers.ts";
 
@@ -17,6 +17,13 @@ function values(n: number, seed: number, amplitude = 1): Float32Array {
 }
 
 const SHAPES = [[5], [48, 32], [101, 48], [1], [3, 300]];
+
+/** A variable holding `t`'s values (`t` freed). */
+function variable(t: Tensor): Variable {
+  const v = tf.variable(t);
+  t.dispose();
+  return v;
+}
 
 Deno.test("on webgpu: scaledAdd and globalNorm equal the cpu backend's plain ops", async () => {
   const results: Record<string, Record<string, Float32Array>> = {};
@@ -83,6 +90,62 @@ Deno.test("on webgpu: AdamW's fused update (weight decay, clipping) equals the c
     const err = relError(results.webgpu[i], ref);
     assert.ok(err < 1e-5, `tensor ${i}: ${err}`);
   });
+});
+
+Deno.test("on webgpu: AdamW with a loss scale (unscaled, clipped; an overflow leaves all as it was) equals the cpu backend's, and the unscaled update", async () => {
+  const results: Record<string, Float32Array[]> = {};
+  for (const backend of ["cpu", "webgpu"] as const) {
+    await useBackend(backend);
+    const before = tf.memory().numTensors;
+    const params = {
+      "lora_A.weight": variable(tf.tensor(values(8 * 48, 1), [8, 48])),
+      "classifier.bias": variable(tf.tensor(values(101, 3), [101])),
+    };
+    const adam = new AdamW(params, { weightDecay: 0.05, noDecay: (k) => k.includes("bias") });
+    const scale = tf.scalar(2 ** 12);
+    const snapshots: Float32Array[] = [];
+    // step 1 clipped, step 2 overflows (an infinity in one gradient), step 3 not clipped
+    for (const [step, amplitude] of [[1, 5], [2, 1], [3, 0.01]]) {
+      const grads: Record<string, Tensor> = {};
+      for (const [k, p] of Object.entries(params)) {
+        const v = values(p.size, step * 10 + k.length, amplitude).map((x) => x * 2 ** 12);
+        if (step === 2 && k.includes("bias")) v[7] = Infinity;
+        grads[k] = tf.tensor(v, p.shape);
+      }
+      const norm = globalNorm(Object.values(grads));
+      adam.step(grads, 0.01, { clip: { norm, maxNorm: 1 }, lossScale: scale });
+      tf.dispose([norm, ...Object.values(grads)]);
+      for (const p of Object.values(params)) snapshots.push(await p.data() as Float32Array);
+    }
+    // the overflowing step changed nothing
+    assert.deepEqual(snapshots[0], snapshots[2]);
+    assert.deepEqual(snapshots[1], snapshots[3]);
+    results[backend] = snapshots;
+    adam.dispose();
+    tf.dispose([scale, ...Object.values(params)]);
+    assert.equal(tf.memory().numTensors, before);
+  }
+  results.cpu.forEach((ref, i) => {
+    const err = relError(results.webgpu[i], ref);
+    assert.ok(err < 1e-5, `tensor ${i}: ${err}`);
+  });
+  // the same as unscaled gradients without a scale (cpu): a power-of-two scale divides exactly
+  await useBackend("cpu");
+  const p = { w: tf.variable(tf.tensor1d(values(20, 1))) };
+  const adam = new AdamW(p);
+  const grad = { w: tf.tensor1d(values(20, 2, 4)) };
+  const norm = globalNorm([grad.w]);
+  adam.step(grad, 0.01, { clip: { norm, maxNorm: 1 } });
+  const q = { w: tf.variable(tf.tensor1d(values(20, 1))) };
+  const scaled = new AdamW(q);
+  const scale = tf.scalar(2 ** 16);
+  const sgrad = { w: grad.w.mul(scale) };
+  const snorm = globalNorm([sgrad.w]);
+  scaled.step(sgrad, 0.01, { clip: { norm: snorm, maxNorm: 1 }, lossScale: scale });
+  assert.deepEqual(await q.w.data(), await p.w.data());
+  adam.dispose();
+  scaled.dispose();
+  tf.dispose([p.w, q.w, grad.w, sgrad.w, norm, snorm, scale]);
 });
 
 Deno.test("AdamW's clip option equals clipByGlobalNorm's clipped gradients, on cpu bit for bit", async () => {
