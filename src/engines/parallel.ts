@@ -145,7 +145,7 @@ export async function batchGradients(
   clf.check();
   const size = clf.config.image_size, plane = 3 * size * size;
   const training = options.training ?? false;
-  const replicas = batch.size > 1 ? await classifierReplicas(clf) : undefined;
+  const replicas = batch.size > 1 && !options.lossScale ? await classifierReplicas(clf) : undefined;
   const isolates = (replicas?.size ?? 0) + 1;
   const chunk = Math.min(options.chunkSize ?? batch.size, Math.ceil(batch.size / isolates));
   const chunks: [number, number][] = [];
@@ -162,7 +162,15 @@ export async function batchGradients(
     if (k % isolates === 0) return;
     const pixels = batch.pixels.slice(start * plane, end * plane);
     const labels = batch.labels.slice(start, end);
-    const request = { pixels, labels, rows: end - start, size, training, dropoutSeed: seed(k) };
+    const request = {
+      pixels,
+      labels,
+      rows: end - start,
+      size,
+      training,
+      dropoutSeed: seed(k),
+      labelSmoothing: options.labelSmoothing,
+    };
     parts[k] = replicas!
       .request(k % isolates - 1, { type: "gradients", ...request }, [
         pixels.buffer,
@@ -185,7 +193,12 @@ export async function batchGradients(
     ]) as Tensor4D;
     const y = tf.tensor1d(batch.labels.subarray(start, end), "int32") as Tensor1D;
     try {
-      parts[k] = clf.lossAndGradients(x, y, { training, dropoutSeed: seed(k) });
+      parts[k] = clf.lossAndGradients(x, y, {
+        training,
+        dropoutSeed: seed(k),
+        labelSmoothing: options.labelSmoothing,
+        lossScale: options.lossScale,
+      });
     } catch (e) {
       parts[k] = Promise.reject(e);
       break;

@@ -21,6 +21,7 @@ export type ReplicaRequest =
     size: number;
     training: boolean;
     dropoutSeed?: number;
+    labelSmoothing?: number;
   };
 
 /** A replica worker's answer. */

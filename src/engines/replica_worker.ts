@@ -46,6 +46,7 @@ async function handle(request: ReplicaRequest): Promise<ReplicaReply> {
       const { loss, grads } = clf!.lossAndGradients(x, y, {
         training: request.training,
         dropoutSeed: request.dropoutSeed,
+        labelSmoothing: request.labelSmoothing,
       });
       const out: Record<string, Float32Array> = {};
       for (const [key, g] of Object.entries(grads)) out[key] = (await g.data()) as Float32Array;

@@ -55,6 +55,11 @@ export interface LossOptions {
    */
   dropoutSeed?: number;
   /**
+   * Label smoothing, as Trainer's `label_smoothing_factor` (`LabelSmoother`): the loss is
+   * `(1 − ε) · cross-entropy + ε · the mean over classes of −log p` (default 0).
+   */
+  labelSmoothing?: number;
+  /**
    * {@link ViTClassifier.lossAndGradients}: the gradients are of the loss times this scalar
    * (a loss scaler's scale, see `GradScaler`); the loss returned is not scaled.
    */
@@ -195,17 +200,23 @@ export class ViTClassifier {
   }
 
   /**
-   * Mean cross-entropy of the logits against integer `labels` `[batch]`. With
-   * `training: true`, dropout is on (LoRA dropout and the config's own), its masks drawn from
-   * `dropoutSeed` when given.
+   * Mean cross-entropy of the logits against integer `labels` `[batch]` (label-smoothed by
+   * `labelSmoothing`). With `training: true`, dropout is on (LoRA dropout and the config's own),
+   * its masks drawn from `dropoutSeed` when given.
    */
   loss(pixelValues: Tensor4D, labels: Tensor1D, options: LossOptions = {}): Scalar {
     this.#check();
     return tf.tidy(() => {
       const drop = new Dropout(options.training ?? false, options.dropoutSeed);
       const logits = this.#forward(pixelValues, drop);
+      const logp = tf.logSoftmax(logits); // [batch, classes]
       const oneHot = tf.oneHot(labels.toInt(), this.labels.length);
-      return tf.neg(tf.mean(tf.sum(oneHot.mul(tf.logSoftmax(logits)), 1))) as Scalar;
+      const nll = tf.neg(tf.sum(oneHot.mul(logp), 1)); // [batch]
+      const eps = options.labelSmoothing ?? 0;
+      if (!eps) return tf.mean(nll) as Scalar;
+      // LabelSmoother: (1 − ε) nll + ε · mean over classes of −log p, averaged over the batch
+      const smooth = tf.neg(tf.mean(logp, 1)); // [batch]
+      return tf.mean(nll.mul(1 - eps).add(smooth.mul(eps))) as Scalar;
     });
   }
 

@@ -13,6 +13,7 @@
 
 import { VitLoraError } from "../core/errors.ts";
 import { type Tensor, tf } from "../core/tf.ts";
+import { HalfTensor } from "../backend/half.ts";
 import type { ViTClassifier } from "../model/classifier.ts";
 import type { ViTConfig } from "../model/config.ts";
 import { type Float32TensorData, tensorData } from "../model/safetensors.ts";
@@ -99,7 +100,10 @@ export async function classifierTensors(
     if (options.unmerged) {
       for (const [module, linear] of clf.vit.linears()) {
         if (!linear.lora) continue;
-        const w = tf.transpose(linear.weightT);
+        // an fp16 classifier keeps its frozen weights as packed float16
+        const stored = linear.weightT instanceof HalfTensor ? linear.weightT.unpack() : undefined;
+        const w = tf.transpose(stored ?? (linear.weightT as Tensor));
+        stored?.dispose();
         frozen.push(w);
         merged.get(`${module}.weight`)?.dispose();
         merged.set(`${module}.weight`, w);

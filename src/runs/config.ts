@@ -355,6 +355,22 @@ export const TRAIN_CONFIG_OPTIONS = {
       "or none (the evaluation transform; also --no-augment)",
     section: "recipe",
   },
+  /**
+   * The arithmetic: `fp16` is PyTorch's mixed precision as Trainer's `fp16=True` runs it
+   * (frozen weights and products in float16, LayerNorm, softmax, the loss and the trainable
+   * tensors in float32, dynamic loss scaling; WebGPU with `shader-f16`), `fp32` is exact
+   * against transformers, `auto` is fp16 on a hardware GPU that offers it, else fp32.
+   */
+  precision: {
+    kind: "choice",
+    choices: ["auto", "fp32", "fp16"],
+    flag: "precision",
+    arg: "P",
+    default: "auto",
+    help: "fp16 (mixed precision, as Trainer's fp16=True; WebGPU), fp32, or auto:\n" +
+      "fp16 on a hardware GPU with shader-f16, else fp32",
+    section: "recipe",
+  },
   /** Shuffle the training rows each epoch. */
   shuffle: {
     kind: "boolean",

@@ -32,8 +32,13 @@ export interface StepEvent {
   loss: number;
   /** The learning rate this step used. */
   lr: number;
-  /** The gradients' global L2 norm before clipping. */
+  /** The gradients' global L2 norm before clipping (null when not finite: a skipped step's). */
   grad_norm: number;
+  /**
+   * True for a step the loss scaler skipped (fp16: the gradients overflowed), which changed no
+   * weight, as Trainer's; absent otherwise.
+   */
+  skipped?: boolean;
   /** Training images a second over this step. */
   images_per_s: number;
 }

@@ -34,6 +34,10 @@ export interface TrainerState {
   patience?: number;
   /** True once early stopping ended the run. */
   stopped_early?: boolean;
+  /** Optimizer steps applied (fewer than `global_step` when the loss scaler skipped some). */
+  optimizer_steps?: number;
+  /** The loss scaler's state (fp16). */
+  scaler?: { scale: number; growth_tracker: number };
   /** Images left out so far because they could not be decoded. */
   skipped: number;
   /** Seconds of training so far. */

@@ -9,10 +9,8 @@
  */
 
 import { submitRecorded } from "../backend/readback.ts";
-import { scaledAdd } from "../backend/optimizer_kernels.ts";
-import { Random } from "../core/random.ts";
-import { type Scalar, type Tensor, type Tensor1D, type Tensor4D, tf } from "../core/tf.ts";
-import type { LossAndGradients, ViTClassifier } from "../model/classifier.ts";
+import { type Scalar } from "../core/tf.ts";
+import type { ViTClassifier } from "../model/classifier.ts";
 import { batchGradients } from "../engines/parallel.ts";
 import type { AdamW } from "./optimizer.ts";
 import type { GradScaler } from "./grad_scaler.ts";
@@ -33,6 +31,8 @@ export interface StepGradientOptions {
   dropoutSeed?: (m: number) => number;
   /** Multiply the loss by this before the backward pass (a loss scaler's `scale`). */
   lossScale?: Scalar;
+  /** Label smoothing of the loss (Trainer's `label_smoothing_factor`; default 0). */
+  labelSmoothing?: number;
 }
 
 /** Options of a whole step ({@link StepPipeline.step}). */
@@ -57,60 +57,14 @@ export function stepGradients(
   group: readonly Batch[],
   options: StepGradientOptions = {},
 ): Promise<StepGradients> {
-  return combineGradients(group, (batch, m) => {
-    const seed = options.dropoutSeed?.(m);
-    if (options.lossScale) return scaledGradients(clf, batch, seed, options);
-    return batchGradients(clf, batch, {
+  return combineGradients(group, (batch, m) =>
+    batchGradients(clf, batch, {
       chunkSize: options.chunkSize,
       training: true,
-      dropoutSeed: seed,
-    });
-  });
-}
-
-/**
- * `batchGradients` with a loss scale (which it does not pass on): a micro-batch in chunks, as
- * it runs them off the CPU path (chunk `k`'s dropout from `(seed, k)`, each chunk weighted by
- * its share of the images). Mixed precision runs on WebGPU only, where there are no replicas.
- */
-function scaledGradients(
-  clf: ViTClassifier,
-  batch: Batch,
-  dropoutSeed: number | undefined,
-  options: StepGradientOptions,
-): LossAndGradients {
-  const size = clf.config.image_size, plane = 3 * size * size;
-  const chunk = Math.min(options.chunkSize ?? batch.size, batch.size);
-  let sum: LossAndGradients | undefined;
-  for (let start = 0, k = 0; start < batch.size; start += chunk, k++) {
-    const end = Math.min(start + chunk, batch.size);
-    const x = tf.tensor4d(batch.pixels.subarray(start * plane, end * plane), [
-      end - start,
-      3,
-      size,
-      size,
-    ]) as Tensor4D;
-    const y = tf.tensor1d(batch.labels.subarray(start, end), "int32") as Tensor1D;
-    const part = clf.lossAndGradients(x, y, {
-      training: true,
-      dropoutSeed: dropoutSeed === undefined ? undefined : Random.derive(dropoutSeed, k).state,
+      dropoutSeed: options.dropoutSeed?.(m),
       lossScale: options.lossScale,
-    });
-    tf.dispose([x, y]);
-    if (start === 0 && end === batch.size) return part;
-    const w = (end - start) / batch.size;
-    const add = (t: Tensor, acc?: Tensor) => scaledAdd(t, w, acc);
-    const next: LossAndGradients = {
-      loss: add(part.loss, sum?.loss) as Scalar,
-      grads: Object.fromEntries(
-        Object.entries(part.grads).map(([key, g]) => [key, add(g, sum?.grads[key])]),
-      ),
-    };
-    if (sum) tf.dispose([sum.loss, ...Object.values(sum.grads)]);
-    tf.dispose([part.loss, ...Object.values(part.grads)]);
-    sum = next;
-  }
-  return sum!;
+      labelSmoothing: options.labelSmoothing,
+    }));
 }
 
 /**

@@ -70,12 +70,21 @@ export class StepRecorder {
     this.#pending.push(step);
   }
 
+  /** Sets the learning rate of the last step begun (known once the previous one is settled). */
+  setRate(lr: number): void {
+    const last = this.#pending.at(-1);
+    if (last) last.lr = lr;
+  }
+
   /** The last step begun was not applied (the run stopped before it): forget it. */
   cancel(): void {
     this.#pending.pop();
   }
 
-  /** The oldest pending step's values are back: its metrics line. */
+  /**
+   * The oldest pending step's values are back (`[loss, grad_norm]`, with a loss scaler
+   * `[loss, grad_norm, skipped, scale]`): its metrics line.
+   */
   finish(values: Float32Array): StepEvent {
     const step = this.#pending.shift();
     if (!step) throw new Error("StepRecorder.finish: no step is pending");
@@ -89,6 +98,7 @@ export class StepRecorder {
       lr: step.lr,
       grad_norm: values[1],
       images_per_s: step.images / seconds,
+      ...(values.length > 2 && values[2] === 1 ? { skipped: true } : {}),
     };
   }
 

@@ -134,6 +134,7 @@ export async function loadTrainingModel(
     seed: config.seed,
     loraDropout: config.loraDropout,
     peftFormat: config.peftFormat,
+    precision: config.precision,
     progress: options.progress,
     hub: options.hub,
     replicas: options.replicas,

@@ -36,6 +36,7 @@ import {
   type TrainerState,
 } from "./checkpoint.ts";
 import { afterEvaluation, Checkpointer } from "./checkpointer.ts";
+import { GradScaler } from "./grad_scaler.ts";
 import { AdamW, trainerNoDecay } from "./optimizer.ts";
 import { StepPipeline } from "./pipeline.ts";
 import { makePlan, type TrainingPlan } from "./plan.ts";
@@ -133,6 +134,8 @@ class TrainingRun {
   /** Training images decoded this session, by class (to find a class left without any). */
   #seenClasses = new Set<number>();
   #steps?: StepPipeline;
+  /** The loss scaler of a run in fp16 (Trainer's `GradScaler` defaults). */
+  readonly scaler?: GradScaler;
 
   constructor(init: {
     config: TrainConfig;
@@ -169,6 +172,7 @@ class TrainingRun {
       onNewSkip: () => this.state.skipped++,
     });
     this.checkpoints = new Checkpointer(init.runDir, clf, this.optimizer);
+    this.scaler = clf.precision === "fp16" ? new GradScaler() : undefined;
     this.state = {
       global_step: 0,
       epoch: 0,
@@ -200,7 +204,9 @@ class TrainingRun {
       const last = await latestCheckpoint(runDir);
       if (last) {
         await loadAdapterWeights(clf, last.dir);
-        await loadOptimizer(this.optimizer, last.dir, last.state.global_step);
+        const applied = last.state.optimizer_steps ?? last.state.global_step;
+        await loadOptimizer(this.optimizer, last.dir, applied);
+        if (last.state.scaler) this.scaler?.load(last.state.scaler);
         this.state = last.state;
         this.progress.line(`resuming ${runDir} from ${last.dir} (step ${this.state.global_step})`);
       }
@@ -322,15 +328,24 @@ class TrainingRun {
    */
   async step(group: Batch[], epoch: number, start: number): Promise<boolean> {
     const { config, state } = this;
-    const steps = this.#steps ??= new StepPipeline(this.clf, this.optimizer);
-    const lr = this.plan.lr(state.global_step);
+    const steps = this.#steps ??= new StepPipeline(this.clf, this.optimizer, {
+      scaler: this.scaler,
+    });
     const images = group.reduce((s, b) => s + b.size, 0);
-    this.log.recorder.begin({ epoch: epoch + 1, step: state.global_step + 1, lr, images, start });
+    const { recorder } = this.log;
+    recorder.begin({ epoch: epoch + 1, step: state.global_step + 1, lr: NaN, images, start });
     const applied = await steps.step(group, {
       chunkSize: this.chunkSize,
       dropoutSeed: (m) => Random.stream(config.seed, STREAMS.dropout, state.global_step, m).state,
-      lr,
+      // the schedule counts applied steps: a step the loss scaler skips does not advance it,
+      // as Trainer's scheduler does not step then
+      lr: (appliedSteps) => {
+        const lr = this.plan.lr(appliedSteps);
+        recorder.setRate(lr);
+        return lr;
+      },
       maxGradNorm: config.maxGradNorm,
+      labelSmoothing: config.labelSmoothing,
     }, async (values) => {
       await this.log.step(values);
       return !this.#stopping();
@@ -372,9 +387,12 @@ class TrainingRun {
     this.interrupted = true;
   }
 
+  /** The state a checkpoint records: the time, the optimizer's steps, the scaler. */
   #checkpointTime(): void {
     this.state.seconds = this.elapsed();
     this.#sessionStart = performance.now();
+    this.state.optimizer_steps = this.optimizer.steps;
+    if (this.scaler) this.state.scaler = this.scaler.state();
   }
 
   /**
@@ -482,6 +500,7 @@ class TrainingRun {
     }
     this.pool.close();
     this.#steps?.dispose();
+    this.scaler?.dispose();
     this.optimizer.dispose();
     this.clf.dispose();
   }

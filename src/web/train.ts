@@ -23,6 +23,7 @@ import { type Prediction, topClasses } from "../eval/top.ts";
 import type { ViTClassifier } from "../model/classifier.ts";
 import type { EvalSummary, StepEvent } from "../runs/events.ts";
 import { TRAIN_CONFIG_OPTIONS } from "../runs/config.ts";
+import { GradScaler } from "../training/grad_scaler.ts";
 import { AdamW, trainerNoDecay } from "../training/optimizer.ts";
 import { makePlan, stepGroups } from "../training/plan.ts";
 import { applyGradients, combineGradients, readStepStats } from "../training/step.ts";
@@ -55,6 +56,8 @@ export const WEB_TRAIN_OPTIONS = {
   seed: TRAIN_CONFIG_OPTIONS.seed,
   /** Training augmentation: `standard`, `trivial` or `none`. */
   augment: TRAIN_CONFIG_OPTIONS.augment,
+  /** Label smoothing of the loss. */
+  labelSmoothing: TRAIN_CONFIG_OPTIONS.labelSmoothing,
 } as const satisfies OptionSchema;
 
 /** Options of {@link train}: {@link WEB_TRAIN_OPTIONS} and what the page listens to. */
@@ -131,6 +134,8 @@ export async function train(
     noDecay: trainerNoDecay,
   });
   const spec = { ...clf.transformSpec(), augment: o.augment };
+  // fp16: dynamic loss scaling, as train() (and Trainer's GradScaler)
+  const scaler = clf.precision === "fp16" ? new GradScaler() : undefined;
   const start = performance.now();
   let step = 0, validation: EvalSummary | undefined, stopped = false;
   try {
@@ -159,17 +164,22 @@ export async function train(
               return clf.lossAndGradients(x, y, {
                 training: true,
                 dropoutSeed: Random.stream(seed, STREAMS.dropout, step, m).state,
+                labelSmoothing: o.labelSmoothing,
+                lossScale: scaler?.scale,
               });
             } finally {
               tf.dispose([x, y]);
             }
           },
         );
-        const rate = plan.lr(step);
+        // the schedule counts applied steps (a step the scaler skips does not advance it)
+        const rate = plan.lr(optimizer.steps);
         const { read } = readStepStats(
-          applyGradients(optimizer, gradients, { lr: rate, maxGradNorm }),
+          applyGradients(optimizer, gradients, { lr: rate, maxGradNorm, scaler }),
         );
-        const [loss, gradNorm] = await read;
+        const values = await read;
+        scaler?.settle(values, optimizer);
+        const [loss, gradNorm] = values;
         step++;
         options.onStep?.({
           event: "step",
@@ -179,6 +189,7 @@ export async function train(
           lr: rate,
           grad_norm: gradNorm,
           images_per_s: images / ((performance.now() - stepStart) / 1000),
+          ...(values.length > 2 && values[2] === 1 ? { skipped: true } : {}),
         });
         // let the page draw between steps
         await new Promise((resolve) => setTimeout(resolve, 0));
@@ -189,6 +200,7 @@ export async function train(
       }
     }
   } finally {
+    scaler?.dispose();
     optimizer.dispose();
   }
   return { steps: step, validation, seconds: (performance.now() - start) / 1000, stopped };

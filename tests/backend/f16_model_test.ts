@@ -25,7 +25,8 @@ import { initBackend } from "../../src/backend/backend.ts";
 import { tf } from "../../src/core/tf.ts";
 import { createClassifier, loadClassifier } from "../../src/model/loading.ts";
 import { parseViTConfig } from "../../src/model/config.ts";
-import { readSafetensors, type TensorData } from "../../src/model/safetensors.ts";
+import type { TensorData } from "../../src/model/safetensors.ts";
+import { readSafetensors } from "../../src/model/safetensors_file.ts";
 import { resolvePrecision } from "../../src/model/precision.ts";
 import { fixture, relError, useBackend } from "../helpers.ts";
 
