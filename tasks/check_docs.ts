@@ -183,7 +183,10 @@ export function parseCheckOutput(
     const at = AT.exec(line);
     if (!at || message === undefined) continue;
     const temp = temps.get(decodeURIComponent(new URL(at[1]).pathname));
-    if (temp === undefined) continue; // a follow-up location in a real source file
+    if (temp === undefined) { // a fault (or a related location) in a real source file
+      message = undefined;
+      continue;
+    }
     const fault = {
       file: temp.block.file,
       line: temp.block.line + Number(at[2]) - 1 - temp.header,
