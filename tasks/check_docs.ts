@@ -12,7 +12,7 @@
  * `src/web/` (or one that says `/// <reference lib="dom" />`) is browser code and gets the
  * DOM's types; a `js` block is checked as JavaScript (`// @ts-check`).
  *
- * Usage: `deno run --allow-read --allow-write --allow-run tasks/check_docs.ts [--skip PATH]…`
+ * Usage: `deno run --allow-read --allow-write=. --allow-run tasks/check_docs.ts [--skip PATH]…`
  * prints one `file:line: message` per fault (the line of the block's source) and exits 1 if
  * there is any. `--skip` (repeatable) leaves out a file, or a folder when it ends in `/`;
  * {@link PENDING} is left out as well unless `--all` is given.

@@ -31,7 +31,7 @@ export interface ClassifyOptions {
  * ```ts ignore
  * import { classify, loadClassifier } from "@lora/vit";
  *
- * const clf = await loadClassifier("runs/food101/merged");
+ * const clf = await loadClassifier("food101-merged"); // a checkpoint that clf.saveMerged() wrote
  * const [top] = await classify(clf, [await Deno.readFile("dish.jpg")], { topK: 3 });
  * console.log(top); // [{ label: "ramen", index: 7, probability: 0.91 }, …]
  * ```
