@@ -21,12 +21,13 @@
  * @example
  * ```ts ignore
  * import { loadClassifier, tf } from "@lora/vit";
+ * import type { Tensor4D } from "@lora/vit/model";
  *
  * const clf = await loadClassifier("google-vit-base/", {
  *   labels: ["apple_pie", "bibimbap", "sushi"],
  *   lora: { r: 32, alpha: 16, dropout: 0.1, targetModules: ["query", "value"] },
  * });
- * const pixels = tf.randomNormal([2, 3, 224, 224]) as tf.Tensor4D; // normalised, NCHW
+ * const pixels = tf.randomNormal([2, 3, 224, 224]) as Tensor4D; // normalised, NCHW
  * const labels = tf.tensor1d([0, 2], "int32");
  * const { loss, grads } = clf.lossAndGradients(pixels, labels, { training: true });
  * console.log(await loss.data(), Object.keys(grads).length);

@@ -48,6 +48,7 @@ import "./training/early_stopping_test.ts";
 import "./training/recorder_test.ts";
 import "./training/own_images_test.ts";
 import "./web/web_test.ts";
+import "./docs_test.ts";
 
 Deno.test("every test module of tests/ is imported above", async () => {
   const self = await Deno.readTextFile(new URL(import.meta.url));

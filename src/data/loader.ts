@@ -47,9 +47,14 @@ interface Pending {
  *
  * @example
  * ```ts ignore
- * import { DecodePool } from "@lora/vit/data";
+ * import { DecodePool, type TransformSpec } from "@lora/vit/data";
  * const pool = new DecodePool({ workers: 2 });
- * const spec = { size: 224, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], augment: false };
+ * const spec: TransformSpec = {
+ *   size: 224,
+ *   mean: [0.5, 0.5, 0.5],
+ *   std: [0.5, 0.5, 0.5],
+ *   augment: "none", // the evaluation transform
+ * };
  * const pixels = await pool.prepare(await Deno.readFile("dish.jpg"), spec);
  * pool.close();
  * ```
@@ -148,10 +153,17 @@ export interface BatchOptions {
  * @example
  * ```ts ignore
  * import { batches, DecodePool, epochRows, openParquetDataset } from "@lora/vit/data";
+ * import type { TransformSpec } from "@lora/vit/data";
  * const data = await openParquetDataset("food101");
  * const pool = new DecodePool();
- * const spec = { size: 224, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], augment: false };
- * for await (const batch of batches(epochRows(data, "validation"), { spec, batchSize: 64, pool })) {
+ * const spec: TransformSpec = {
+ *   size: 224,
+ *   mean: [0.5, 0.5, 0.5],
+ *   std: [0.5, 0.5, 0.5],
+ *   augment: "none", // the evaluation transform
+ * };
+ * const rows = epochRows(data, "validation");
+ * for await (const batch of batches(rows, { spec, batchSize: 64, pool })) {
  *   console.log(batch.size, batch.labels);
  * }
  * pool.close();

@@ -14,11 +14,18 @@ import { augmentMode, transformImage, type TransformSpec } from "./transforms.ts
  * `Random.derive(...rng)` (e.g. seed, epoch, row index), so it is the same wherever it runs.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import type { TransformSpec } from "@lora/vit/data";
  * import { prepareImage } from "./prepare.ts";
- * const spec = { size: 224, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], augment: false };
- * const pixels = await prepareImage(await Deno.readFile("dish.jpg"), spec);
- * console.log(pixels.length); // 3 × 224 × 224
+ * const spec: TransformSpec = {
+ *   size: 224,
+ *   mean: [0.5, 0.5, 0.5],
+ *   std: [0.5, 0.5, 0.5],
+ *   augment: "none", // the evaluation transform
+ * };
+ * const jpeg = new URL("../../tests/fixtures/images/rgb.jpg", import.meta.url);
+ * const pixels = await prepareImage(await Deno.readFile(jpeg), spec);
+ * console.log(pixels.length); // 150528: 3 × 224 × 224, normalised
  * ```
  */
 export async function prepareImage(

@@ -107,11 +107,13 @@ export function syntheticPattern(
  * Writes the dataset to `dir` and returns its class names and split sizes.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { openParquetDataset, writeSyntheticDataset } from "@lora/vit/data";
- * await writeSyntheticDataset("demo-data", { classes: 4 });
- * const data = await openParquetDataset("demo-data");
- * console.log(data.labels, data.size("train")); // 4 names, 96
+ * const dir = await Deno.makeTempDir(); // or a folder of yours, e.g. "demo-data"
+ * await writeSyntheticDataset(dir, { classes: 4 });
+ * const data = await openParquetDataset(dir);
+ * console.log(data.labels, data.sizes); // 4 names, { train: 96, validation: 32 }
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export async function writeSyntheticDataset(

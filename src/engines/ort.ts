@@ -274,8 +274,12 @@ function sessionsOf(clf: ViTClassifier): Sessions {
  *
  * @example
  * ```ts ignore
+ * import { classify, type ViTClassifier } from "@lora/vit";
+ * import { setOnnxDtype } from "./ort.ts";
+ * declare const clf: ViTClassifier;
+ *
  * setOnnxDtype(clf, "q8");
- * const [top] = await classify(clf, [bytes]); // on ONNX Runtime, int8 products
+ * const [top] = await classify(clf, [await Deno.readFile("dish.jpg")]); // ONNX Runtime, int8
  * ```
  */
 export function setOnnxDtype(clf: ViTClassifier, dtype: OnnxDtype): void {
@@ -321,8 +325,14 @@ export interface OrtLogitsOptions {
  *
  * @example
  * ```ts ignore
- * const logits = (await ortLogits(clf, pixels)) ?? clf.logits(pixels);
- * const q8 = (await ortLogits(clf, pixels, { dtype: "q8" }))!;
+ * import type { ViTClassifier } from "@lora/vit";
+ * import type { Tensor4D } from "@lora/vit/model";
+ * import { ortLogits } from "./ort.ts";
+ * declare const clf: ViTClassifier;
+ * declare const pixels: Tensor4D; // [batch, 3, size, size], normalised
+ *
+ * const logits = (await ortLogits(clf, pixels)) ?? clf.logits(pixels); // float32
+ * const q8 = (await ortLogits(clf, pixels, { dtype: "q8" }))!; // ONNX Runtime, int8 products
  * ```
  */
 export async function ortLogits(

@@ -49,6 +49,10 @@ const started = new WeakMap<ViTClassifier, Promise<Replicas | undefined>>();
  *
  * @example
  * ```ts ignore
+ * import type { ViTClassifier } from "@lora/vit";
+ * import { classifierReplicas } from "./parallel.ts";
+ * declare const clf: ViTClassifier;
+ *
  * const replicas = await classifierReplicas(clf); // undefined off wasm, or for small models
  * console.log(replicas?.size); // 1 on a 2-core machine
  * ```
@@ -80,6 +84,11 @@ export function classifierReplicas(clf: ViTClassifier): Promise<Replicas | undef
  *
  * @example
  * ```ts ignore
+ * import { predictLogits, type ViTClassifier } from "@lora/vit";
+ * import type { Tensor4D } from "@lora/vit/model";
+ * declare const clf: ViTClassifier;
+ * declare const pixels: Tensor4D; // [batch, 3, size, size], normalised
+ *
  * const logits = await predictLogits(clf, pixels); // [batch, labels]
  * console.log(await logits.argMax(1).data());
  * logits.dispose();
@@ -130,11 +139,18 @@ export async function predictLogits(
  *
  * @example
  * ```ts ignore
+ * import { batchGradients, tf, type ViTClassifier } from "@lora/vit";
+ * declare const clf: ViTClassifier; // of 224 × 224 images
+ * declare const pixels: Float32Array; // 8 images, normalised, NCHW: 8 · 3 · 224 · 224 values
+ * declare const labels: Int32Array; // their 8 classes
+ *
  * const { loss, grads } = await batchGradients(
  *   clf,
- *   { pixels, labels, size: 8 }, // Float32Array [8·3·224·224], Int32Array [8]
+ *   { pixels, labels, size: 8 },
  *   { chunkSize: 2, training: true, dropoutSeed: 42 },
  * );
+ * console.log(await loss.data(), Object.keys(grads)); // keyed by PEFT's adapter names
+ * tf.dispose([loss, ...Object.values(grads)]);
  * ```
  */
 export async function batchGradients(

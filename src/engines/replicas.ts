@@ -34,6 +34,10 @@ import type { ClassifierSnapshot } from "./snapshot.ts";
  *
  * @example
  * ```ts ignore
+ * import type { ViTClassifier } from "@lora/vit";
+ * import { classifierReplicas } from "./parallel.ts";
+ * declare const clf: ViTClassifier;
+ *
  * const replicas = await classifierReplicas(clf); // undefined off wasm, or for small models
  * console.log(replicas?.size); // 1 on a 2-core machine
  * ```

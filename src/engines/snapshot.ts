@@ -40,8 +40,12 @@ export interface ClassifierSnapshot {
  *
  * @example
  * ```ts ignore
- * const snapshot = await snapshotClassifier(clf); // plain data: postMessage it to a worker
- * const copy = classifierFromSnapshot(snapshot); // there: the same model
+ * import type { ViTClassifier } from "@lora/vit";
+ * import { classifierFromSnapshot, snapshotClassifier } from "./snapshot.ts";
+ * declare const clf: ViTClassifier;
+ *
+ * const snapshot = await snapshotClassifier(clf); // plain data: post it to a worker
+ * const copy = classifierFromSnapshot(snapshot); // there (or here): an equal model
  * ```
  */
 export async function snapshotClassifier(clf: ViTClassifier): Promise<ClassifierSnapshot> {
@@ -69,7 +73,14 @@ export async function snapshotClassifier(clf: ViTClassifier): Promise<Classifier
  *
  * @example
  * ```ts ignore
- * self.onmessage = (e) => { clf = classifierFromSnapshot(e.data.snapshot); };
+ * import { parentPort } from "node:worker_threads";
+ * import { classifierFromSnapshot, type ClassifierSnapshot } from "./snapshot.ts";
+ *
+ * // in a worker, to which the host posted `await snapshotClassifier(clf)`:
+ * parentPort!.once("message", (snapshot: ClassifierSnapshot) => {
+ *   const clf = classifierFromSnapshot(snapshot);
+ *   console.log(clf.labels);
+ * });
  * ```
  */
 export function classifierFromSnapshot(snapshot: ClassifierSnapshot): ViTClassifier {

@@ -29,6 +29,9 @@ export interface ClassifyOptions {
  *
  * @example
  * ```ts ignore
+ * import { classify, loadClassifier } from "@lora/vit";
+ *
+ * const clf = await loadClassifier("food101-merged"); // a checkpoint that clf.saveMerged() wrote
  * const [top] = await classify(clf, [await Deno.readFile("dish.jpg")], { topK: 3 });
  * console.log(top); // [{ label: "ramen", index: 7, probability: 0.91 }, …]
  * ```

@@ -144,6 +144,8 @@ const EVAL_SHARD = /^eval-(test|validation)\.shard-(\d+)-of-(\d+)\.json$/;
  *
  * @example
  * ```ts ignore
+ * import { mergeEvalShards } from "@lora/vit";
+ *
  * // after `deno task eval --run runs/food101 --shard i/3` for i = 0, 1, 2
  * const report = await mergeEvalShards({ run: "runs/food101" });
  * console.log(report.accuracy);
@@ -261,8 +263,11 @@ export interface MergedPredictions extends MergeInfo {
  *
  * @example
  * ```ts ignore
+ * import { mergePredictShards } from "@lora/vit";
+ *
+ * // after `deno task predict … --shard i/2 --out predictions/part-i.jsonl` for i = 0, 1
  * const { results } = await mergePredictShards({ paths: ["predictions/"] });
- * console.log(formatPredictions(results));
+ * for (const r of results) console.log(r.source, r.error ?? r.top![0].label);
  * ```
  */
 export async function mergePredictShards(

@@ -252,8 +252,9 @@ async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
  * @example
  * ```ts ignore
  * import { hubFile } from "@lora/vit/hub";
- * const path = await hubFile({ type: "model", id: "google/vit-base-patch16-224-in21k" }, "config.json");
- * console.log(await Deno.readTextFile(path));
+ * const repo = { type: "model", id: "google/vit-base-patch16-224-in21k" } as const;
+ * const path = await hubFile(repo, "config.json"); // undefined only for an `optional` file
+ * console.log(await Deno.readTextFile(path!));
  * ```
  */
 export async function hubFile(

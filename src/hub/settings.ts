@@ -52,7 +52,7 @@ export const COMMIT = /^[0-9a-f]{40}$/;
  *
  * @example
  * ```ts ignore
- * import { hubSettings } from "@lora/vit";
+ * import { hubSettings } from "@lora/vit/hub";
  * const { endpoint, cacheDir, offline } = hubSettings();
  * console.log(endpoint, cacheDir, offline); // https://huggingface.co ~/.cache/huggingface/hub false
  * ```

@@ -121,11 +121,23 @@ export async function loadClassifier(
  * benchmarks, demos and tests that need no download.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { createClassifier, parseViTConfig } from "@lora/vit";
- * const config = parseViTConfig({ hidden_size: 64, num_hidden_layers: 2, num_attention_heads: 4,
- *   intermediate_size: 128, image_size: 32, patch_size: 8 });
- * const clf = await createClassifier(config, { labels: ["cat", "dog"], lora: { r: 4 } });
+ * const config = parseViTConfig({
+ *   hidden_size: 64,
+ *   num_hidden_layers: 2,
+ *   num_attention_heads: 4,
+ *   intermediate_size: 128,
+ *   image_size: 32,
+ *   patch_size: 8,
+ * });
+ * const clf = await createClassifier(config, {
+ *   labels: ["cat", "dog"],
+ *   lora: { r: 4 },
+ *   backend: "cpu", // default: WebGPU when there is a GPU, else wasm
+ * });
+ * console.log(clf.parameterCount()); // { trainable: 2178, total: 82754 }
+ * clf.dispose();
  * ```
  */
 export async function createClassifier(

@@ -18,7 +18,14 @@ import { startTrackers, type Tracker } from "./tracking.ts";
  *
  * @example
  * ```ts ignore
- * await train({ model, data, callbacks: [reportCallback({ screenshot: true })] });
+ * import { reportCallback, train } from "@lora/vit";
+ *
+ * await train({
+ *   model: "google/vit-base-patch16-224-in21k",
+ *   data: "photos", // photos/cat/*.jpg, photos/dog/*.jpg
+ *   out: "runs/photos",
+ *   callbacks: [reportCallback({ screenshot: true })], // runs/photos/report.html and .png
+ * });
  * ```
  */
 export function reportCallback(options: { screenshot?: boolean } = {}): TrainerCallback {
@@ -40,7 +47,14 @@ export function reportCallback(options: { screenshot?: boolean } = {}): TrainerC
  *
  * @example
  * ```ts ignore
- * await train({ model, data, callbacks: [trackingCallback(["wandb"])] }); // needs WANDB_API_KEY
+ * import { trackingCallback, train } from "@lora/vit";
+ *
+ * await train({
+ *   model: "google/vit-base-patch16-224-in21k",
+ *   data: "photos",
+ *   out: "runs/photos",
+ *   callbacks: [trackingCallback(["wandb"])], // needs WANDB_API_KEY
+ * });
  * ```
  */
 export function trackingCallback(reportTo: readonly string[]): TrainerCallback {
@@ -78,7 +92,14 @@ export function trackingCallback(reportTo: readonly string[]): TrainerCallback {
  *
  * @example
  * ```ts ignore
- * await train({ model, data, callbacks: [pushCallback({ repo: "me/food-lora" })] });
+ * import { pushCallback, train } from "@lora/vit";
+ *
+ * await train({
+ *   model: "google/vit-base-patch16-224-in21k",
+ *   data: "photos",
+ *   out: "runs/photos",
+ *   callbacks: [pushCallback({ repo: "me/photos-lora" })], // needs HF_TOKEN
+ * });
  * ```
  */
 export function pushCallback(options: Omit<PushOptions, "run"> = {}): TrainerCallback {

@@ -68,8 +68,12 @@ function lastSegment(source: string): string {
  * The default repository name of a run, as the reference recipe names it.
  *
  * @example
- * ```ts ignore
- * defaultRepoName(config); // "vit-base-patch16-224-in21k-l0.005_b64_e5_finetuned-lora-food101-20261127-0305"
+ * ```ts
+ * import { DEFAULT_TRAIN_CONFIG } from "@lora/vit";
+ * import { defaultRepoName } from "./push.ts";
+ *
+ * console.log(defaultRepoName(DEFAULT_TRAIN_CONFIG, new Date("2026-11-27T03:05:00Z")));
+ * // vit-base-patch16-224-in21k-l0.005_b64_e5_finetuned-lora-food101-20261127-0305
  * ```
  */
 export function defaultRepoName(config: TrainConfig, date: Date = new Date()): string {
@@ -95,7 +99,16 @@ function yamlList(items: string[]): string {
  *
  * @example
  * ```ts ignore
- * const card = modelCard({ repo: "me/food-lora", config, metrics, endpoint: "https://huggingface.co" });
+ * import { readMetrics, readRunConfig } from "@lora/vit/training";
+ * import { modelCard } from "./push.ts";
+ *
+ * const card = modelCard({
+ *   repo: "me/food-lora",
+ *   config: await readRunConfig("runs/food101"),
+ *   metrics: await readMetrics("runs/food101"),
+ *   endpoint: "https://huggingface.co",
+ * });
+ * await Deno.writeTextFile("README.md", card);
  * ```
  */
 export function modelCard(init: {

@@ -80,7 +80,7 @@ export function runPaths(run: string): {
  *
  * @example
  * ```ts ignore
- * import { readRunConfig } from "@lora/vit";
+ * import { readRunConfig } from "@lora/vit/training";
  * const { train, dataset } = await readRunConfig("runs/food101");
  * console.log(train.model, dataset?.labels?.length);
  * ```

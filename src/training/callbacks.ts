@@ -69,11 +69,18 @@ export interface CallbackContext {
  *
  * @example
  * ```ts ignore
+ * import { train, type TrainerCallback } from "@lora/vit";
+ *
  * const printer: TrainerCallback = {
  *   onStep: (e) => console.log(e.step, e.loss),
  *   onEvaluate: (e) => console.log(e.split, e.accuracy),
  * };
- * await train({ model, data, callbacks: [printer] });
+ * await train({
+ *   model: "google/vit-base-patch16-224-in21k",
+ *   data: "photos",
+ *   out: "runs/photos",
+ *   callbacks: [printer],
+ * });
  * ```
  */
 export interface TrainerCallback {

@@ -79,7 +79,17 @@ export async function writeFolderAtomic(
  *
  * @example
  * ```ts ignore
- * await saveCheckpoint("run/checkpoints/epoch-1", { classifier, optimizer, state });
+ * import type { ViTClassifier } from "@lora/vit";
+ * import { AdamW, saveCheckpoint, trainerNoDecay } from "@lora/vit/training";
+ * declare const clf: ViTClassifier;
+ *
+ * const optimizer = new AdamW(clf.trainableVariables(), { noDecay: trainerNoDecay });
+ * // … an epoch of optimizer steps …
+ * await saveCheckpoint("runs/photos/checkpoints/epoch-1", {
+ *   classifier: clf,
+ *   optimizer,
+ *   state: { global_step: 120, epoch: 1, rows_done: 0, skipped: 0, seconds: 95 },
+ * });
  * ```
  */
 export async function saveCheckpoint(

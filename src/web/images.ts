@@ -30,6 +30,8 @@ export function rgbFromRgba(rgba: ArrayLike<number>, width: number, height: numb
  *
  * @example
  * ```ts ignore
+ * import { decodeImageInBrowser } from "@lora/vit/web";
+ *
  * const image = await decodeImageInBrowser(await (await fetch("dish.jpg")).blob());
  * console.log(image.width, image.height);
  * ```

@@ -58,8 +58,12 @@ function need(set: FileSet, files: string[]): void {
  *
  * @example
  * ```ts ignore
+ * import { loadClassifierFromBytes } from "@lora/vit/web";
+ * declare const config: Uint8Array; // config.json's bytes
+ * declare const weights: Uint8Array; // model.safetensors' bytes
+ *
  * const clf = await loadClassifierFromBytes(
- *   { name: "my-model", files: { "config.json": cfg, "model.safetensors": weights } },
+ *   { name: "my-model", files: { "config.json": config, "model.safetensors": weights } },
  *   { labels: ["cat", "dog"], lora: { r: 8 } },
  * );
  * ```
@@ -120,7 +124,11 @@ export function folderUrl(source: string, endpoint = "https://huggingface.co"): 
  *
  * @example
  * ```ts ignore
- * const model = await fetchFiles("demo/model/", ["config.json", "model.safetensors"]);
+ * import { fetchFiles, loadClassifierFromBytes } from "@lora/vit/web";
+ *
+ * const files = ["config.json", "model.safetensors"];
+ * const model = await fetchFiles("demo/model/", files, ["preprocessor_config.json"]);
+ * const clf = await loadClassifierFromBytes(model, { labels: ["cat", "dog"] });
  * ```
  */
 export async function fetchFiles(
@@ -152,6 +160,8 @@ export async function fetchFiles(
  *
  * @example
  * ```ts ignore
+ * import { loadClassifierFromUrl } from "@lora/vit/web";
+ *
  * const clf = await loadClassifierFromUrl("google/vit-base-patch16-224-in21k", {
  *   labels: ["cat", "dog"],
  *   lora: { r: 16, alpha: 16 },
@@ -178,8 +188,14 @@ export async function loadClassifierFromUrl(
  *
  * @example
  * ```ts ignore
- * const input = document.querySelector("input[type=file]")!;
- * const clf = await loadClassifierFromFiles([...input.files!], { labels: ["a", "b"] });
+ * import { loadClassifierFromFiles } from "@lora/vit/web";
+ *
+ * // <input type="file" multiple>: config.json, model.safetensors (and an adapter's files)
+ * const input = document.querySelector<HTMLInputElement>("input[type=file]")!;
+ * input.addEventListener("change", async () => {
+ *   const clf = await loadClassifierFromFiles(Array.from(input.files!), { labels: ["a", "b"] });
+ *   console.log(clf.parameterCount());
+ * });
  * ```
  */
 export async function loadClassifierFromFiles(

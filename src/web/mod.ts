@@ -7,14 +7,11 @@
  *
  * @example
  * ```ts ignore
- * import {
- *   decodeImageInBrowser,
- *   train,
- *   initBackend,
- *   loadClassifierFromUrl,
- * } from "@lora/vit/web";
+ * import { decodeImageInBrowser, initBackend, loadClassifierFromUrl, train } from "@lora/vit/web";
+ * declare const file: File; // e.g. from an <input type="file">
  *
  * const backend = await initBackend("webgpu"); // or "wasm" (see useWasmFiles)
+ * console.log(backend.name);
  * const clf = await loadClassifierFromUrl("google/vit-base-patch16-224-in21k", {
  *   labels: ["cat", "dog"],
  *   lora: { r: 16, alpha: 16 },
@@ -83,6 +80,8 @@ export {
  *
  * @example
  * ```ts ignore
+ * import { initBackend, useWasmFiles } from "@lora/vit/web";
+ *
  * useWasmFiles("/wasm/");
  * await initBackend("wasm");
  * ```

@@ -105,11 +105,17 @@ function batchOf(
  *
  * @example
  * ```ts ignore
+ * import { type Example, train, type ViTClassifier } from "@lora/vit/web";
+ * declare const clf: ViTClassifier; // e.g. from loadClassifierFromUrl
+ * declare const examples: Example[]; // { image: await decodeImageInBrowser(file), label }
+ * declare const validation: Example[];
+ *
  * const result = await train(clf, examples, {
  *   epochs: 3,
  *   validation,
  *   onStep: (e) => console.log(e.step, e.loss),
  * });
+ * console.log(result.steps, result.validation?.accuracy);
  * ```
  */
 export async function train(
@@ -212,7 +218,12 @@ export async function train(
  *
  * @example
  * ```ts ignore
- * const { accuracy, loss } = await evaluate(clf, validation);
+ * import { evaluate, type Example, type ViTClassifier } from "@lora/vit/web";
+ * declare const clf: ViTClassifier;
+ * declare const validation: Example[]; // { image: await decodeImageInBrowser(file), label }
+ *
+ * const { accuracy, top5, loss } = await evaluate(clf, validation);
+ * console.log(accuracy, top5, loss);
  * ```
  */
 export async function evaluate(
@@ -249,7 +260,12 @@ export async function evaluate(
  *
  * @example
  * ```ts ignore
+ * import { classify, decodeImageInBrowser, type ViTClassifier } from "@lora/vit/web";
+ * declare const clf: ViTClassifier;
+ * declare const file: File; // e.g. from an <input type="file">
+ *
  * const [top] = await classify(clf, [await decodeImageInBrowser(file)], { topK: 3 });
+ * console.log(top.map((p) => `${p.label} ${(p.probability * 100).toFixed(1)}%`));
  * ```
  */
 export async function classify(
