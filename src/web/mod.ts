@@ -36,7 +36,7 @@ export {
   tf,
   type Variable,
 } from "../core/tf.ts";
-export { VitLoraError } from "../core/errors.ts";
+export { ViTLoraError, VitLoraError } from "../core/errors.ts";
 export type { RgbImage } from "../data/image.ts";
 export { ViTClassifier } from "../model/classifier.ts";
 export type { ClassifierOptions } from "../model/assembly.ts";

@@ -61,6 +61,7 @@ Deno.test({
       const out = await new Deno.Command(Deno.execPath(), {
         args: [
           "run",
+          "--lock=dev.lock",
           "--allow-read",
           `--allow-write=${tmp.path}`,
           "--allow-env",
