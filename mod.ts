@@ -67,6 +67,7 @@ export { batchGradients, predictLogits } from "./src/engines/parallel.ts";
 export { parseViTConfig, VIT_BASE_CONFIG, type ViTConfig } from "./src/model/config.ts";
 export type { LoraOptions } from "./src/model/lora.ts";
 export type { PeftFormat } from "./src/model/peft_format.ts";
+export type { Precision, PrecisionOption } from "./src/model/precision.ts";
 
 // ---- shipping: ONNX in transformers.js's layout (fp32, fp16, q8) ----
 export { exportOnnx, type ExportOnnxOptions } from "./src/onnx/export.ts";

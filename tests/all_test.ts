@@ -45,6 +45,7 @@ import "./model/safetensors_test.ts";
 import "./training/gpu_work_test.ts";
 import "./training/train_test.ts";
 import "./training/early_stopping_test.ts";
+import "./training/label_smoothing_test.ts";
 import "./training/recorder_test.ts";
 import "./training/own_images_test.ts";
 import "./web/web_test.ts";

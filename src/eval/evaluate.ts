@@ -12,6 +12,7 @@ import { loadClassifier } from "../model/loading.ts";
 import { predictLogits } from "../engines/parallel.ts";
 import { setOnnxDtype } from "../engines/ort.ts";
 import type { OnnxDtype } from "../onnx/folder.ts";
+import type { Precision } from "../model/precision.ts";
 import { VitLoraError } from "../core/errors.ts";
 import { exists, readJsonFile, writeFileAtomic } from "../core/files.ts";
 import { openDataset, type OpenDatasetOptions } from "../hub/dataset.ts";
@@ -174,9 +175,11 @@ export interface EvalReport {
   imagesPerSecond: number;
   /** The precision of the forward passes, when one was asked for (`evaluate({ dtype })`). */
   dtype?: OnnxDtype;
+  /** The arithmetic the model ran in on its backend (`fp16`: WebGPU mixed precision). */
+  precision?: Precision;
   /**
-   * With `dtype` `fp16` or `q8`: fp32's accuracy on the same images, and the share of images
-   * whose top class is the same in both.
+   * In `precision` fp16, or with `dtype` `fp16` or `q8`: fp32's accuracy on the same images, and
+   * the share of images whose top class is the same in both.
    */
   againstFp32?: { accuracy: number; top1Agreement: number };
   /** Class names. */
@@ -274,6 +277,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
     progress: showProgress,
     hub,
     replicas: options.replicas,
+    precision: o.precision,
   });
   const pool = new DecodePool({ workers: options.workers });
   const progress = new Progress(showProgress === false ? { write: () => {} } : {});
@@ -287,10 +291,10 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
     }
     const spec = clf.transformSpec();
     if (o.dtype) setOnnxDtype(clf, o.dtype);
-    const pass = (label: string) => {
+    const passWith = (model: ViTClassifier, label: string) => {
       progress.start(label, rows.length);
       return evaluateBatches(
-        clf,
+        model,
         batches(partRows(dataset, { source: part.source, indices: rows }), {
           spec,
           batchSize,
@@ -305,13 +309,31 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
         { onBatch: (done) => progress.update(done) },
       );
     };
+    const pass = (label: string) => passWith(clf, label);
     const m = await pass(
       `evaluating on ${split}${shard ? ` (${shardLabel(shard)}: rows ${first}–${end})` : ""}${
         o.dtype ? ` in ${o.dtype}` : ""
       }`,
     );
     let againstFp32: EvalReport["againstFp32"];
-    if (o.dtype && o.dtype !== "fp32" && !shard) {
+    if (clf.precision === "fp16" && !shard) {
+      // what mixed precision costs: the same images through the model in float32
+      const fp32 = await loadClassifier(model, {
+        adapter,
+        labels: dataset.labels,
+        backend: options.backend,
+        progress: showProgress,
+        hub,
+        precision: "fp32",
+      });
+      try {
+        const ref = await passWith(fp32, "the same in fp32");
+        const agree = m.predictions.filter((p, i) => p === ref.predictions[i]).length;
+        againstFp32 = { accuracy: ref.accuracy, top1Agreement: m.count ? agree / m.count : NaN };
+      } finally {
+        fp32.dispose();
+      }
+    } else if (o.dtype && o.dtype !== "fp32" && !shard) {
       // what the precision costs: fp32 on the same images
       setOnnxDtype(clf, "fp32");
       const ref = await pass(`the same in fp32`);
@@ -323,6 +345,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
     }
     const report = toEvalReport(m, dataset.labels, { split, model, adapter, data });
     if (o.dtype) report.dtype = o.dtype;
+    report.precision = clf.precision;
     if (againstFp32) report.againstFp32 = againstFp32;
     if (options.run && shard) {
       const file: EvalShardFile = {
@@ -403,7 +426,7 @@ export function formatEvalReport(report: EvalReport): string {
     `  loss       ${report.loss.toFixed(4)}`,
     ...(report.againstFp32
       ? [
-        `  ${report.dtype} against fp32: accuracy ${pct(report.accuracy)} vs ${
+        `  ${report.dtype ?? report.precision} against fp32: accuracy ${pct(report.accuracy)} vs ${
           pct(report.againstFp32.accuracy)
         } (${(100 * (report.accuracy - report.againstFp32.accuracy)).toFixed(2)} points), ` +
         `top-1 the same on ${pct(report.againstFp32.top1Agreement)}`,

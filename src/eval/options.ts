@@ -78,6 +78,16 @@ export const EVAL_OPTIONS = {
     help: DTYPE.help + "; the report also gives fp32's accuracy and\nhow often the two agree",
   },
   /**
+   * The arithmetic on WebGPU (`fp16`: mixed precision; `auto`: fp16 on a hardware GPU that
+   * offers it). In fp16 the report also gives fp32's accuracy on the same images.
+   */
+  precision: {
+    ...TRAIN_CONFIG_OPTIONS.precision,
+    help: "fp16 (WebGPU mixed precision), fp32, or auto (fp16 on a hardware GPU\n" +
+      "with shader-f16); in fp16 the report also gives fp32's accuracy",
+    section: "run",
+  },
+  /**
    * With `run`: evaluate one shard of the part only, `i/n` (or `auto/n`: the index from
    * `JOB_COMPLETION_INDEX` or `SLURM_ARRAY_TASK_ID`): a contiguous block of whole batches,
    * written to `RUN/eval-<split>.shard-<i>-of-<n>.json` for `mergeEvalShards`.
@@ -137,4 +147,6 @@ export const PREDICT_OPTIONS = {
   backend: SHARED_OPTIONS.backend,
   /** The precision of the forward passes on the CPU path (`fp16`, `q8`: ONNX Runtime). */
   dtype: DTYPE,
+  /** The arithmetic on WebGPU. */
+  precision: { ...TRAIN_CONFIG_OPTIONS.precision, section: "run" },
 } as const satisfies OptionSchema;

@@ -128,6 +128,7 @@ export async function predict(options: PredictOptions): Promise<PredictResult[]>
       backend: options.backend,
       hub: options.hub,
       progress: options.progress,
+      precision: options.precision,
     });
     if (options.dtype) setOnnxDtype(clf, options.dtype);
     if (out) {

@@ -84,3 +84,11 @@ export type {
   Tensor4D,
   Variable,
 } from "../core/tf.ts";
+export {
+  parsePrecision,
+  type Precision,
+  type PrecisionOption,
+  PRECISIONS,
+  resolvePrecision,
+} from "./precision.ts";
+export { HalfTensor } from "../backend/half.ts";

@@ -47,6 +47,8 @@ export interface RunConfig {
   schedule?: { steps_per_epoch: number; total_steps: number; epochs: number };
   /** Images a forward/backward pass. */
   chunk_size?: number;
+  /** The arithmetic the run trained in (fp16: mixed precision on WebGPU). */
+  precision?: string;
   /** Model replicas in workers. */
   replicas?: number;
   /** Deno, tfjs and this module's versions. */

@@ -61,3 +61,10 @@ export type { CallbackContext } from "./callbacks.ts";
 export type { EvalSummary, RunEvent } from "../runs/events.ts";
 export { readMetrics, readRunConfig, type RunConfig } from "../runs/folder.ts";
 export type { BatchGradientOptions } from "../engines/parallel.ts";
+export {
+  GradScaler,
+  type GradScalerOptions,
+  type GradScalerState,
+  nextScale,
+  type ScalerRules,
+} from "./grad_scaler.ts";

@@ -63,6 +63,7 @@ export function runConfigOf(run: RunFacts, replicas: number): RunConfig {
       epochs: plan.epochs,
     },
     chunk_size: run.chunkSize,
+    precision: clf.precision,
     replicas,
     versions: { deno: Deno.version.deno, tfjs: tf.version.tfjs, vit_lora: VERSION },
   };
@@ -93,7 +94,9 @@ export function startLine(run: RunFacts, parameters: ParameterCount): string {
     `${parameters.trainable.toLocaleString("en-US")} trainable of ${
       parameters.total.toLocaleString("en-US")
     } parameters (${(100 * parameters.trainable / parameters.total).toFixed(2)}%); ` +
-    `${plan.totalSteps} steps on ${backend.name}${backend.adapter ? ` (${backend.adapter})` : ""}`;
+    `${plan.totalSteps} steps on ${backend.name}${backend.adapter ? ` (${backend.adapter})` : ""}${
+      run.clf.precision === "fp16" ? ", fp16 mixed precision" : ""
+    }`;
 }
 
 /** The lines printed at the end of a run. */

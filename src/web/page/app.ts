@@ -236,6 +236,8 @@ async function model(rank: number): Promise<ViTClassifier> {
     labels: state.labels,
     lora: { r: rank, alpha: 2 * rank, dropout: 0.1 },
     seed: 42,
+    // fp16 mixed precision where the GPU offers shader-f16 (a hardware adapter), else fp32
+    precision: "auto",
   });
   state.clf = clf;
   state.loadedFor = key;
@@ -245,7 +247,9 @@ async function model(rank: number): Promise<ViTClassifier> {
   $("model-info").textContent =
     `${source}: ${clf.config.num_hidden_layers} layers, hidden ${clf.config.hidden_size}, image ${clf.config.image_size}; ${
       trainable.toLocaleString("en-US")
-    } trainable of ${total.toLocaleString("en-US")} parameters`;
+    } trainable of ${total.toLocaleString("en-US")} parameters; ${
+      clf.precision === "fp16" ? "fp16 mixed precision" : "fp32"
+    }`;
   return clf;
 }
 
