@@ -70,7 +70,8 @@ export function fp16Unavailable(config: ViTConfig): string | undefined {
  * import { resolvePrecision } from "./precision.ts";
  *
  * await initBackend("webgpu");
- * console.log(resolvePrecision("auto", VIT_BASE_CONFIG)); // "fp16" on a GPU with shader-f16
+ * // "fp16" on a hardware GPU with shader-f16; "fp32" elsewhere (a software adapter: llvmpipe)
+ * console.log(resolvePrecision("auto", VIT_BASE_CONFIG));
  * ```
  */
 export function resolvePrecision(
