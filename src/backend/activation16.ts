@@ -99,7 +99,14 @@ function run(act: Activation, inputs: HalfTensor[]): HalfTensor {
  *
  * @example
  * ```ts ignore
- * const a = activation16("gelu", u); // the MLP's hidden activations, float16
+ * import { initBackend, tf } from "@lora/vit";
+ * import { activation16 } from "./activation16.ts";
+ * import { packHalf } from "./half.ts";
+ *
+ * await initBackend("webgpu"); // an adapter with shader-f16
+ * const u = packHalf(tf.tensor2d([[-1, 0, 1, 2]])); // e.g. the MLP's pre-activations
+ * const a = activation16("gelu", u); // float16
+ * console.log(await a.unpack().data()); // ≈ [-0.1587, 0, 0.8413, 1.954]
  * ```
  */
 export function activation16(act: Activation, u: HalfTensor): HalfTensor {

@@ -200,8 +200,14 @@ for (const [name, { inputs, body }] of Object.entries(KERNELS)) {
  *
  * @example
  * ```ts ignore
+ * import { initBackend, tf } from "@lora/vit";
+ * import type { Tensor2D } from "@lora/vit/model";
+ * import { fusedAttention } from "./attention.ts";
+ *
  * await initBackend("webgpu");
- * const context = fusedAttention(q, k, v, { heads: 12, tokens: 197 }); // [batch·197, 768]
+ * // a batch of 2 images of 197 tokens, ViT-Base's 12 heads of 64
+ * const [q, k, v] = [0, 1, 2].map(() => tf.randomNormal([2 * 197, 768]) as Tensor2D);
+ * const context = fusedAttention(q, k, v, { heads: 12, tokens: 197 }); // [2·197, 768]
  * ```
  */
 export function fusedAttention(

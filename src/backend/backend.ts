@@ -195,6 +195,9 @@ async function createWebGPU(): Promise<{ backend: WebGPUBackend; info: BackendIn
  *
  * @example
  * ```ts ignore
+ * import { initBackend } from "@lora/vit";
+ * import { webgpuInfo } from "./backend.ts";
+ *
  * await initBackend("webgpu");
  * console.log(webgpuInfo()?.f16); // true where the adapter offers shader-f16
  * ```

@@ -343,7 +343,16 @@ function bindings(spec: GemmSpec): number {
  *
  * @example
  * ```ts ignore
- * // y = x Wᵀ + b for x float32 [rows, in] and W stored transposed, [in, out], as float16
+ * import { initBackend, tf } from "@lora/vit";
+ * import { gemm16 } from "./gemm16.ts";
+ * import { packHalf } from "./half.ts";
+ *
+ * await initBackend("webgpu"); // an adapter with shader-f16
+ * const [rows, inDim, outDim] = [394, 768, 3072];
+ * const x = tf.randomNormal([rows, inDim]); // float32
+ * const weightT = packHalf(tf.randomNormal([inDim, outDim], 0, 0.02)); // Wᵀ, float16
+ * const bias = tf.zeros([outDim]);
+ * // y = x Wᵀ + b, float32 [rows, out] holding float16 values
  * const y = gemm16({ a: { t: x }, b: { t: weightT }, m: rows, k: inDim, n: outDim, bias });
  * ```
  */

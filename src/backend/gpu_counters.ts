@@ -134,6 +134,11 @@ type Method = (...args: unknown[]) => unknown;
  *
  * @example
  * ```ts ignore
+ * import { initBackend, tf } from "@lora/vit";
+ * import { startGpuCounting } from "./gpu_counters.ts";
+ *
+ * await initBackend("webgpu");
+ * const [a, b] = [tf.randomNormal([256, 256]), tf.randomNormal([256, 256])];
  * const counter = startGpuCounting();
  * const y = tf.matMul(a, b);
  * await y.data();

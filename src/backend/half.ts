@@ -180,6 +180,10 @@ function requireWebGPU(what: string): void {
  *
  * @example
  * ```ts ignore
+ * import { initBackend, tf } from "@lora/vit";
+ * import { packHalf } from "./half.ts";
+ *
+ * await initBackend("webgpu");
  * const h = packHalf(tf.tensor2d([[1, 2.0001]])); // words holding 1 and 2
  * console.log(await h.unpack().data()); // [1, 2]
  * ```

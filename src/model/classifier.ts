@@ -85,6 +85,8 @@ function numel(shape: readonly number[]): number {
  * @example
  * ```ts ignore
  * import { loadClassifier, tf } from "@lora/vit";
+ * import type { Tensor4D } from "@lora/vit/model";
+ *
  * const clf = await loadClassifier("vit-tiny/model", { adapter: "vit-tiny/adapter" });
  * const pixels = tf.randomNormal([2, 3, 32, 32]) as Tensor4D;
  * const logits = clf.logits(pixels); // [2, labels]
@@ -172,7 +174,12 @@ export class ViTClassifier {
    *
    * @example
    * ```ts ignore
-   * const pixels = transformImage(await decodeImage(bytes), clf.transformSpec());
+   * import type { ViTClassifier } from "@lora/vit";
+   * import { decodeImage, transformImage } from "@lora/vit/data";
+   * declare const clf: ViTClassifier;
+   *
+   * const image = await decodeImage(await Deno.readFile("cat.jpg"));
+   * const pixels = transformImage(image, clf.transformSpec()); // [3, size, size], normalised
    * ```
    */
   transformSpec(augment = false): TransformSpec {
@@ -224,10 +231,29 @@ export class ViTClassifier {
    * The loss and its gradient with respect to every trainable tensor, in one pass.
    *
    * @example
-   * ```ts ignore
+   * ```ts
+   * import { createClassifier, parseViTConfig, tf } from "@lora/vit";
+   * import type { Tensor4D } from "@lora/vit/model";
+   * const config = parseViTConfig({
+   *   hidden_size: 64,
+   *   num_hidden_layers: 2,
+   *   num_attention_heads: 4,
+   *   intermediate_size: 128,
+   *   image_size: 32,
+   *   patch_size: 8,
+   * });
+   * const clf = await createClassifier(config, {
+   *   labels: ["cat", "dog"],
+   *   lora: { r: 4 },
+   *   backend: "cpu",
+   * });
+   * const pixels = tf.randomNormal([2, 3, 32, 32]) as Tensor4D;
+   * const labels = tf.tensor1d([0, 1], "int32");
+   *
    * const { loss, grads } = clf.lossAndGradients(pixels, labels, { training: true });
-   * console.log(await loss.data(), Object.keys(grads));
-   * tf.dispose([loss, ...Object.values(grads)]);
+   * console.log(await loss.data(), Object.keys(grads).length); // ≈ [0.7] 10 (8 LoRA, 2 head)
+   * tf.dispose([loss, ...Object.values(grads), pixels, labels]);
+   * clf.dispose();
    * ```
    */
   lossAndGradients(
@@ -291,6 +317,9 @@ export class ViTClassifier {
    *
    * @example
    * ```ts ignore
+   * import type { ViTClassifier } from "@lora/vit";
+   * declare const clf: ViTClassifier;
+   *
    * await clf.saveAdapter("adapter"); // for PEFT on transformers 5
    * await clf.saveAdapter("adapter-t4", { peftFormat: "transformers-4" }); // for transformers 4
    * ```

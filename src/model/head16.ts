@@ -18,6 +18,13 @@ import { roundHalf } from "../backend/half.ts";
  *
  * @example
  * ```ts ignore
+ * import type { ViTClassifier } from "@lora/vit";
+ * import type { Tensor4D } from "@lora/vit/model";
+ * import { head16 } from "./head16.ts";
+ * declare const clf: ViTClassifier; // on WebGPU
+ * declare const pixels: Tensor4D;
+ *
+ * const cls = clf.features(pixels); // [batch, hidden]
  * const logits = head16(cls, clf.classifier.weight, clf.classifier.bias); // [batch, labels]
  * ```
  */

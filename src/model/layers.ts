@@ -272,8 +272,26 @@ export function activation(kind: HiddenAct, x: Tensor2D): Tensor2D {
  * exactly, wherever it runs), unseeded otherwise.
  *
  * @example
- * ```ts ignore
- * const cls = vit.forward(pixels, new Dropout(true, 1234)); // a repeatable training pass
+ * ```ts
+ * import { createClassifier, parseViTConfig, tf } from "@lora/vit";
+ * import { Dropout, type Tensor4D } from "@lora/vit/model";
+ * const config = parseViTConfig({
+ *   hidden_size: 64,
+ *   num_hidden_layers: 2,
+ *   num_attention_heads: 4,
+ *   intermediate_size: 128,
+ *   image_size: 32,
+ *   patch_size: 8,
+ *   hidden_dropout_prob: 0.1,
+ * });
+ * const clf = await createClassifier(config, { labels: ["cat", "dog"], backend: "cpu" });
+ * const pixels = tf.randomNormal([2, 3, 32, 32]) as Tensor4D;
+ *
+ * // two training passes with the same seed: the same masks, the same features
+ * const [a, b] = [0, 1].map(() => clf.vit.forward(pixels, new Dropout(true, 1234)));
+ * console.log(await tf.equal(a, b).all().data()); // [1]
+ * tf.dispose([a, b, pixels]);
+ * clf.dispose();
  * ```
  */
 export class Dropout {

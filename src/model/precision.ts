@@ -66,8 +66,12 @@ export function fp16Unavailable(config: ViTConfig): string | undefined {
  *
  * @example
  * ```ts ignore
+ * import { initBackend, VIT_BASE_CONFIG } from "@lora/vit";
+ * import { resolvePrecision } from "./precision.ts";
+ *
  * await initBackend("webgpu");
- * console.log(resolvePrecision("auto", config)); // "fp16" on a GPU with shader-f16
+ * // "fp16" on a hardware GPU with shader-f16; "fp32" elsewhere (a software adapter: llvmpipe)
+ * console.log(resolvePrecision("auto", VIT_BASE_CONFIG));
  * ```
  */
 export function resolvePrecision(

@@ -99,8 +99,14 @@ export function transposeWeight(
  *
  * @example
  * ```ts ignore
- * const vit = ViTModel.fromTensors(config, (name) => tf.tensor(weights[name]));
- * const cls = tf.tidy(() => vit.forward(pixelValues, false)); // [batch, hidden]
+ * import { tf, VIT_BASE_CONFIG } from "@lora/vit";
+ * import { type Tensor, type Tensor4D, ViTModel } from "@lora/vit/model";
+ * // a checkpoint's tensors by ViTModel name, the takesTransposed ones as [in, out]
+ * declare const weights: Map<string, Tensor>;
+ * declare const pixelValues: Tensor4D; // [batch, 3, 224, 224], normalised
+ *
+ * const vit = ViTModel.fromTensors(VIT_BASE_CONFIG, (name) => weights.get(name)!);
+ * const cls = tf.tidy(() => vit.forward(pixelValues)); // [batch, hidden], no dropout
  * ```
  */
 export class ViTModel {

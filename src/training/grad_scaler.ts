@@ -77,13 +77,21 @@ export function nextScale(
  *
  * @example
  * ```ts ignore
+ * import type { ViTClassifier } from "@lora/vit";
+ * import type { Tensor1D, Tensor4D } from "@lora/vit/model";
+ * import { AdamW, trainerNoDecay } from "@lora/vit/training";
+ * import { GradScaler } from "./grad_scaler.ts";
+ * import { applyGradients, combineGradients, readStepStats } from "./step.ts";
+ * declare const clf: ViTClassifier; // precision "fp16", on WebGPU
+ * declare const group: { x: Tensor4D; y: Tensor1D; size: number }[]; // a step's micro-batches
+ * const adam = new AdamW(clf.trainableVariables(), { noDecay: trainerNoDecay });
+ *
  * const scaler = new GradScaler();
- * const gradients = await combineGradients(group, (b) => clf.lossAndGradients(b.x, b.y, {
- *   training: true, lossScale: scaler.scale,
- * }));
- * const { read } = readStepStats(applyGradients(adam, gradients, { lr, maxGradNorm: 1, scaler }));
- * const values = await read; // [loss, grad_norm, skipped, scale]
- * scaler.settle(values, adam);
+ * const gradients = await combineGradients(group, (b) =>
+ *   clf.lossAndGradients(b.x, b.y, { training: true, lossScale: scaler.scale }));
+ * const stats = applyGradients(adam, gradients, { lr: 5e-4, maxGradNorm: 1, scaler });
+ * const values = await readStepStats(stats).read; // [loss, grad_norm, skipped, scale]
+ * scaler.settle(values, adam); // true when the step overflowed and was skipped
  * ```
  */
 export class GradScaler {

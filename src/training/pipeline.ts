@@ -76,13 +76,45 @@ export function stepGradients(
  * {@link StepPipeline.finish} waits for the last step's.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import { createClassifier, parseViTConfig } from "@lora/vit";
+ * import { AdamW, linearSchedule, trainerNoDecay } from "@lora/vit/training";
+ * import { StepPipeline } from "./pipeline.ts";
+ * const config = parseViTConfig({
+ *   hidden_size: 64,
+ *   num_hidden_layers: 2,
+ *   num_attention_heads: 4,
+ *   intermediate_size: 128,
+ *   image_size: 32,
+ *   patch_size: 8,
+ * });
+ * const clf = await createClassifier(config, {
+ *   labels: ["cat", "dog"],
+ *   lora: { r: 4 },
+ *   backend: "cpu",
+ * });
+ * const batch = (labels: number[]) => ({
+ *   pixels: new Float32Array(labels.length * 3 * 32 * 32).map(() => Math.random() - 0.5),
+ *   labels: Int32Array.from(labels),
+ *   size: labels.length,
+ * });
+ * // three steps: of two micro-batches of 2 images, of one of 3, of one of 1
+ * const groups = [[batch([0, 1]), batch([1, 0])], [batch([0, 0, 1])], [batch([1])]];
+ * const adam = new AdamW(clf.trainableVariables(), { noDecay: trainerNoDecay });
+ * const rate = linearSchedule({ lr: 1e-3, totalSteps: groups.length }); // by applied steps
+ *
  * const steps = new StepPipeline(clf, adam);
  * for (const [k, group] of groups.entries()) {
- *   await steps.step(group, { lr: rate(k), maxGradNorm: 1 }, ([loss, norm]) => log(k - 1, loss, norm));
+ *   // step k + 1's passes are queued, step k's values handed over, then step k + 1 applied
+ *   await steps.step(group, { lr: rate, maxGradNorm: 1 }, ([loss, norm]) => {
+ *     console.log(`step ${k}: loss ${loss}, grad_norm ${norm}`);
+ *   });
  * }
- * const last = await steps.finish();
+ * const [loss, norm] = (await steps.finish())!; // the last step's
+ * console.log(`step ${groups.length}: loss ${loss}, grad_norm ${norm}`);
  * steps.dispose();
+ * adam.dispose();
+ * clf.dispose();
  * ```
  */
 export class StepPipeline {

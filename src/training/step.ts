@@ -88,8 +88,18 @@ export class HeldGradients {
  *
  * @example
  * ```ts ignore
- * const gradients = await combineGradients(group, (batch, m) => gradientsOf(batch, m));
- * const stats = applyGradients(adam, gradients, { lr, maxGradNorm: 1 });
+ * import type { ViTClassifier } from "@lora/vit";
+ * import type { Tensor1D, Tensor4D } from "@lora/vit/model";
+ * import { AdamW, trainerNoDecay } from "@lora/vit/training";
+ * import { applyGradients, combineGradients } from "./step.ts";
+ * declare const clf: ViTClassifier;
+ * // a step's micro-batches: normalised pixels, integer labels, and their images
+ * declare const group: { pixels: Tensor4D; labels: Tensor1D; size: number }[];
+ * const adam = new AdamW(clf.trainableVariables(), { noDecay: trainerNoDecay });
+ *
+ * const gradients = await combineGradients(group, (batch, m) =>
+ *   clf.lossAndGradients(batch.pixels, batch.labels, { training: true, dropoutSeed: m }));
+ * const stats = applyGradients(adam, gradients, { lr: 5e-4, maxGradNorm: 1 }); // [loss, grad_norm]
  * ```
  */
 export async function combineGradients<B extends { size: number }>(
@@ -196,7 +206,12 @@ export function disposeStepGradients(gradients: StepGradients): void {
  *
  * @example
  * ```ts ignore
- * const { read } = readStepStats(applyGradients(adam, gradients, options));
+ * import type { AdamW } from "@lora/vit/training";
+ * import { applyGradients, readStepStats, type StepGradients } from "./step.ts";
+ * declare const adam: AdamW;
+ * declare const gradients: StepGradients; // from combineGradients
+ *
+ * const { read } = readStepStats(applyGradients(adam, gradients, { lr: 5e-4, maxGradNorm: 1 }));
  * // … queue the next step …
  * const [loss, gradNorm] = await read;
  * ```

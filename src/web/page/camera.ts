@@ -69,10 +69,18 @@ export function noCameraLine(error: unknown): string {
  *
  * @example
  * ```ts ignore
- * const camera = new Camera(document.querySelector("video")!, { onEnd: () => redraw() });
+ * import { Camera, noCameraLine } from "./camera.ts";
+ * const line = document.getElementById("camera-status")!;
+ *
+ * const camera = new Camera(document.querySelector("video")!, {
+ *   onEnd: () => {
+ *     line.textContent = "The camera stopped (unplugged, or its permission withdrawn).";
+ *   },
+ * });
  * try {
  *   await camera.start();
  *   const { image, thumb } = camera.grab(); // an RgbImage, and a data: URL to show
+ *   console.log(image.width, image.height, thumb);
  * } catch (e) {
  *   line.textContent = noCameraLine(e);
  * }

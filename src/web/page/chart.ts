@@ -14,7 +14,12 @@ import type { EvalSummary, StepEvent } from "../../runs/events.ts";
  *
  * @example
  * ```ts ignore
- * drawChart(document.querySelector("canvas")!, state.steps, state.epochs);
+ * import type { EvalSummary, StepEvent } from "@lora/vit/web";
+ * import { drawChart } from "./chart.ts";
+ * declare const steps: StepEvent[]; // train()'s onStep events
+ * declare const epochs: { epoch: number; validation: EvalSummary }[]; // evaluate() after each
+ *
+ * drawChart(document.querySelector("canvas")!, steps, epochs);
  * ```
  */
 export function drawChart(

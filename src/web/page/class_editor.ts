@@ -54,10 +54,20 @@ function element<K extends keyof HTMLElementTagNameMap>(
  *
  * @example
  * ```ts ignore
+ * import { Camera } from "./camera.ts";
+ * import { ClassEditor } from "./class_editor.ts";
+ * import { ClassList } from "./classes.ts";
+ * import { addToClass, releaseThumbs } from "./sources.ts";
+ * const camera = new Camera(document.querySelector("video")!);
+ * let frames = 0;
+ *
  * const classes = new ClassList();
  * const editor = new ClassEditor(document.getElementById("classes")!, classes, {
- *   capture: (cls) => classes.addSamples(cls, [frameSample()]),
- *   files: (cls, files) => addToClass(classes, cls, files),
+ *   capture: (cls) => {
+ *     const { image, thumb } = camera.grab();
+ *     classes.addSamples(cls, [{ image, thumb, source: "camera", name: `camera ${++frames}` }]);
+ *   },
+ *   files: (cls, files) => addToClass(classes, cls, files).catch(console.error),
  *   remove: (cls) => releaseThumbs(classes.remove(cls)),
  *   error: (e) => console.error(e),
  * });

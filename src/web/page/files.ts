@@ -33,6 +33,12 @@ export function isImageName(path: string): boolean {
  *
  * @example
  * ```ts ignore
+ * import type { ClassList } from "./classes.ts";
+ * import { filesOfInput } from "./files.ts";
+ * import { useFolder } from "./sources.ts";
+ * declare const classes: ClassList;
+ * const input = document.querySelector<HTMLInputElement>("input[webkitdirectory]")!;
+ *
  * input.addEventListener("change", () => useFolder(classes, filesOfInput(input)));
  * ```
  */
@@ -49,7 +55,13 @@ export function filesOfInput(input: HTMLInputElement): PathFile[] {
  *
  * @example
  * ```ts ignore
- * zone.addEventListener("drop", (e) => filesOfDrop(e.dataTransfer!).then(console.log));
+ * import { filesOfDrop } from "./files.ts";
+ * const zone = document.getElementById("drop")!;
+ *
+ * zone.addEventListener("drop", (e) => {
+ *   e.preventDefault();
+ *   filesOfDrop(e.dataTransfer!).then((files) => console.log(files.map((f) => f.path)));
+ * });
  * ```
  */
 export async function filesOfDrop(data: DataTransfer): Promise<PathFile[]> {
@@ -83,6 +95,13 @@ export async function filesOfDrop(data: DataTransfer): Promise<PathFile[]> {
  *
  * @example
  * ```ts ignore
+ * import type { ClassList } from "./classes.ts";
+ * import { dropZone, filesOfDrop } from "./files.ts";
+ * import { addToClass } from "./sources.ts";
+ * declare const classes: ClassList;
+ * declare const card: HTMLElement; // the first class's card
+ * const cls = classes.classes[0];
+ *
  * dropZone(card, (data) => filesOfDrop(data).then((files) => addToClass(classes, cls, files)));
  * ```
  */

@@ -28,13 +28,23 @@ export interface LiveOptions {
  *
  * @example
  * ```ts ignore
+ * import { classify, type ViTClassifier } from "@lora/vit/web";
+ * import { Camera } from "./camera.ts";
+ * import { LiveLoop, showTop } from "./live.ts";
+ * declare const clf: ViTClassifier;
+ * const camera = new Camera(document.querySelector("video")!);
+ * await camera.start();
+ * const box = document.getElementById("live")!;
+ *
  * const loop = new LiveLoop();
  * loop.start({
  *   grab: () => camera.image(),
  *   classify: async (image) => (await classify(clf, [image], { topK: 3 }))[0],
- *   show: (top, frame) => showTop(box, top, `frame ${frame}`),
+ *   show: (top, frame, perSecond) =>
+ *     showTop(box, top, `frame ${frame} · ${perSecond.toFixed(1)} frames/s`),
  *   onError: (e) => console.error(e),
  * });
+ * // … later
  * await loop.stop();
  * ```
  */
@@ -84,6 +94,9 @@ export class LiveLoop {
  *
  * @example
  * ```ts ignore
+ * import { showTop } from "./live.ts";
+ * const box = document.getElementById("live")!;
+ *
  * showTop(box, [{ label: "cat", index: 0, probability: 0.9 }], "frame 1");
  * ```
  */

@@ -57,7 +57,11 @@ export function describe(result: Added): string {
  *
  * @example
  * ```ts ignore
- * releaseThumbs(classes.remove(cls));
+ * import type { ClassList } from "./classes.ts";
+ * import { releaseThumbs } from "./sources.ts";
+ * declare const classes: ClassList;
+ *
+ * releaseThumbs(classes.remove(0)); // the first class removed, its blob: URLs revoked
  * ```
  */
 export function releaseThumbs(samples: Sample[]): void {
@@ -86,7 +90,12 @@ async function decode(
  *
  * @example
  * ```ts ignore
- * const { added } = await useDemo(classes); // 128 images in 4 classes
+ * import { ClassList } from "./classes.ts";
+ * import { describe, useDemo } from "./sources.ts";
+ * const classes = new ClassList();
+ *
+ * const result = await useDemo(classes);
+ * console.log(describe(result)); // 128 images added to 4 classes
  * ```
  */
 export async function useDemo(classes: ClassList, base = "demo/images/"): Promise<Added> {
@@ -118,8 +127,17 @@ export async function useDemo(classes: ClassList, base = "demo/images/"): Promis
  *
  * @example
  * ```ts ignore
- * const result = await useFolder(classes, filesOfInput(folderInput));
- * line.textContent = describe(result);
+ * import { ClassList } from "./classes.ts";
+ * import { filesOfInput } from "./files.ts";
+ * import { describe, useFolder } from "./sources.ts";
+ * const classes = new ClassList();
+ * const folderInput = document.querySelector<HTMLInputElement>("input[webkitdirectory]")!;
+ * const line = document.getElementById("classes-status")!;
+ *
+ * folderInput.addEventListener("change", async () => {
+ *   const result = await useFolder(classes, filesOfInput(folderInput));
+ *   line.textContent = describe(result);
+ * });
  * ```
  */
 export async function useFolder(classes: ClassList, files: PathFile[]): Promise<Added> {
@@ -155,7 +173,14 @@ export async function useFolder(classes: ClassList, files: PathFile[]): Promise<
  *
  * @example
  * ```ts ignore
+ * import type { ClassList } from "./classes.ts";
+ * import { filesOfInput } from "./files.ts";
+ * import { addToClass, describe } from "./sources.ts";
+ * declare const classes: ClassList;
+ * declare const picker: HTMLInputElement; // an <input type="file" multiple>
+ *
  * const result = await addToClass(classes, classes.classes[0], filesOfInput(picker));
+ * console.log(describe(result)); // e.g. 3 images added to 1 class
  * ```
  */
 export async function addToClass(
