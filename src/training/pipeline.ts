@@ -9,7 +9,7 @@
  */
 
 import { submitRecorded } from "../backend/readback.ts";
-import { type Scalar } from "../core/tf.ts";
+import type { Scalar } from "../core/tf.ts";
 import type { ViTClassifier } from "../model/classifier.ts";
 import { batchGradients } from "../engines/parallel.ts";
 import type { AdamW } from "./optimizer.ts";
