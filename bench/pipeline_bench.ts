@@ -98,8 +98,9 @@ Deno.bench(oneWorkerName, { group: "pipeline" }, async () => {
   });
 });
 
-const allWorkersName =
-  `train transform of ${COUNT} JPEGs → 224: ${allWorkers.workers} workers, ${cores} cores (${COUNT} images)`;
+const allWorkersName = `train transform of ${COUNT} JPEGs → 224: ${allWorkers.workers} worker${
+  allWorkers.workers === 1 ? "" : "s"
+}, ${cores} cores (${COUNT} images)`;
 Deno.bench(allWorkersName, { group: "pipeline" }, async () => {
   await timed(allWorkersName, COUNT, async () => {
     await Promise.all(jpegs.map((jpeg, i) => allWorkers.prepare(jpeg, spec, [42, 0, i])));

@@ -1,20 +1,18 @@
 /**
  * Images/s beside `deno bench`'s time per iteration: each case records the images and the
- * milliseconds of its measured iterations, and a line per case is printed when the bench
- * ends (`images/s: <case>: <rate>`), so that every comparison a group makes can be read as
- * images a second of the same work.
+ * milliseconds of every iteration it runs, and a line per case is printed when the bench ends
+ * (`images/s: <case>: <rate>`, from the median iteration, so that a warm-up's export or
+ * compilation does not count), so that every comparison a group makes can be read as images a
+ * second of the same work.
  *
  * @module
  */
 
-const rates = new Map<string, { images: number; ms: number }>();
+const rates = new Map<string, number[]>();
 
-/** Records one measured iteration of `name`: `images` images in `ms` milliseconds. */
+/** Records one iteration of `name`: `images` images in `ms` milliseconds. */
 export function recordRate(name: string, images: number, ms: number): void {
-  const r = rates.get(name) ?? { images: 0, ms: 0 };
-  r.images += images;
-  r.ms += ms;
-  rates.set(name, r);
+  rates.set(name, [...rates.get(name) ?? [], images / (ms / 1000)]);
 }
 
 /** Times `fn` (which handles `images` images) and records it under `name`. */
@@ -26,7 +24,9 @@ export async function timed<T>(name: string, images: number, fn: () => Promise<T
 }
 
 globalThis.addEventListener("unload", () => {
-  for (const [name, { images, ms }] of rates) {
-    console.log(`images/s: ${name}: ${(images / (ms / 1000)).toFixed(2)}`);
+  for (const [name, values] of rates) {
+    const sorted = [...values].sort((a, b) => a - b);
+    const median = sorted[Math.floor(sorted.length / 2)];
+    console.log(`images/s: ${name}: ${median.toFixed(2)} (median of ${values.length} iterations)`);
   }
 });

@@ -96,12 +96,21 @@ for (const [i, [engine, run]] of engines.entries()) {
     ...(engines.length > 1 ? { group: "ViT-B/16 forward, batch 8", baseline: i === 0 } : {}),
     n: 2,
     warmup: 1,
-    fn: (b) => forwardCase(b, name, 8, run),
+    async fn(b) { // an async function: deno bench awaits only those
+      await forwardCase(b, name, 8, run);
+    },
   });
 }
 
 const single = `ViT-B/16 forward, batch 1 (1 image), ${forwardEngine}`;
-Deno.bench({ name: single, n: 2, warmup: 1, fn: (b) => forwardCase(b, single, 1, forward) });
+Deno.bench({
+  name: single,
+  n: 2,
+  warmup: 1,
+  async fn(b) {
+    await forwardCase(b, single, 1, forward);
+  },
+});
 
 const stepName = `ViT-B/16 LoRA training step, batch 8 (8 images), ${tfjsEngine}`;
 Deno.bench({
