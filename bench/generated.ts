@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { PrecisionOption } from "../src/model/precision.ts";
 import { join } from "node:path";
 import type { ViTClassifier } from "../src/model/classifier.ts";
 import {
@@ -21,10 +22,14 @@ import { writeSafetensors } from "../src/model/safetensors_file.ts";
  * A classifier with random weights at `config`'s shapes and the recipe's LoRA (r 32, alpha
  * 16, dropout 0.1 on query and value) over Food-101's 101 classes, on the current backend.
  */
-export function recipeClassifier(config: ViTConfig): Promise<ViTClassifier> {
+export function recipeClassifier(
+  config: ViTConfig,
+  precision?: PrecisionOption,
+): Promise<ViTClassifier> {
   return createClassifier(config, {
     labels: Array.from({ length: 101 }, (_, i) => `class_${i}`),
     lora: { r: 32, alpha: 16, dropout: 0.1, targetModules: ["query", "value"] },
+    precision,
   });
 }
 

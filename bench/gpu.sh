@@ -38,7 +38,10 @@ run)
   icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
   [ -f "$icd" ] && export VK_DRIVER_FILES=$icd
   nvidia-smi --query-gpu=name,memory.total --format=csv 2>&1 | tee "$out/gpu.txt" || true
-  DENO_WEBGPU_BACKEND=${DENO_WEBGPU_BACKEND:-vulkan} timeout 420 "$bin/deno" run -A .gpu/bench.js "$@" 2>&1 | tee "$out/gpu_bench.log" || true
+  for precision in fp32 fp16; do # the recipe's fp16=True, and exact fp32
+    DENO_WEBGPU_BACKEND=${DENO_WEBGPU_BACKEND:-vulkan} timeout 300 "$bin/deno" run -A .gpu/bench.js \
+      --precision $precision "$@" 2>&1 | tee "$out/gpu_bench_$precision.log" || true
+  done
   if [ -f .gpu/counts.js ]; then # tfjs's default submit batch (15 kernels), then 64
     for batch in 15 64; do
       DENO_WEBGPU_BACKEND=${DENO_WEBGPU_BACKEND:-vulkan} timeout 90 "$bin/deno" run -A .gpu/counts.js \
@@ -46,8 +49,10 @@ run)
         tee "$out/gpu_counts_$batch.log" || true
     done
   fi
-  timeout 240 python3 bench/peers/pytorch_vit.py --device cuda --forward-batches 1,8,64 \
-    --train-batch 64 2>&1 | tee "$out/peer.log" || true
+  for amp in "" --fp16; do # PyTorch + PEFT in fp32, then with autocast + GradScaler
+    timeout 240 python3 bench/peers/pytorch_vit.py --device cuda --forward-batches 1,8,64 \
+      --train-batch 64 $amp 2>&1 | tee "$out/peer${amp:+_fp16}.log" || true
+  done
   ;;
 *)
   echo "usage: bash bench/gpu.sh prepare|run" >&2

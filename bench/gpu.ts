@@ -8,7 +8,11 @@
  * (shader compilation) is timed apart. Prints the adapter first (a software adapter makes the
  * numbers void), then one JSON object with images/s for each measurement.
  *
+ * `--precision fp16` runs it in mixed precision (float16 frozen weights and products, a loss
+ * scaler: `GradScaler`), as the recipe's `fp16=True`.
+ *
  * Usage: deno run -A bench/gpu.ts [--small] [--repeat N] [--backend webgpu|wasm|cpu]
+ *        [--precision fp32|fp16]
  */
 
 import { parseArgs } from "node:util";
@@ -18,6 +22,8 @@ import { VIT_BASE_CONFIG } from "../src/model/config.ts";
 import { activationBudget, autoChunkSize } from "../src/model/memory.ts";
 import { AdamW, trainerNoDecay } from "../src/training/optimizer.ts";
 import { StepPipeline } from "../src/training/pipeline.ts";
+import { GradScaler } from "../src/training/grad_scaler.ts";
+import { parsePrecision } from "../src/model/precision.ts";
 import { startGpuCounting } from "../src/backend/gpu_counters.ts";
 import { recipeClassifier, SMALL_VIT_CONFIG } from "./generated.ts";
 import { predictLogits } from "../src/engines/parallel.ts";
@@ -28,13 +34,15 @@ const { values } = parseArgs({
     small: { type: "boolean" },
     repeat: { type: "string", default: "2" },
     backend: { type: "string", default: "webgpu" },
+    precision: { type: "string", default: "fp32" },
   },
 });
+const precision = parsePrecision(values.precision!);
 const backend: BackendName = parseBackendName(values.backend!);
 const repeat = Number(values.repeat);
 const info = await initBackend(backend); // prints the adapter's description
 const config = values.small ? SMALL_VIT_CONFIG : VIT_BASE_CONFIG;
-const clf = await recipeClassifier(config);
+const clf = await recipeClassifier(config, precision);
 const size = config.image_size;
 
 /** Times `fn` once as warm-up, then `repeat` times: images/s and the warm-up's seconds. */
@@ -53,6 +61,7 @@ const result: Record<string, unknown> = {
   adapter: info.adapter,
   software: info.software ?? false,
   config: values.small ? "small" : "ViT-B/16",
+  precision: clf.precision,
   deno: Deno.version.deno,
   tfjs: tf.version.tfjs,
 };
@@ -77,7 +86,8 @@ const adam = new AdamW(clf.trainableVariables(), { noDecay: trainerNoDecay });
 result.chunk_size = chunkSize;
 // the trainer's steps (StepPipeline: chunks, mean, clipping, AdamW, the loss and gradient norm
 // read a step late): `repeat` steps timed back to back, after one
-const steps = new StepPipeline(clf, adam);
+const scaler = clf.precision === "fp16" ? new GradScaler() : undefined;
+const steps = new StepPipeline(clf, adam, { scaler });
 const step = (k: number) =>
   steps.step([batch], { chunkSize, lr: 5e-3, maxGradNorm: 1, dropoutSeed: () => k });
 let start = performance.now();
@@ -99,6 +109,7 @@ if (counts) {
 }
 console.error("train step b64:", result.train_step_b64);
 steps.dispose();
+scaler?.dispose();
 adam.dispose();
 clf.dispose();
 console.log(JSON.stringify(result));

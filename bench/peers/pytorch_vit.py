@@ -54,6 +54,8 @@ parser.add_argument("--small", action="store_true", help="the small config of th
 parser.add_argument("--device", default="cpu")
 parser.add_argument("--forward-batches", default="1,8")
 parser.add_argument("--train-batch", type=int, default=8)
+parser.add_argument("--fp16", action="store_true",
+                    help="mixed precision as Trainer's fp16=True: torch.autocast(float16) and a GradScaler")
 args = parser.parse_args()
 
 try:
@@ -242,7 +244,7 @@ def forward(batch):
     model.eval()
 
     def run():
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.float16, enabled=args.fp16):
             logits_of(x)
 
     return run
@@ -254,12 +256,16 @@ def train_step(batch):
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=5e-3, weight_decay=0.0)
     model.train()  # LoRA dropout on
+    scaler = torch.amp.GradScaler(device.type, enabled=args.fp16)
 
     def run():
-        loss = F.cross_entropy(logits_of(x), labels)
-        loss.backward()
+        with torch.autocast(device.type, dtype=torch.float16, enabled=args.fp16):
+            loss = F.cross_entropy(logits_of(x), labels)
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        scaler.step(opt)
+        scaler.update()
         opt.zero_grad()
 
     return run
@@ -277,6 +283,7 @@ result = {
     "cpu": cpu_name(),
     "threads": torch.get_num_threads(),
     "config": "small" if args.small else "ViT-B/16",
+    "precision": "fp16 (autocast + GradScaler)" if args.fp16 else "fp32",
 }
 for b in (int(n) for n in args.forward_batches.split(",")):
     result[f"forward_b{b}_images_per_s"] = rate(forward(b), b)
