@@ -174,7 +174,13 @@ export function checkOption(spec: OptionSpec, value: unknown): void {
           (spec.below === undefined || value < spec.below);
     }
   })();
-  if (!ok) throw fault(spec, value);
+  if (!ok) {
+    // a list: the item at fault
+    const bad = spec.kind === "list" && Array.isArray(value)
+      ? value.find((v) => typeof v !== "string" || v === "" || !(spec.choices?.includes(v) ?? true))
+      : undefined;
+    throw fault(spec, bad ?? value);
+  }
 }
 
 /**

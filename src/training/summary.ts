@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { EvalEvent, EvalSummary } from "../runs/events.ts";
 import { tf } from "../core/tf.ts";
 import { VERSION } from "../core/version.ts";
 import type { BackendInfo } from "../backend/backend.ts";
@@ -97,6 +98,23 @@ export function startLine(run: RunFacts, parameters: ParameterCount): string {
     `${plan.totalSteps} steps on ${backend.name}${backend.adapter ? ` (${backend.adapter})` : ""}${
       run.clf.precision === "fp16" ? ", fp16 mixed precision" : ""
     }`;
+}
+
+/** An evaluation's metrics line. */
+export function evalEvent(
+  m: EvalSummary,
+  epoch: number,
+  split: "validation" | "test",
+): EvalEvent {
+  return {
+    event: "eval",
+    epoch,
+    split,
+    loss: m.loss,
+    accuracy: m.accuracy,
+    top5: m.top5,
+    count: m.count,
+  };
 }
 
 /** The lines printed at the end of a run. */

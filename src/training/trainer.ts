@@ -41,7 +41,7 @@ import { AdamW, trainerNoDecay } from "./optimizer.ts";
 import { StepPipeline } from "./pipeline.ts";
 import { makePlan, type TrainingPlan } from "./plan.ts";
 import { RunLog } from "./recorder.ts";
-import { dataNotes, runConfigOf, startLine, summary } from "./summary.ts";
+import { dataNotes, evalEvent, runConfigOf, startLine, summary } from "./summary.ts";
 import { loadTrainingModel, openTrainingData, resolveConfig, type TrainingData } from "./setup.ts";
 
 /** Options of {@link train}: the configuration, where the run goes and how it runs. */
@@ -408,15 +408,7 @@ class TrainingRun {
       `validation ${epoch + 1}/${plan.epochs}`,
       data.sizes.validation,
     );
-    await this.log.record({
-      event: "eval",
-      epoch: epoch + 1,
-      split: "validation",
-      loss: val.loss,
-      accuracy: val.accuracy,
-      top5: val.top5,
-      count: val.count,
-    });
+    await this.log.record(evalEvent(val, epoch + 1, "validation"));
     this.progress.line(
       `epoch ${epoch + 1}/${plan.epochs}: validation accuracy ${
         (100 * val.accuracy).toFixed(2)
@@ -456,15 +448,7 @@ class TrainingRun {
         }),
       ) + "\n",
     );
-    await this.log.record({
-      event: "eval",
-      epoch: state.best.epoch,
-      split: "test",
-      loss: test.loss,
-      accuracy: test.accuracy,
-      top5: test.top5,
-      count: test.count,
-    });
+    await this.log.record(evalEvent(test, state.best.epoch, "test"));
     return test;
   }
 

@@ -60,7 +60,7 @@ Deno.test("deno task export: bad input is one error line and exit 1, nothing wri
     [["--run", bare], /^error: .*bare\/best: no adapter there/],
     [
       ["--run", run, "--dtype", "fp32,int4"],
-      /^error: unknown ONNX dtype "int4" \(one of fp32, fp16, q8\)$/,
+      /^error: --dtype must be a list of fp32, fp16, q8, not "int4"$/,
     ],
     [["--run", run, "--out", join(blocker, "out")], /^error: .*a-file\/out: cannot write: /],
     [["--run", run, "--out", fixture("vit-tiny-a")], /exists and is not an exported model folder/],
