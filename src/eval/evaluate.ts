@@ -345,7 +345,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
     }
     const report = toEvalReport(m, dataset.labels, { split, model, adapter, data });
     if (o.dtype) report.dtype = o.dtype;
-    report.precision = clf.precision;
+    if (clf.precision !== "fp32") report.precision = clf.precision;
     if (againstFp32) report.againstFp32 = againstFp32;
     if (options.run && shard) {
       const file: EvalShardFile = {
@@ -353,6 +353,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
         shard,
         split,
         model,
+        ...(clf.precision !== "fp32" ? { precision: clf.precision } : {}),
         adapter,
         adapterSha256,
         data,

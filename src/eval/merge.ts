@@ -238,6 +238,7 @@ export async function mergeEvalShards(
     adapter: first.adapter,
     data: first.data,
   });
+  if (first.precision) report.precision = first.precision;
   await writeFileAtomic(join(run, `eval-${split}.json`), JSON.stringify(report) + "\n");
   return Object.assign(report, { files: ordered.map((s) => s.file) });
 }

@@ -176,6 +176,8 @@ export interface EvalShardFile {
   split: "test" | "validation";
   /** The base model. */
   model: string;
+  /** The arithmetic, when not fp32 (`fp16`: WebGPU mixed precision). */
+  precision?: "fp16";
   /** The adapter (folder). */
   adapter?: string;
   /** SHA-256 of the adapter's weights (`adapter_model.safetensors`). */
