@@ -18,6 +18,7 @@
  * | `dropout`    | step, micro-batch        | the LoRA dropout masks of a step's micro-batch |
  * | `augment`    | epoch, row               | a training image's crop, flip and augmentation |
  * | `validationSplit` | —                   | which train rows are held out as validation    |
+ * | `encoderInit`, `headInit`, `loraInit` | — | new weights: a random encoder's, a new head's, a new adapter's (tfjs's seeded initialisers) |
  */
 export const STREAMS = {
   testSplit: 1,
@@ -25,6 +26,9 @@ export const STREAMS = {
   dropout: 3,
   augment: 4,
   validationSplit: 5,
+  encoderInit: 6,
+  headInit: 7,
+  loraInit: 8,
 } as const;
 
 /** Mixes 32-bit integers into one (MurmurHash3's finaliser over a running hash). */

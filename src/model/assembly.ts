@@ -8,6 +8,7 @@
  * @module
  */
 
+import { STREAMS } from "../core/random.ts";
 import { type Tensor, type Tensor1D, type Tensor2D, tf } from "../core/tf.ts";
 import { VitLoraError } from "../core/errors.ts";
 import type { BackendName } from "../backend/backend.ts";
@@ -97,10 +98,11 @@ function numel(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
-/** Independent random streams, so that e.g. adding LoRA does not change a new head's weights. */
-const STREAM = { encoder: 1, head: 2, lora: 3 } as const;
-
-/** A deterministic stream of seeds for tfjs's seeded random ops. */
+/**
+ * A deterministic stream of seeds for tfjs's seeded random ops, one of the run's named streams
+ * (`STREAMS` in `core/random.ts`: new encoder, head and adapter weights each their own, so that
+ * e.g. adding LoRA does not change a new head's weights).
+ */
 function seeds(seed: number, stream: number): () => number {
   let i = 0;
   return () => seed * 1_000_003 + stream * 10_007 + ++i;
@@ -112,7 +114,7 @@ export function assemble(
   options: ClassifierOptions,
 ): ViTClassifier {
   const { config } = parts;
-  const loraSeed = seeds(options.seed ?? 0, STREAM.lora);
+  const loraSeed = seeds(options.seed ?? 0, STREAMS.loraInit);
   const adapterHead = adapter?.head?.weight;
   const headRows = adapterHead?.shape[0] ?? parts.head?.weight.shape[0];
   const headSource = adapterHead
@@ -190,7 +192,7 @@ export function assemble(
       0,
       config.initializer_range,
       "float32",
-      seeds(options.seed ?? 0, STREAM.head)(),
+      seeds(options.seed ?? 0, STREAMS.headInit)(),
     );
     bias = tf.zeros([numLabels]);
   }
@@ -220,7 +222,7 @@ export function randomParts(
   config: ViTConfig,
   options: { seed?: number; preprocessor?: PreprocessorConfig } = {},
 ): Parts {
-  const nextSeed = seeds(options.seed ?? 0, STREAM.encoder);
+  const nextSeed = seeds(options.seed ?? 0, STREAMS.encoderInit);
   const std = config.initializer_range;
   const shapes = vitTensorShapes(config);
   const encoder = (name: string): Tensor => {
