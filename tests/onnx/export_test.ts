@@ -25,15 +25,20 @@ import { fixtureClassifier } from "./export_fixture.ts";
 const FIXTURES = new URL("../fixtures/onnx/", import.meta.url).pathname;
 const status = await ortStatus();
 
-/** The exported folder of vit-tiny-a (model + adapter), made once. */
-const exported = (async () => {
-  const clf = await fixtureClassifier();
-  try {
-    return await exportOnnx(clf);
-  } finally {
-    clf.dispose();
-  }
-})();
+/**
+ * The exported folder of vit-tiny-a (model + adapter), made once, by the first test that asks
+ * (not at import: loading a model then would race the other test modules' backend switches).
+ */
+let made: Promise<Map<string, Uint8Array>> | undefined;
+const exported = () =>
+  made ??= (async () => {
+    const clf = await fixtureClassifier();
+    try {
+      return await exportOnnx(clf);
+    } finally {
+      clf.dispose();
+    }
+  })();
 
 const opCounts = (m: ModelProto) => {
   const counts: Record<string, number> = {};
@@ -42,7 +47,7 @@ const opCounts = (m: ModelProto) => {
 };
 
 Deno.test("ONNX protobuf: fields by name, encoded and decoded back; the model's named fields", async () => {
-  const files = await exported;
+  const files = await exported();
   const model = decodeMessage("ModelProto", files.get(ONNX_FILES.fp32)!);
   assert.equal(model.ir_version, 8);
   assert.deepEqual(model.opset_import, [{ domain: "", version: 17 }]);
@@ -74,7 +79,7 @@ Deno.test("ONNX protobuf: fields by name, encoded and decoded back; the model's 
 Deno.test("ONNX protobuf: the model Python's onnxruntime quantized decodes field by field", async () => {
   const ref = decodeMessage("ModelProto", await Deno.readFile(join(FIXTURES, "q8_reference.onnx")));
   assert.equal(ref.producer_name, "onnx.quantize");
-  const ours = decodeMessage("ModelProto", (await exported).get(ONNX_FILES.q8)!);
+  const ours = decodeMessage("ModelProto", (await exported()).get(ONNX_FILES.q8)!);
   assert.deepEqual(opCounts(ours), opCounts(ref));
 });
 
@@ -112,7 +117,7 @@ Deno.test("q8: our initializers are byte for byte those of onnxruntime's quantiz
         values: values(t),
       }]),
     );
-  const ours = init(decodeMessage("ModelProto", (await exported).get(ONNX_FILES.q8)!));
+  const ours = init(decodeMessage("ModelProto", (await exported()).get(ONNX_FILES.q8)!));
   const ref = init(
     decodeMessage("ModelProto", await Deno.readFile(join(FIXTURES, "q8_reference.onnx"))),
   );
@@ -127,7 +132,7 @@ Deno.test({
     "ONNX Runtime loads all three files and gives Python's onnxruntime's logits (q8: quantize_dynamic's)",
   ignore: !status.ort,
   async fn() {
-    const files = await exported;
+    const files = await exported();
     const ref = await readSafetensors(join(FIXTURES, "reference.safetensors"));
     const px = ref.get("pixel_values")!;
     const shape = { config: { ...VIT_BASE_CONFIG, image_size: 32 }, labels: Array(7).fill("") };
@@ -157,7 +162,7 @@ Deno.test({
 });
 
 Deno.test("the folder: transformers.js's file names, config.json as transformers 5 loads and saves it", async () => {
-  const files = await exported;
+  const files = await exported();
   assert.deepEqual([...files.keys()], [
     "config.json",
     "preprocessor_config.json",
