@@ -255,8 +255,11 @@ function configTable(config: Record<string, unknown>): string {
   return `<table class="config">${rows.join("")}</table>`;
 }
 
-/** Finds a headless-capable Chromium, if one is installed and may be run. */
-async function findChromium(): Promise<string | undefined> {
+/**
+ * A headless-capable Chromium's command, if one is installed and this process may run it (the
+ * report's screenshot and the browser tests use it).
+ */
+export async function findChromium(): Promise<string | undefined> {
   for (const name of ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"]) {
     const allowed = await Deno.permissions.query({ name: "run", command: name });
     if (allowed.state !== "granted") continue;

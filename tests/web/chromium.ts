@@ -4,18 +4,8 @@
  * screenshot. WebGPU is offered (SwiftShader, a software adapter) with `--enable-unsafe-webgpu`.
  */
 
-/** The Chromium binary, or undefined when there is none. */
-export async function findChromium(): Promise<string | undefined> {
-  for (const path of ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]) {
-    try {
-      await Deno.stat(path);
-      return path;
-    } catch {
-      // next
-    }
-  }
-  return undefined;
-}
+/** The Chromium command, or undefined when there is none (the one the run report uses). */
+export { findChromium } from "../../src/reporting/report.ts";
 
 type Message = {
   id?: number;
