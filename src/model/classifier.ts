@@ -23,6 +23,7 @@ import {
   linearModules,
   linearShape,
   type PreprocessorConfig,
+  preprocessorConfigJson,
   type ViTConfig,
   vitTensorShapes,
 } from "./config.ts";
@@ -393,18 +394,7 @@ export class ViTClassifier {
       label2id: Object.fromEntries(this.labels.map((l, i) => [l, i])),
       torch_dtype: "float32",
     };
-    const p = this.preprocessor;
-    const preprocessor = {
-      do_normalize: p.do_normalize,
-      do_rescale: p.do_rescale,
-      do_resize: p.do_resize,
-      image_mean: p.image_mean,
-      image_processor_type: "ViTImageProcessor",
-      image_std: p.image_std,
-      resample: p.resample,
-      rescale_factor: p.rescale_factor,
-      size: p.size,
-    };
+    const preprocessor = preprocessorConfigJson(this.preprocessor);
     return new Map([
       ["model.safetensors", encodeSafetensors(tensors)],
       ["config.json", utf8(JSON.stringify(config, null, 2) + "\n")],

@@ -290,6 +290,31 @@ export interface PreprocessorConfig {
 }
 
 /**
+ * The `preprocessor_config.json` a saved folder holds: a `ViTImageProcessor` with these
+ * settings, keys in alphabetical order as transformers writes them.
+ *
+ * @example
+ * ```ts
+ * import { parsePreprocessorConfig, preprocessorConfigJson } from "./config.ts";
+ * const json = preprocessorConfigJson(parsePreprocessorConfig({ size: 32 }));
+ * console.log(json.image_processor_type); // "ViTImageProcessor"
+ * ```
+ */
+export function preprocessorConfigJson(p: PreprocessorConfig): Record<string, unknown> {
+  return {
+    do_normalize: p.do_normalize,
+    do_rescale: p.do_rescale,
+    do_resize: p.do_resize,
+    image_mean: p.image_mean,
+    image_processor_type: "ViTImageProcessor",
+    image_std: p.image_std,
+    resample: p.resample,
+    rescale_factor: p.rescale_factor,
+    size: p.size,
+  };
+}
+
+/**
  * Validates a parsed `preprocessor_config.json`, with `ViTImageProcessor`'s defaults
  * (224×224, mean and std 0.5, bilinear). `size` may be a number or `{height, width}`.
  *

@@ -6,7 +6,11 @@
  * @module
  */
 
-import type { PreprocessorConfig, ViTConfig } from "../model/config.ts";
+import {
+  type PreprocessorConfig,
+  preprocessorConfigJson,
+  type ViTConfig,
+} from "../model/config.ts";
 
 /** The precisions of an export: float32, float16, int8 products (see `export.ts`). */
 export type OnnxDtype = "fp32" | "fp16" | "q8";
@@ -62,23 +66,7 @@ export function configJson(
 
 /** `preprocessor_config.json`: `ViTImageProcessor` with the model's normalisation and size. */
 export function preprocessorJson(p: PreprocessorConfig): Uint8Array {
-  return utf8(
-    JSON.stringify(
-      sorted({
-        do_normalize: p.do_normalize,
-        do_rescale: p.do_rescale,
-        do_resize: p.do_resize,
-        image_mean: p.image_mean,
-        image_processor_type: "ViTImageProcessor",
-        image_std: p.image_std,
-        resample: p.resample,
-        rescale_factor: p.rescale_factor,
-        size: p.size,
-      }),
-      null,
-      2,
-    ) + "\n",
-  );
+  return utf8(JSON.stringify(preprocessorConfigJson(p), null, 2) + "\n");
 }
 
 const DTYPE_TEXT: Record<OnnxDtype, string> = {
