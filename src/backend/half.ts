@@ -19,6 +19,7 @@ import type { WebGPUBackend, WebGPUProgram } from "@tensorflow/tfjs-backend-webg
 import { webgpu_util } from "@tensorflow/tfjs-backend-webgpu";
 import { type Tensor, tf } from "../core/tf.ts";
 import { VitLoraError } from "../core/errors.ts";
+import { float16Bits, float16Value } from "../core/float16.ts";
 
 /**
  * WGSL: `halfBits(x)`, the float16 bits of `x` rounded to nearest even (overflow to ±∞, NaN
@@ -207,53 +208,6 @@ export function roundHalf<T extends Tensor>(x: T): T {
   return tf.engine().runKernel(ROUND, { x }, { shape: x.shape, n: x.size }) as T;
 }
 
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-
-/**
- * The float16 bits of `x`, rounded to nearest even (overflow to ±∞), as the kernels round.
- *
- * @example
- * ```ts
- * import { halfBits } from "./half.ts";
- * console.log(halfBits(1).toString(16), halfBits(65520).toString(16)); // "3c00" "7c00"
- * ```
- */
-export function halfBits(x: number): number {
-  f32[0] = x;
-  const b = u32[0];
-  const sign = (b >>> 16) & 0x8000;
-  const a = b & 0x7fffffff;
-  if (a >= 0x7f800000) return sign | (a > 0x7f800000 ? 0x7e00 : 0x7c00);
-  if (a >= 0x477ff000) return sign | 0x7c00;
-  if (a >= 0x38800000) {
-    const r = a - 0x38000000;
-    return sign | ((r + 0x0fff + ((r >>> 13) & 1)) >>> 13);
-  }
-  u32[0] = a;
-  const scaled = f32[0] * 16777216; // exact: a float16 subnormal count
-  const floor = Math.floor(scaled), rest = scaled - floor;
-  const even = rest > 0.5 || (rest === 0.5 && floor % 2 === 1) ? floor + 1 : floor;
-  return sign | even;
-}
-
-/**
- * The value of float16 bits.
- *
- * @example
- * ```ts
- * import { halfValue } from "./half.ts";
- * console.log(halfValue(0x3c00), halfValue(0x7bff)); // 1 65504
- * ```
- */
-export function halfValue(bits: number): number {
-  const sign = bits & 0x8000 ? -1 : 1;
-  const exponent = (bits >>> 10) & 0x1f, mantissa = bits & 0x3ff;
-  if (exponent === 0) return sign * mantissa * 2 ** -24;
-  if (exponent === 0x1f) return mantissa ? NaN : sign * Infinity;
-  return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
-}
-
 /**
  * `x` rounded to float16 (on the host), as the kernels' `r16`.
  *
@@ -264,15 +218,15 @@ export function halfValue(bits: number): number {
  * ```
  */
 export function toHalf(x: number): number {
-  return halfValue(halfBits(x));
+  return float16Value(float16Bits(x));
 }
 
 /** Float32 values packed as float16 words (on the host), as {@link packHalf} packs them. */
 export function packHalvesHost(values: ArrayLike<number>): Int32Array {
   const out = new Int32Array(Math.ceil(values.length / 2));
   for (let i = 0; i < values.length; i += 2) {
-    const hi = i + 1 < values.length ? halfBits(values[i + 1]) : 0;
-    out[i >> 1] = halfBits(values[i]) | (hi << 16);
+    const hi = i + 1 < values.length ? float16Bits(values[i + 1]) : 0;
+    out[i >> 1] = float16Bits(values[i]) | (hi << 16);
   }
   return out;
 }
@@ -280,6 +234,6 @@ export function packHalvesHost(values: ArrayLike<number>): Int32Array {
 /** The `size` float16 values of packed words, as float32 (on the host). */
 export function unpackHalvesHost(words: Int32Array, size: number): Float32Array {
   const out = new Float32Array(size);
-  for (let i = 0; i < size; i++) out[i] = halfValue((words[i >> 1] >>> (16 * (i & 1))) & 0xffff);
+  for (let i = 0; i < size; i++) out[i] = float16Value((words[i >> 1] >>> (16 * (i & 1))) & 0xffff);
   return out;
 }

@@ -14,6 +14,7 @@
 
 import { VitLoraError } from "../core/errors.ts";
 import { formatShape } from "../core/shapes.ts";
+import { float16Value } from "../core/float16.ts";
 
 /** The element types of the safetensors format that this module reads. */
 export type SafetensorsDtype =
@@ -204,16 +205,6 @@ function checkEntry(
   };
 }
 
-/** float16 bits to float32, exact (subnormals, infinities and NaN included). */
-function halfToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >> 10) & 0x1f;
-  const frac = h & 0x3ff;
-  if (exp === 0) return sign * frac * 2 ** -24;
-  if (exp === 31) return frac ? NaN : sign * Infinity;
-  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
-}
-
 let halfTable: Float32Array | undefined;
 
 /** Decodes one tensor's raw little-endian bytes (a fresh, exactly-sized buffer). */
@@ -240,7 +231,7 @@ export function decodeTensor(
     case "F16": {
       if (!halfTable) {
         halfTable = new Float32Array(65536);
-        for (let i = 0; i < 65536; i++) halfTable[i] = halfToFloat(i);
+        for (let i = 0; i < 65536; i++) halfTable[i] = float16Value(i);
       }
       const src = new Uint16Array(buf, off, n);
       data = new Float32Array(n);

@@ -16,6 +16,7 @@
  * @module
  */
 
+import { float16Bits } from "../core/float16.ts";
 import type { ElementType, OnnxGraph, OnnxNode, OnnxTensor } from "./ir.ts";
 import { TensorProto_DataType } from "./onnx_proto.ts";
 
@@ -129,7 +130,7 @@ const Float16 = (globalThis as { Float16Array?: new (data: ArrayLike<number>) =>
 
 /**
  * float32 values as float16 bits, clamped as the module's documentation says; by the
- * platform's `Float16Array` where there is one (the same rounding), else {@link float16Bits}.
+ * platform's `Float16Array` where there is one (the same rounding), else `float16Bits`.
  */
 export function float16Array(data: Float32Array, minPositive = 1e-7, maxFinite = 1e4): Uint16Array {
   const lo = Math.fround(minPositive), hi = Math.fround(maxFinite);
@@ -154,48 +155,4 @@ export function float16Array(data: Float32Array, minPositive = 1e-7, maxFinite =
   const out = new Uint16Array(src.length);
   for (let i = 0; i < src.length; i++) out[i] = float16Bits(src[i]);
   return out;
-}
-
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-
-/**
- * The IEEE half-precision bits nearest to `value` as a float32 (ties to even), as NumPy's
- * `float16()` rounds.
- *
- * @example
- * ```ts
- * import { float16Bits } from "./float16.ts";
- * console.log(float16Bits(1).toString(16)); // "3c00"
- * ```
- */
-export function float16Bits(value: number): number {
-  f32[0] = value;
-  const x = u32[0];
-  const sign = (x >>> 16) & 0x8000;
-  const exp = ((x >>> 23) & 0xff) - 127 + 15;
-  const mant = x & 0x7fffff;
-  if (((x >>> 23) & 0xff) === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0); // inf, NaN
-  if (exp >= 0x1f) return sign | 0x7c00; // too large: infinity
-  if (exp <= 0) { // a subnormal half (or zero)
-    if (exp < -10) return sign;
-    const m = mant | 0x800000, shift = 14 - exp;
-    let h = m >>> shift;
-    const rest = m & ((1 << shift) - 1), half = 1 << (shift - 1);
-    if (rest > half || (rest === half && (h & 1))) h++;
-    return sign | h;
-  }
-  let h = sign | (exp << 10) | (mant >>> 13);
-  const rest = mant & 0x1fff;
-  if (rest > 0x1000 || (rest === 0x1000 && (h & 1))) h++; // a carry rounds into the exponent
-  return h;
-}
-
-/** The value of IEEE half-precision bits. */
-export function float16Value(bits: number): number {
-  const sign = bits & 0x8000 ? -1 : 1;
-  const exp = (bits >>> 10) & 0x1f, mant = bits & 0x3ff;
-  if (exp === 0) return sign * mant * 2 ** -24;
-  if (exp === 0x1f) return mant ? NaN : sign * Infinity;
-  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
 }

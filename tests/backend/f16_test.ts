@@ -8,15 +8,14 @@
 import assert from "node:assert/strict";
 import { webgpuInfo } from "../../src/backend/backend.ts";
 import {
-  halfBits,
   HalfTensor,
-  halfValue,
   packHalf,
   packHalvesHost,
   roundHalf,
   toHalf,
   unpackHalvesHost,
 } from "../../src/backend/half.ts";
+import { float16Bits, float16Value } from "../../src/core/float16.ts";
 import { gemm16, type GemmSpec, setGemmBindingLimit } from "../../src/backend/gemm16.ts";
 import { attention16, attention16Grad } from "../../src/backend/attention16.ts";
 import { dropoutKey, hash32 } from "../../src/backend/kernels.ts";
@@ -68,8 +67,8 @@ Deno.test("float16 rounding on the host: to nearest even, ±∞ from 65520, subn
     [NaN, 0x7e00],
   ];
   for (const [x, bits] of cases) {
-    assert.equal(halfBits(x), bits, `halfBits(${x})`);
-    if (!Number.isNaN(x)) assert.equal(halfValue(bits), toHalf(x));
+    assert.equal(float16Bits(x), bits, `float16Bits(${x})`);
+    if (!Number.isNaN(x)) assert.equal(float16Value(bits), toHalf(x));
   }
   const xs = values(1001, 3, 70000);
   const back = unpackHalvesHost(packHalvesHost(xs), xs.length);
