@@ -79,6 +79,27 @@ export async function tempDir(): Promise<{ path: string } & AsyncDisposable> {
   return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
 }
 
+/** A folder's files by their path under it (`/`-separated, subfolders included). */
+export async function folderFiles(dir: string, prefix = ""): Promise<Record<string, Uint8Array>> {
+  const out: Record<string, Uint8Array> = {};
+  for await (const e of Deno.readDir(dir)) {
+    if (e.isFile) out[prefix + e.name] = await Deno.readFile(join(dir, e.name));
+    else if (e.isDirectory) {
+      Object.assign(out, await folderFiles(join(dir, e.name), `${prefix}${e.name}/`));
+    }
+  }
+  return out;
+}
+
+/** Copies the folder `from`, subfolders included, to `to`. */
+export async function copyTree(from: string, to: string): Promise<void> {
+  await Deno.mkdir(to, { recursive: true });
+  for await (const entry of Deno.readDir(from)) {
+    if (entry.isDirectory) await copyTree(join(from, entry.name), join(to, entry.name));
+    else await Deno.copyFile(join(from, entry.name), join(to, entry.name));
+  }
+}
+
 /** Serves `handler` on 127.0.0.1 (a free port, or `port`), quietly: the server and its URL. */
 export function serveLocal(
   handler: (req: Request) => Response | Promise<Response>,

@@ -23,7 +23,7 @@ import { helpOf } from "../tasks/cli.ts";
 import { README_COMMANDS, withOptionTables } from "../tasks/readme.ts";
 import { writeSyntheticDataset } from "../src/data/synthetic.ts";
 import { FakeHub } from "./hub/hub_server.ts";
-import { fixture, tempDir } from "./helpers.ts";
+import { copyTree, fixture, folderFiles, tempDir } from "./helpers.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const README = await Deno.readTextFile(join(ROOT, "README.md"));
@@ -57,25 +57,6 @@ Deno.test("every task's --help is made from its option table", async () => {
 /** The README's `sh` blocks, in order. */
 function shellBlocks(markdown: string): string[] {
   return [...markdown.matchAll(/^```sh\n([\s\S]*?)^```/gm)].map((m) => m[1]);
-}
-
-async function folderFiles(dir: string, prefix = ""): Promise<Record<string, Uint8Array>> {
-  const out: Record<string, Uint8Array> = {};
-  for await (const e of Deno.readDir(dir)) {
-    if (e.isFile) out[prefix + e.name] = await Deno.readFile(join(dir, e.name));
-    else if (e.isDirectory) {
-      Object.assign(out, await folderFiles(join(dir, e.name), `${prefix}${e.name}/`));
-    }
-  }
-  return out;
-}
-
-async function copyTree(from: string, to: string): Promise<void> {
-  await Deno.mkdir(to, { recursive: true });
-  for await (const entry of Deno.readDir(from)) {
-    if (entry.isDirectory) await copyTree(join(from, entry.name), join(to, entry.name));
-    else await Deno.copyFile(join(from, entry.name), join(to, entry.name));
-  }
 }
 
 /** The project's copy with the files the README's commands name; returns its folder. */

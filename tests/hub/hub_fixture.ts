@@ -4,16 +4,7 @@ import { join } from "node:path";
 import { writeSyntheticDataset } from "../../src/data/synthetic.ts";
 import type { HubSettings } from "../../src/hub/settings.ts";
 import { FakeHub } from "./hub_server.ts";
-import { fixture } from "../helpers.ts";
-
-/** A folder's files by name (not recursive). */
-export async function folderFiles(dir: string): Promise<Record<string, Uint8Array>> {
-  const out: Record<string, Uint8Array> = {};
-  for await (const e of Deno.readDir(dir)) {
-    if (e.isFile) out[e.name] = await Deno.readFile(join(dir, e.name));
-  }
-  return out;
-}
+import { fixture, folderFiles } from "../helpers.ts";
 
 /** A Hub with the tiny model (private), its adapter and a generated dataset. */
 export async function setup(tmp: string): Promise<{ hub: FakeHub; settings: HubSettings }> {

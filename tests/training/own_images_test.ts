@@ -12,18 +12,10 @@ import { openImageFolder } from "../../src/data/imagefolder.ts";
 import type { StepEvent } from "../../src/runs/events.ts";
 import { readRunConfig } from "../../src/runs/folder.ts";
 import { train, type TrainOptions } from "../../src/training/trainer.ts";
-import { fixture, tempDir, useBackend } from "../helpers.ts";
+import { copyTree, fixture, tempDir, useBackend } from "../helpers.ts";
 
 const OWN = fixture("own-images");
 const MODEL = join(fixture("vit-tiny-a"), "model");
-
-async function copyTree(from: string, to: string): Promise<void> {
-  await Deno.mkdir(to, { recursive: true });
-  for await (const entry of Deno.readDir(from)) {
-    if (entry.isDirectory) await copyTree(join(from, entry.name), join(to, entry.name));
-    else await Deno.copyFile(join(from, entry.name), join(to, entry.name));
-  }
-}
 
 Deno.test("deno task train --data FOLDER: real photos in class folders train end to end; a corrupt JPEG is skipped, listed and counted", async () => {
   await using dir = await tempDir();
