@@ -124,11 +124,6 @@ export async function writeSyntheticDataset(
   const labels = SYNTHETIC_CLASSES.slice(0, classes);
   const width = options.width ?? 48, height = options.height ?? 40;
   const shards = options.shards ?? 2;
-  const metadata = JSON.stringify({
-    info: {
-      features: { image: { _type: "Image" }, label: { names: labels, _type: "ClassLabel" } },
-    },
-  });
   await Deno.mkdir(join(dir, "data"), { recursive: true });
   const sizes = { train: 0, validation: 0 };
   const splits = [
@@ -139,7 +134,7 @@ export async function writeSyntheticDataset(
     const n = perClass * classes;
     sizes[split] = n;
     const rng = Random.derive(options.seed ?? 0, s);
-    const rows: { image: { bytes: Uint8Array; path: string }; label: bigint }[] = [];
+    const rows: ImageRow[] = [];
     for (let i = 0; i < n; i++) {
       const label = rng.int(classes);
       const data = syntheticPattern(label, classes, width, height, rng);
@@ -148,30 +143,59 @@ export async function writeSyntheticDataset(
       });
       let bytes = new Uint8Array(jpeg);
       if (split === "train" && i < (options.corrupt ?? 0)) bytes = bytes.slice(0, 40); // truncated
-      rows.push({ image: { bytes, path: `${split}_${i}.jpg` }, label: BigInt(label) });
+      rows.push({ bytes, path: `${split}_${i}.jpg`, label });
     }
     for (let k = 0; k < shards; k++) {
       const part = rows.slice(Math.floor(k * n / shards), Math.floor((k + 1) * n / shards));
-      const buffer = parquetWriteBuffer({
-        columnData: [
-          { name: "image", data: part.map((r) => r.image) },
-          { name: "label", data: part.map((r) => r.label) },
-        ],
-        schema: [
-          { name: "root", num_children: 2 },
-          { name: "image", num_children: 2, repetition_type: "OPTIONAL" },
-          { name: "bytes", type: "BYTE_ARRAY", repetition_type: "OPTIONAL" },
-          { name: "path", type: "BYTE_ARRAY", converted_type: "UTF8", repetition_type: "OPTIONAL" },
-          { name: "label", type: "INT64", repetition_type: "OPTIONAL" },
-        ],
-        kvMetadata: [{ key: "huggingface", value: metadata }],
-        rowGroupSize: options.rowGroupSize ?? 16,
-      });
+      const buffer = imageParquet(part, labels, options.rowGroupSize ?? 16);
       const name = `${split}-${String(k).padStart(5, "0")}-of-${
         String(shards).padStart(5, "0")
       }.parquet`;
-      await writeFileAtomic(join(dir, "data", name), new Uint8Array(buffer));
+      await writeFileAtomic(join(dir, "data", name), buffer);
     }
   }
   return { labels: [...labels], ...sizes };
+}
+
+/** One image of an image-classification parquet file: encoded bytes, a file name, a class. */
+export interface ImageRow {
+  /** The encoded image (JPEG, PNG, …). */
+  bytes: Uint8Array;
+  /** The image's file name. */
+  path: string;
+  /** The class's index in the labels. */
+  label: number;
+}
+
+/**
+ * A parquet file in the Hub's image-classification layout: an `image` struct of `bytes` and
+ * `path`, an int64 `label`, the class names in the `huggingface` metadata (`ClassLabel`).
+ * `rowGroupSize` is hyparquet-writer's (its default when not given).
+ */
+export function imageParquet(
+  rows: readonly ImageRow[],
+  labels: readonly string[],
+  rowGroupSize?: number,
+): Uint8Array {
+  const metadata = JSON.stringify({
+    info: {
+      features: { image: { _type: "Image" }, label: { names: labels, _type: "ClassLabel" } },
+    },
+  });
+  const buffer = parquetWriteBuffer({
+    columnData: [
+      { name: "image", data: rows.map((r) => ({ bytes: r.bytes, path: r.path })) },
+      { name: "label", data: rows.map((r) => BigInt(r.label)) },
+    ],
+    schema: [
+      { name: "root", num_children: 2 },
+      { name: "image", num_children: 2, repetition_type: "OPTIONAL" },
+      { name: "bytes", type: "BYTE_ARRAY", repetition_type: "OPTIONAL" },
+      { name: "path", type: "BYTE_ARRAY", converted_type: "UTF8", repetition_type: "OPTIONAL" },
+      { name: "label", type: "INT64", repetition_type: "OPTIONAL" },
+    ],
+    kvMetadata: [{ key: "huggingface", value: metadata }],
+    rowGroupSize,
+  });
+  return new Uint8Array(buffer);
 }

@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { join, relative } from "node:path";
-import { parquetWriteBuffer } from "hyparquet-writer";
+import { imageParquet } from "../../src/data/synthetic.ts";
 import { openImageFolder } from "../../src/data/imagefolder.ts";
 import type { StepEvent } from "../../src/runs/events.ts";
 import { readRunConfig } from "../../src/runs/folder.ts";
@@ -82,32 +82,15 @@ Deno.test("deno task train --data FOLDER: real photos in class folders train end
 /** The image folder's rows written as parquet shards in the Hub's layout, in the same order. */
 async function asParquet(folder: string, to: string): Promise<void> {
   const images = await openImageFolder(folder);
-  const metadata = JSON.stringify({
-    info: {
-      features: { image: { _type: "Image" }, label: { names: images.labels, _type: "ClassLabel" } },
-    },
-  });
   await Deno.mkdir(join(to, "data"), { recursive: true });
   for (const split of Object.keys(images.sizes)) {
     const rows = [];
     for (const group of images.rowGroups(split)) rows.push(...await images.readRowGroup(group));
-    const buffer = parquetWriteBuffer(
-      {
-        columnData: [
-          { name: "image", data: rows.map((r) => ({ bytes: r.bytes, path: r.file })) },
-          { name: "label", data: rows.map((r) => BigInt(r.label)) },
-        ],
-        schema: [
-          { name: "root", num_children: 2 },
-          { name: "image", num_children: 2, repetition_type: "OPTIONAL" },
-          { name: "bytes", type: "BYTE_ARRAY", repetition_type: "OPTIONAL" },
-          { name: "path", type: "BYTE_ARRAY", converted_type: "UTF8", repetition_type: "OPTIONAL" },
-          { name: "label", type: "INT64", repetition_type: "OPTIONAL" },
-        ],
-        kvMetadata: [{ key: "huggingface", value: metadata }],
-      } as Parameters<typeof parquetWriteBuffer>[0],
+    const buffer = imageParquet(
+      rows.map((r) => ({ bytes: r.bytes, path: r.file, label: r.label })),
+      images.labels,
     );
-    await Deno.writeFile(join(to, `data/${split}-00000-of-00001.parquet`), new Uint8Array(buffer));
+    await Deno.writeFile(join(to, `data/${split}-00000-of-00001.parquet`), buffer);
   }
 }
 
