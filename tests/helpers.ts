@@ -100,6 +100,12 @@ export async function copyTree(from: string, to: string): Promise<void> {
   }
 }
 
+/** A task's `--allow-…` flags in deno.json: the permissions `deno task NAME` runs it with. */
+export async function taskPermissions(task: string): Promise<string[]> {
+  const tasks = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url))).tasks;
+  return tasks[task].split(" ").filter((a: string) => a.startsWith("--allow-"));
+}
+
 /** Serves `handler` on 127.0.0.1 (a free port, or `port`), quietly: the server and its URL. */
 export function serveLocal(
   handler: (req: Request) => Response | Promise<Response>,

@@ -23,7 +23,7 @@ import { helpOf } from "../tasks/cli.ts";
 import { README_COMMANDS, withOptionTables } from "../tasks/readme.ts";
 import { writeSyntheticDataset } from "../src/data/synthetic.ts";
 import { FakeHub } from "./hub/hub_server.ts";
-import { copyTree, fixture, folderFiles, tempDir } from "./helpers.ts";
+import { copyTree, fixture, folderFiles, taskPermissions, tempDir } from "./helpers.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const README = await Deno.readTextFile(join(ROOT, "README.md"));
@@ -36,12 +36,10 @@ Deno.test("README: its tables of options are made from the tables the commands a
 });
 
 Deno.test("every task's --help is made from its option table", async () => {
-  const tasks = JSON.parse(await Deno.readTextFile(join(ROOT, "deno.json"))).tasks;
   for (const [name, command] of Object.entries(README_COMMANDS)) {
     const task = name === "eval" ? "eval" : name;
-    const permissions = tasks[task].split(" ").filter((a: string) => a.startsWith("--allow-"));
     const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", ...permissions, `tasks/${task}.ts`, "--help"],
+      args: ["run", ...await taskPermissions(task), `tasks/${task}.ts`, "--help"],
       cwd: ROOT,
       env: { NO_COLOR: "1" },
     }).output();

@@ -11,14 +11,13 @@ import { type EvalReport, evaluate } from "../../src/eval/evaluate.ts";
 import { mergeEvalShards, mergePredictShards } from "../../src/eval/merge.ts";
 import { predict } from "../../src/eval/predict.ts";
 import { parseShard, shardRange } from "../../src/eval/shard.ts";
-import { fixture, tempDir, trainedRun, useBackend } from "../helpers.ts";
+import { fixture, taskPermissions, tempDir, trainedRun, useBackend } from "../helpers.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
 
 /** A task's `--allow-…` flags in deno.json (which `--shard` and `--out` need). */
 async function permissions(task: "eval" | "predict"): Promise<string[]> {
-  const tasks = JSON.parse(await Deno.readTextFile(join(root, "deno.json"))).tasks;
-  const flags: string[] = tasks[task].split(" ").filter((a: string) => a.startsWith("--allow-"));
+  const flags = await taskPermissions(task);
   const env = flags.find((a) => a.startsWith("--allow-env="))?.split("=")[1].split(",") ?? [];
   for (const name of ["JOB_COMPLETION_INDEX", "SLURM_ARRAY_TASK_ID"]) {
     assert.ok(env.includes(name), `deno.json's ${task} task must allow ${name} (--shard auto/n)`);

@@ -17,7 +17,7 @@ import { isRepoId } from "../../src/hub/ids.ts";
 import { repoCacheDir } from "../../src/hub/cache.ts";
 import { loadClassifier } from "../../src/model/loading.ts";
 import { setup } from "./hub_fixture.ts";
-import { expected, fixture, inputs, tempDir, useBackend } from "../helpers.ts";
+import { expected, fixture, inputs, taskPermissions, tempDir, useBackend } from "../helpers.ts";
 
 const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 const gitOid = (b: Uint8Array) =>
@@ -251,11 +251,9 @@ Deno.test("tasks end to end with only Hub ids: train, train again offline, push;
   try {
     hub.repos.get("dataset:acme/patterns")!.private = true;
     const port = new URL(hub.url).port;
-    const tasks =
-      JSON.parse(await Deno.readTextFile(new URL("../../deno.json", import.meta.url))).tasks;
     const run = async (task: string, args: string[], env: Record<string, string> = {}) => {
       // the task's own permissions from deno.json, plus the imitation's address
-      const permissions = tasks[task].split(" ").filter((a: string) => a.startsWith("--allow-"));
+      const permissions = await taskPermissions(task);
       const out = await new Deno.Command(Deno.execPath(), {
         args: ["run", ...permissions, `--allow-net=127.0.0.1:${port}`, `tasks/${task}.ts`, ...args],
         cwd: new URL("../..", import.meta.url).pathname,

@@ -2,15 +2,16 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { tempDir } from "../helpers.ts";
+import { taskPermissions, tempDir } from "../helpers.ts";
 
 Deno.test("the demo runs offline with its own permissions and learns well above chance", async () => {
   await using dir = await tempDir();
-  const tasks =
-    JSON.parse(await Deno.readTextFile(new URL("../../deno.json", import.meta.url))).tasks;
-  const permissions = tasks.demo.split(" ").filter((a: string) => a.startsWith("--allow-"));
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...permissions, new URL("../../tasks/demo.ts", import.meta.url).pathname],
+    args: [
+      "run",
+      ...await taskPermissions("demo"),
+      new URL("../../tasks/demo.ts", import.meta.url).pathname,
+    ],
     cwd: dir.path, // demo-output/ lands here
     env: { VIT_LORA_BACKEND: "cpu", NO_COLOR: "1" },
   }).output();

@@ -12,7 +12,7 @@ import { openImageFolder } from "../../src/data/imagefolder.ts";
 import type { StepEvent } from "../../src/runs/events.ts";
 import { readRunConfig } from "../../src/runs/folder.ts";
 import { train, type TrainOptions } from "../../src/training/trainer.ts";
-import { copyTree, fixture, tempDir, useBackend } from "../helpers.ts";
+import { copyTree, fixture, taskPermissions, tempDir, useBackend } from "../helpers.ts";
 
 const OWN = fixture("own-images");
 const MODEL = join(fixture("vit-tiny-a"), "model");
@@ -24,9 +24,7 @@ Deno.test("deno task train --data FOLDER: real photos in class folders train end
   const good = await Deno.readFile(join(data, "train", "cat", "cat_1.jpg"));
   await Deno.writeFile(join(data, "train", "cat", "broken.jpg"), good.slice(0, good.length / 2));
   await Deno.writeTextFile(join(data, "train", "notes.txt"), "not an image");
-  const tasks = JSON.parse(await Deno.readTextFile(new URL("../../deno.json", import.meta.url)))
-    .tasks;
-  const permissions = tasks.train.split(" ").filter((a: string) => a.startsWith("--allow-"));
+  const permissions = await taskPermissions("train");
   const out = join(dir.path, "run");
   const run = await new Deno.Command(Deno.execPath(), {
     args: [

@@ -11,7 +11,7 @@ import type { StepEvent } from "../../src/runs/events.ts";
 import { AdamW, clipByGlobalNorm, linearSchedule } from "../../src/training/optimizer.ts";
 import { train, type TrainOptions } from "../../src/training/trainer.ts";
 import { parseTrainArgs } from "../../tasks/train.ts";
-import { BACKENDS, fixture, relError, tempDir, useBackend } from "../helpers.ts";
+import { BACKENDS, fixture, relError, taskPermissions, tempDir, useBackend } from "../helpers.ts";
 
 const TINY = fixture("train-tiny");
 const MODEL = `${fixture("vit-tiny-a")}/model`;
@@ -392,9 +392,7 @@ Deno.test("deno task train: Ctrl-C saves a checkpoint and exits 130; --resume fi
   const data = join(dir.path, "data");
   await writeSyntheticDataset(data, { classes: 3, trainPerClass: 40, validationPerClass: 4 });
   const out = join(dir.path, "run");
-  const tasks =
-    JSON.parse(await Deno.readTextFile(new URL("../../deno.json", import.meta.url))).tasks;
-  const permissions = tasks.train.split(" ").filter((a: string) => a.startsWith("--allow-"));
+  const permissions = await taskPermissions("train");
   const command = (args: string[]) =>
     new Deno.Command(Deno.execPath(), {
       args: ["run", ...permissions, "tasks/train.ts", ...args],
