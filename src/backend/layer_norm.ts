@@ -86,11 +86,11 @@ registerRowKernel(
         }`,
 );
 
-// dx = inv · (g − mean(g) − x̂ · mean(g · x̂)), g = dy · γ, x̂ = (x − mean) · inv
-registerRowKernel(
-  LAYER_NORM_GRAD,
-  { x: "X", dy: "Dy", gamma: "Gamma" },
-  `
+/**
+ * The input gradient's WGSL, each element written as `plus` + dx:
+ * dx = inv · (g − mean(g) − x̂ · mean(g · x̂)), g = dy · γ, x̂ = (x − mean) · inv.
+ */
+const gradBody = (plus = "") => `
         var meanG = 0.0;
         var meanGX = 0.0;
         for (var j = 0; j < n; j++) {
@@ -103,9 +103,10 @@ registerRowKernel(
         for (var j = 0; j < n; j++) {
           let g = Dy[base + j] * Gamma[j];
           let xhat = (X[base + j] - mean) * inv;
-          setOutputAtIndex(base + j, inv * (g - meanG - xhat * meanGX));
-        }`,
-);
+          setOutputAtIndex(base + j, ${plus}inv * (g - meanG - xhat * meanGX));
+        }`;
+
+registerRowKernel(LAYER_NORM_GRAD, { x: "X", dy: "Dy", gamma: "Gamma" }, gradBody());
 
 const LAYER_NORM_HALF = "VitLoraLayerNormHalf";
 const LAYER_NORM_GRAD_ADD = "VitLoraLayerNormGradAdd";
@@ -127,21 +128,7 @@ registerRowKernel(
 registerRowKernel(
   LAYER_NORM_GRAD_ADD,
   { x: "X", dy: "Dy", gamma: "Gamma", acc: "Acc" },
-  `
-        var meanG = 0.0;
-        var meanGX = 0.0;
-        for (var j = 0; j < n; j++) {
-          let g = Dy[base + j] * Gamma[j];
-          meanG += g;
-          meanGX += g * (X[base + j] - mean) * inv;
-        }
-        meanG /= f32(n);
-        meanGX /= f32(n);
-        for (var j = 0; j < n; j++) {
-          let g = Dy[base + j] * Gamma[j];
-          let xhat = (X[base + j] - mean) * inv;
-          setOutputAtIndex(base + j, Acc[base + j] + inv * (g - meanG - xhat * meanGX));
-        }`,
+  gradBody("Acc[base + j] + "),
 );
 
 /**
