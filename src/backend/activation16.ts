@@ -7,11 +7,10 @@
  */
 
 import type { TensorInfo } from "@tensorflow/tfjs";
-import type { WebGPUBackend, WebGPUProgram } from "@tensorflow/tfjs-backend-webgpu";
-import { webgpu_util } from "@tensorflow/tfjs-backend-webgpu";
+import type { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
 import { type Tensor, tf } from "../core/tf.ts";
 import { HALF_WGSL, halfReader, HalfTensor } from "./half.ts";
-import { ERF_WGSL } from "./programs.ts";
+import { ERF_WGSL, FlatProgram } from "./programs.ts";
 
 /** The activations (transformers' `hidden_act` names). */
 export type Activation = "gelu" | "gelu_new" | "gelu_pytorch_tanh" | "relu" | "silu" | "swish";
@@ -44,47 +43,26 @@ FORMULAS.gelu_pytorch_tanh = FORMULAS.gelu_new;
 FORMULAS.swish = FORMULAS.silu;
 
 /** Over the words of `U` (and `Dy`): `act`, or `dy · dact`. */
-class Activation16Program implements WebGPUProgram {
-  variableNames: string[];
-  size = true;
-  workgroupSize: [number, number, number] = [128, 1, 1];
-  outputShape: number[];
-  dispatchLayout: { x: number[] };
-  dispatch: [number, number, number];
-  shaderKey: string;
-  #act: Activation;
-  #grad: boolean;
-
-  constructor(words: number, act: Activation, grad: boolean) {
-    this.outputShape = [words];
-    this.variableNames = grad ? ["U", "Dy"] : ["U"];
-    this.dispatchLayout = webgpu_util.flatDispatchLayout(this.outputShape);
-    this.dispatch = webgpu_util.computeDispatch(
-      this.dispatchLayout,
-      this.outputShape,
-      this.workgroupSize,
-    );
-    this.shaderKey = `vit_lora_Activation16_${act}_${grad}`;
-    this.#act = act;
-    this.#grad = grad;
-  }
-
-  getUserCode(): string {
-    const value = (e: string) => this.#grad ? `Dy_h(${e}) * dact(U_h(${e}))` : `act(U_h(${e}))`;
-    return `${HALF_WGSL}${FORMULAS[this.#act]}
-      ${halfReader("U")}${this.#grad ? halfReader("Dy") : ""}
+function activation16Program(words: number, act: Activation, grad: boolean): FlatProgram {
+  const value = (e: string) => grad ? `Dy_h(${e}) * dact(U_h(${e}))` : `act(U_h(${e}))`;
+  return new FlatProgram({
+    outputShape: [words],
+    inputs: grad ? ["U", "Dy"] : ["U"],
+    key: `vit_lora_Activation16_${act}_${grad}`,
+    code: `${HALF_WGSL}${FORMULAS[act]}
+      ${halfReader("U")}${grad ? halfReader("Dy") : ""}
       fn main(index : i32) {
         if (index < uniforms.size) {
           setOutputAtIndexI32(index, packHalves(${value("2 * index")}, ${value("2 * index + 1")}));
         }
-      }`;
-  }
+      }`,
+  });
 }
 
 function run(act: Activation, inputs: HalfTensor[]): HalfTensor {
   const [u] = inputs;
   const words = u.packed.size;
-  const program = new Activation16Program(words, act, inputs.length > 1);
+  const program = activation16Program(words, act, inputs.length > 1);
   const backend = tf.backend() as unknown as WebGPUBackend;
   const info = backend.runWebGPUProgram(
     program,

@@ -15,11 +15,11 @@
  */
 
 import type { TensorInfo } from "@tensorflow/tfjs";
-import type { WebGPUBackend, WebGPUProgram } from "@tensorflow/tfjs-backend-webgpu";
-import { webgpu_util } from "@tensorflow/tfjs-backend-webgpu";
+import type { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
 import { type Tensor, tf } from "../core/tf.ts";
 import { VitLoraError } from "../core/errors.ts";
 import { float16Bits, float16Value } from "../core/float16.ts";
+import { FlatProgram } from "./programs.ts";
 
 /**
  * WGSL: `halfBits(x)`, the float16 bits of `x` rounded to nearest even (overflow to ±∞, NaN
@@ -98,35 +98,6 @@ const PACK = "VitLoraPackHalf";
 const UNPACK = "VitLoraUnpackHalf";
 const ROUND = "VitLoraRoundHalf";
 
-/** One invocation a word (`pack`), or an element (`unpack`, `round`). */
-class HalfProgram implements WebGPUProgram {
-  variableNames = ["X"];
-  size = true;
-  uniforms = "n : i32,";
-  workgroupSize: [number, number, number] = [128, 1, 1];
-  outputShape: number[];
-  dispatchLayout: { x: number[] };
-  dispatch: [number, number, number];
-  shaderKey: string;
-  #body: string;
-
-  constructor(outputShape: number[], kind: string, body: string) {
-    this.outputShape = outputShape;
-    this.dispatchLayout = webgpu_util.flatDispatchLayout(outputShape);
-    this.dispatch = webgpu_util.computeDispatch(
-      this.dispatchLayout,
-      outputShape,
-      this.workgroupSize,
-    );
-    this.shaderKey = `vit_lora_${kind}`;
-    this.#body = body;
-  }
-
-  getUserCode(): string {
-    return `${HALF_WGSL}${this.#body}`;
-  }
-}
-
 const KERNELS: Record<string, { dtype: "int32" | "float32"; code: string }> = {
   [PACK]: {
     dtype: "int32",
@@ -162,7 +133,14 @@ for (const [name, { dtype, code }] of Object.entries(KERNELS)) {
     kernelFunc: ({ inputs, backend, attrs }) => {
       const x = inputs.x as TensorInfo;
       const { shape, n } = attrs as unknown as { shape: number[]; n: number };
-      const program = new HalfProgram(shape, name, code);
+      // one invocation a word (pack), or an element (unpack, round)
+      const program = new FlatProgram({
+        outputShape: shape,
+        inputs: ["X"],
+        uniforms: "n : i32,",
+        key: `vit_lora_${name}`,
+        code: `${HALF_WGSL}${code}`,
+      });
       return (backend as WebGPUBackend).runWebGPUProgram(program, [x], dtype, [
         { type: "int32", data: [n] },
       ]);

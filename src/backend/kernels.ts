@@ -22,10 +22,9 @@
  */
 
 import type { TensorInfo } from "@tensorflow/tfjs";
-import type { WebGPUBackend, WebGPUProgram } from "@tensorflow/tfjs-backend-webgpu";
-import { webgpu_util } from "@tensorflow/tfjs-backend-webgpu";
+import type { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
 import { type Tensor, tf } from "../core/tf.ts";
-import { ElementwiseProgram, HASH_WGSL } from "./programs.ts";
+import { ElementwiseProgram, FlatProgram, HASH_WGSL } from "./programs.ts";
 
 const GELU = "VitLoraGelu";
 const GELU_GRAD = "VitLoraGeluGrad";
@@ -166,28 +165,7 @@ export function dropoutKey(seed: number, draw = 0): number {
 }
 
 /** `x · mask / keep`, the mask an element's: kept when its uniform draw is ≥ `rate`. */
-class DropoutProgram implements WebGPUProgram {
-  variableNames = ["A"];
-  size = true;
-  uniforms = "rate : f32, scale : f32, key : u32,";
-  workgroupSize: [number, number, number] = [128, 1, 1];
-  outputShape: number[];
-  dispatchLayout: { x: number[] };
-  dispatch: [number, number, number];
-  shaderKey = "vit_lora_VitLoraDropout";
-
-  constructor(outputShape: number[]) {
-    this.outputShape = outputShape;
-    this.dispatchLayout = webgpu_util.flatDispatchLayout(outputShape);
-    this.dispatch = webgpu_util.computeDispatch(
-      this.dispatchLayout,
-      outputShape,
-      this.workgroupSize,
-    );
-  }
-
-  getUserCode(): string {
-    return `${HASH_WGSL}
+const DROPOUT_WGSL = `${HASH_WGSL}
       fn main(index : i32) {
         if (index < uniforms.size) {
           let h = hash32(hash32(u32(index)) ^ uniforms.key);
@@ -196,8 +174,6 @@ class DropoutProgram implements WebGPUProgram {
           setOutputAtIndex(index, select(0.0, a * uniforms.scale, u >= uniforms.rate));
         }
       }`;
-  }
-}
 
 tf.registerKernel({
   kernelName: DROPOUT,
@@ -206,7 +182,13 @@ tf.registerKernel({
     const x = inputs.x as TensorInfo;
     const { rate, scale, key } = attrs as unknown as { rate: number; scale: number; key: number };
     return (backend as WebGPUBackend).runWebGPUProgram(
-      new DropoutProgram(x.shape),
+      new FlatProgram({
+        outputShape: x.shape,
+        inputs: ["A"],
+        uniforms: "rate : f32, scale : f32, key : u32,",
+        key: "vit_lora_VitLoraDropout",
+        code: DROPOUT_WGSL,
+      }),
       [x],
       "float32",
       [

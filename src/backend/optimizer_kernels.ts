@@ -21,19 +21,10 @@ import type { TensorInfo } from "@tensorflow/tfjs";
 import type { WebGPUBackend, WebGPUProgram } from "@tensorflow/tfjs-backend-webgpu";
 import { webgpu_util } from "@tensorflow/tfjs-backend-webgpu";
 import { type Scalar, type Tensor, tf } from "../core/tf.ts";
+import { FlatProgram } from "./programs.ts";
 
 /** An elementwise program: `result[index] = expr`, over inputs of the output's size. */
-class MapProgram implements WebGPUProgram {
-  variableNames: string[];
-  size = true;
-  uniforms: string;
-  workgroupSize: [number, number, number] = [128, 1, 1];
-  outputShape: number[];
-  dispatchLayout: { x: number[] };
-  dispatch: [number, number, number];
-  shaderKey: string;
-  #code: string;
-
+class MapProgram extends FlatProgram {
   constructor(
     outputShape: number[],
     inputs: string[],
@@ -41,26 +32,18 @@ class MapProgram implements WebGPUProgram {
     key: string,
     code: string,
   ) {
-    this.outputShape = outputShape;
-    this.variableNames = inputs;
-    this.uniforms = uniforms;
-    this.dispatchLayout = webgpu_util.flatDispatchLayout(outputShape);
-    this.dispatch = webgpu_util.computeDispatch(
-      this.dispatchLayout,
+    super({
       outputShape,
-      this.workgroupSize,
-    );
-    this.shaderKey = `vit_lora_${key}`;
-    this.#code = code;
-  }
-
-  getUserCode(): string {
-    return `
+      inputs,
+      uniforms,
+      key: `vit_lora_${key}`,
+      code: `
       fn main(index : i32) {
         if (index < uniforms.size) {
-          ${this.#code}
+          ${code}
         }
-      }`;
+      }`,
+    });
   }
 }
 

@@ -1,6 +1,7 @@
 /**
  * The WGSL program shapes this module's kernels are made of, as tfjs-webgpu programs
- * (`WebGPUProgram`): one invocation an element ({@link ElementwiseProgram}), one a row
+ * (`WebGPUProgram`): one invocation an element ({@link FlatProgram},
+ * {@link ElementwiseProgram}), one a row
  * ({@link RowsProgram}: LayerNorm's and attention's kernels), and the WGSL functions several
  * kernels share (`erf`, the dropout hash).
  *
@@ -26,10 +27,12 @@ fn erf_as(v : f32) -> f32 {
 }`;
 
 /**
- * An elementwise WGSL program over one input `A` (`op(a)`), or two, `A` and `Dy`
- * (`op(a, dy)`), with uniforms of its own if given.
+ * A WGSL program with one invocation an output element (128 a workgroup): its inputs, uniforms
+ * and whole code (a `fn main(index : i32)` that leaves out `index ≥ uniforms.size`) are the
+ * caller's. The elementwise, float16 packing, activation, dropout and optimiser kernels are
+ * made of it.
  */
-export class ElementwiseProgram implements WebGPUProgram {
+export class FlatProgram implements WebGPUProgram {
   variableNames: string[];
   size = true;
   uniforms?: string;
@@ -38,37 +41,60 @@ export class ElementwiseProgram implements WebGPUProgram {
   dispatchLayout: { x: number[] };
   dispatch: [number, number, number];
   shaderKey: string;
-  #body: string;
+  #code: string;
 
+  constructor(options: {
+    outputShape: number[];
+    inputs: string[];
+    uniforms?: string;
+    key: string;
+    code: string;
+  }) {
+    this.outputShape = options.outputShape;
+    this.variableNames = options.inputs;
+    this.uniforms = options.uniforms;
+    this.dispatchLayout = webgpu_util.flatDispatchLayout(options.outputShape);
+    this.dispatch = webgpu_util.computeDispatch(
+      this.dispatchLayout,
+      options.outputShape,
+      this.workgroupSize,
+    );
+    this.shaderKey = options.key;
+    this.#code = options.code;
+  }
+
+  getUserCode(): string {
+    return this.#code;
+  }
+}
+
+/**
+ * An elementwise WGSL program over one input `A` (`op(a)`), or two, `A` and `Dy`
+ * (`op(a, dy)`), with uniforms of its own if given.
+ */
+export class ElementwiseProgram extends FlatProgram {
   constructor(
     outputShape: number[],
     key: string,
     body: string,
     options: { uniforms?: string; withDy?: boolean } = {},
   ) {
-    this.outputShape = outputShape;
-    this.uniforms = options.uniforms;
-    this.variableNames = options.withDy ? ["A", "Dy"] : ["A"];
-    this.dispatchLayout = webgpu_util.flatDispatchLayout(outputShape);
-    this.dispatch = webgpu_util.computeDispatch(
-      this.dispatchLayout,
+    const dy = options.withDy === true;
+    super({
       outputShape,
-      this.workgroupSize,
-    );
-    this.shaderKey = key;
-    this.#body = body;
-  }
-
-  getUserCode(): string {
-    return `${ERF_WGSL}
-      fn op(a : f32${this.variableNames.length > 1 ? ", dy : f32" : ""}) -> f32 { ${this.#body} }
+      inputs: dy ? ["A", "Dy"] : ["A"],
+      uniforms: options.uniforms,
+      key,
+      code: `${ERF_WGSL}
+      fn op(a : f32${dy ? ", dy : f32" : ""}) -> f32 { ${body} }
       fn main(index : i32) {
         if (index < uniforms.size) {
           setOutputAtIndex(index, op(getAByOutputIndex(index)${
-      this.variableNames.length > 1 ? ", getDyByOutputIndex(index)" : ""
-    }));
+        dy ? ", getDyByOutputIndex(index)" : ""
+      }));
         }
-      }`;
+      }`,
+    });
   }
 }
 
