@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { writeSyntheticDataset } from "../src/data/synthetic.ts";
 import type { TensorData } from "../src/model/safetensors.ts";
 import { readSafetensors } from "../src/model/safetensors_file.ts";
+import type { StepEvent } from "../src/runs/events.ts";
 import type { TrainerCallback } from "../src/training/callbacks.ts";
 import { train } from "../src/training/trainer.ts";
 
@@ -104,6 +105,43 @@ export async function copyTree(from: string, to: string): Promise<void> {
 export async function taskPermissions(task: string): Promise<string[]> {
   const tasks = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url))).tasks;
   return tasks[task].split(" ").filter((a: string) => a.startsWith("--allow-"));
+}
+
+/** One optimizer step as a Trainer run's `trainer_run.json` (or `expected_run.json`) logs it. */
+export interface TrainerStep {
+  step: number;
+  loss: number;
+  lr: number;
+  grad_norm: number;
+}
+
+/**
+ * Holds `train()`'s steps to a reference run's, step by step: loss, lr and grad_norm within
+ * `tolerance` relative (absolute where the reference's value is 0, as a warmup's first rate).
+ * Returns the worst error.
+ */
+export function assertTrainerSteps(
+  name: string,
+  steps: readonly StepEvent[],
+  expected: readonly TrainerStep[],
+  tolerance = 1e-4,
+): number {
+  assert.equal(steps.length, expected.length, `${name}: steps`);
+  let worst = 0;
+  for (const [i, e] of expected.entries()) {
+    assert.equal(steps[i].step, e.step);
+    for (const key of ["loss", "lr", "grad_norm"] as const) {
+      const rel = e[key] === 0
+        ? Math.abs(steps[i][key])
+        : Math.abs(steps[i][key] - e[key]) / Math.abs(e[key]);
+      worst = Math.max(worst, rel);
+      assert.ok(
+        rel < tolerance,
+        `${name} step ${e.step} ${key}: ${steps[i][key]} vs ${e[key]} (${rel.toExponential(2)})`,
+      );
+    }
+  }
+  return worst;
 }
 
 /** Serves `handler` on 127.0.0.1 (a free port, or `port`), quietly: the server and its URL. */

@@ -13,14 +13,21 @@ import { readMetrics } from "../../src/runs/folder.ts";
 import { afterEvaluation } from "../../src/training/checkpointer.ts";
 import type { TrainerState } from "../../src/training/checkpoint.ts";
 import { train } from "../../src/training/trainer.ts";
-import { fixture, relError, tempDir, useBackend } from "../helpers.ts";
+import {
+  assertTrainerSteps,
+  fixture,
+  relError,
+  tempDir,
+  type TrainerStep,
+  useBackend,
+} from "../helpers.ts";
 
 const MORE = fixture("hf5-more");
 const RUNS = fixture("hf5-trainer-more");
 
 interface EarlyRun {
   args: Record<string, number>;
-  steps: { step: number; loss: number; lr: number; grad_norm: number }[];
+  steps: TrainerStep[];
   early_stopping: {
     early_stopping_patience: number;
     early_stopping_threshold: number;
@@ -91,12 +98,7 @@ for (const name of ["trainer-es", "trainer-es-threshold"]) {
     assert.equal(result.steps, es.stopped_at_step);
     assert.equal(result.bestEpoch, es.best_epoch);
     assert.equal(steps.length, es.stopped_at_step);
-    for (const [i, e] of trainer.steps.slice(0, steps.length).entries()) {
-      for (const key of ["loss", "lr", "grad_norm"] as const) {
-        const rel = Math.abs(steps[i][key] - e[key]) / Math.abs(e[key]);
-        assert.ok(rel < 1e-4, `${name} step ${e.step} ${key}: ${steps[i][key]} vs ${e[key]}`);
-      }
-    }
+    assertTrainerSteps(name, steps, trainer.steps.slice(0, steps.length));
     const evals = (await readMetrics(result.runDir)).filter((e): e is EvalEvent =>
       e.event === "eval" && e.split === "validation"
     );

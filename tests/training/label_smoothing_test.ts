@@ -11,7 +11,15 @@ import { loadClassifier } from "../../src/model/loading.ts";
 import { readSafetensors } from "../../src/model/safetensors_file.ts";
 import type { StepEvent } from "../../src/runs/events.ts";
 import { train } from "../../src/training/trainer.ts";
-import { BACKENDS, fixture, relError, tempDir, useBackend } from "../helpers.ts";
+import {
+  assertTrainerSteps,
+  BACKENDS,
+  fixture,
+  relError,
+  tempDir,
+  type TrainerStep,
+  useBackend,
+} from "../helpers.ts";
 
 const MORE = fixture("hf5-more");
 const RUNS = fixture("hf5-trainer-more");
@@ -69,7 +77,7 @@ Deno.test("train() with labelSmoothing 0.1 matches transformers.Trainer with lab
     await Deno.readTextFile(join(RUNS, "trainer-ls", "trainer_run.json")),
   ) as {
     args: Record<string, number>;
-    steps: { step: number; loss: number; lr: number; grad_norm: number }[];
+    steps: TrainerStep[];
   };
   const a = trainer.args;
   const steps: StepEvent[] = [];
@@ -92,15 +100,6 @@ Deno.test("train() with labelSmoothing 0.1 matches transformers.Trainer with lab
     backend: "cpu",
     onStep: (e) => steps.push(e),
   });
-  assert.equal(steps.length, trainer.steps.length);
-  let worst = 0;
-  for (const [i, e] of trainer.steps.entries()) {
-    assert.equal(steps[i].step, e.step);
-    for (const key of ["loss", "lr", "grad_norm"] as const) {
-      const rel = Math.abs(steps[i][key] - e[key]) / Math.abs(e[key]);
-      worst = Math.max(worst, rel);
-      assert.ok(rel < 1e-4, `step ${e.step} ${key}: ${steps[i][key]} vs ${e[key]}`);
-    }
-  }
+  const worst = assertTrainerSteps("trainer-ls", steps, trainer.steps);
   console.log(`  worst step error ${worst.toExponential(2)}`);
 });
