@@ -20,6 +20,29 @@ async function isExportFolder(dir: string): Promise<boolean> {
 }
 
 /**
+ * Whether `target` exists; it may only when it is an earlier export (or empty), else a
+ * {@link VitLoraError} says so.
+ */
+async function replaceable(target: string): Promise<boolean> {
+  if (!(await exists(target))) return false;
+  const info = await Deno.stat(target);
+  if (!info.isDirectory || !(await isExportFolder(target))) {
+    throw new VitLoraError(
+      `${target}: exists and is not an exported model folder; give another --out`,
+    );
+  }
+  return true;
+}
+
+/** `e` as one line naming `target`: a {@link VitLoraError} as it is, else "cannot write". */
+function writeError(target: string, e: unknown): VitLoraError {
+  if (e instanceof VitLoraError) return e;
+  return new VitLoraError(`${target}: cannot write: ${(e as Error).message.split("\n")[0]}`, {
+    cause: e,
+  });
+}
+
+/**
  * Checks, before anything is exported, that {@link writeOnnxFolder} may write `dir`: it is not
  * something else than an earlier export, and its parent folder can be made and written to. A
  * {@link VitLoraError} names the folder and says what is wrong.
@@ -31,22 +54,12 @@ export async function checkOnnxFolder(dir: string): Promise<void> {
     `.${basename(target)}.probe-${crypto.randomUUID().slice(0, 8)}`,
   );
   try {
-    if (await exists(target)) {
-      const info = await Deno.stat(target);
-      if (!info.isDirectory || !(await isExportFolder(target))) {
-        throw new VitLoraError(
-          `${target}: exists and is not an exported model folder; give another --out`,
-        );
-      }
-    }
+    await replaceable(target);
     await Deno.mkdir(dirname(target), { recursive: true });
     await Deno.mkdir(probe);
     await Deno.remove(probe);
   } catch (e) {
-    if (e instanceof VitLoraError) throw e;
-    throw new VitLoraError(`${target}: cannot write: ${(e as Error).message.split("\n")[0]}`, {
-      cause: e,
-    });
+    throw writeError(target, e);
   }
 }
 
@@ -79,15 +92,7 @@ export async function writeOnnxFolder(dir: string, files: Map<string, Uint8Array
   );
   let old: string | undefined;
   try {
-    if (await exists(target)) {
-      const info = await Deno.stat(target);
-      if (!info.isDirectory || !(await isExportFolder(target))) {
-        throw new VitLoraError(
-          `${target}: exists and is not an exported model folder; give another --out`,
-        );
-      }
-      old = `${tmp}-old`;
-    }
+    if (await replaceable(target)) old = `${tmp}-old`;
     await Deno.mkdir(parent, { recursive: true });
     await Deno.mkdir(tmp);
     for (const [path, bytes] of files) {
@@ -105,10 +110,7 @@ export async function writeOnnxFolder(dir: string, files: Map<string, Uint8Array
     }
     if (old) await Deno.remove(old, { recursive: true });
   } catch (e) {
-    if (e instanceof VitLoraError) throw e;
-    throw new VitLoraError(`${target}: cannot write: ${(e as Error).message.split("\n")[0]}`, {
-      cause: e,
-    });
+    throw writeError(target, e);
   } finally {
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
   }
