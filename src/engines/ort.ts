@@ -32,7 +32,7 @@ import { VitLoraError } from "../core/errors.ts";
 import { type Tensor2D, type Tensor4D, tf } from "../core/tf.ts";
 import type { ViTClassifier } from "../model/classifier.ts";
 import { forwardFlops } from "../model/config.ts";
-import { classifierTensors, encodeViTOnnx, exportOnnxModel } from "../onnx/export.ts";
+import { encodeViTOnnx, exportOnnxModel } from "../onnx/export.ts";
 import type { OnnxDtype } from "../onnx/folder.ts";
 import { adapterGroups, type AdapterInputs, type OnnxLayout } from "../onnx/graph.ts";
 
@@ -204,7 +204,7 @@ export async function adapterSession(
 ): Promise<OrtClassifier> {
   const { ort, reason } = await ortStatus();
   if (!ort) throw new VitLoraError(reason!);
-  const tensors = await classifierTensors(clf, { unmerged: true });
+  const tensors = await clf.checkpointTensors({ lora: false });
   const model = encodeViTOnnx(clf.config, tensors, { adapterInputs: adapterInputsOf(clf) });
   return await OrtClassifier.fromBytes(ort, model, clf, threads);
 }

@@ -371,22 +371,32 @@ export class ViTClassifier {
   }
 
   /**
-   * The merged checkpoint's files as {@link ViTClassifier.saveMerged} writes them, as bytes
-   * by file name (`model.safetensors`, `config.json`, `preprocessor_config.json`).
+   * The checkpoint's tensors in transformers' names (`vit.…`, `classifier.weight`,
+   * `classifier.bias`), as float32: the LoRA folded into the weights, as a merged checkpoint
+   * stores them; with `{ lora: false }`, the frozen weights as they are.
    */
-  async mergedFiles(): Promise<Map<string, Uint8Array>> {
+  async checkpointTensors(
+    options: { lora?: boolean } = {},
+  ): Promise<Record<string, Float32TensorData>> {
     this.#check();
     const tensors: Record<string, Float32TensorData> = {};
-    const merged = this.vit.mergedTensors();
+    const merged = this.vit.mergedTensors(options);
     try {
-      for (const [name, t] of merged) {
-        tensors[`vit.${name}`] = await tensorData(t);
-      }
+      for (const [name, t] of merged) tensors[`vit.${name}`] = await tensorData(t);
     } finally {
       tf.dispose([...merged.values()]);
     }
     tensors["classifier.weight"] = await tensorData(this.classifier.weight);
     tensors["classifier.bias"] = await tensorData(this.classifier.bias);
+    return tensors;
+  }
+
+  /**
+   * The merged checkpoint's files as {@link ViTClassifier.saveMerged} writes them, as bytes
+   * by file name (`model.safetensors`, `config.json`, `preprocessor_config.json`).
+   */
+  async mergedFiles(): Promise<Map<string, Uint8Array>> {
+    const tensors = await this.checkpointTensors();
     const config = {
       ...this.config,
       architectures: ["ViTForImageClassification"],

@@ -162,9 +162,9 @@ export class Linear {
 
   /**
    * The weight with the LoRA update folded in, as the checkpoint stores it: `[out, in]` (a
-   * float16 weight's values, as float32).
+   * float16 weight's values, as float32); with `{ lora: false }`, the frozen weight alone.
    */
-  mergedWeight(): Tensor2D {
+  mergedWeight(options: { lora?: boolean } = {}): Tensor2D {
     return tf.tidy(() => {
       let w: Tensor2D;
       if (this.weightT instanceof HalfTensor) {
@@ -176,7 +176,7 @@ export class Linear {
       } else {
         w = this.weightT;
       }
-      const wT = this.lora ? w.add(this.lora.deltaT()) : w;
+      const wT = this.lora && options.lora !== false ? w.add(this.lora.deltaT()) : w;
       return tf.transpose(wT) as Tensor2D;
     });
   }

@@ -357,19 +357,20 @@ export class ViTModel {
 
   /**
    * The frozen tensors by checkpoint name (no `vit.` prefix), LoRA folded into the linear
-   * weights: what a merged checkpoint stores. Each returned tensor is new; dispose them.
+   * weights: what a merged checkpoint stores; with `{ lora: false }`, the frozen weights as
+   * they are. Each returned tensor is new; dispose them.
    */
-  mergedTensors(): Map<string, Tensor> {
+  mergedTensors(options: { lora?: boolean } = {}): Map<string, Tensor> {
     const { hidden_size: h, num_channels: c, patch_size: p } = this.config;
     const out = new Map<string, Tensor>();
     out.set("embeddings.cls_token", this.cls_token.clone());
     out.set("embeddings.position_embeddings", this.position_embeddings.clone());
-    const conv = this.projection.mergedWeight();
+    const conv = this.projection.mergedWeight(options);
     out.set("embeddings.patch_embeddings.projection.weight", conv.reshape([h, c, p, p]));
     conv.dispose();
     out.set("embeddings.patch_embeddings.projection.bias", this.projection.bias!.clone());
     for (const [module, linear] of this.linears()) {
-      out.set(`${module}.weight`, linear.mergedWeight());
+      out.set(`${module}.weight`, linear.mergedWeight(options));
       const bias = linear.biasCopy();
       if (bias) out.set(`${module}.bias`, bias);
     }

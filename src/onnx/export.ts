@@ -12,11 +12,9 @@
  */
 
 import { VitLoraError } from "../core/errors.ts";
-import { type Tensor, tf } from "../core/tf.ts";
-import { HalfTensor } from "../backend/half.ts";
 import type { ViTClassifier } from "../model/classifier.ts";
 import type { ViTConfig } from "../model/config.ts";
-import { type Float32TensorData, tensorData } from "../model/safetensors.ts";
+import type { Float32TensorData } from "../model/safetensors.ts";
 import { toFloat16 } from "./float16.ts";
 import {
   configJson,
@@ -85,40 +83,6 @@ export function parseOnnxDtypes(text: string): OnnxDtype[] {
 }
 
 /**
- * `clf`'s tensors in transformers' names: the LoRA merged into the weights; with `unmerged`,
- * the frozen weights of those modules instead (for `adapterInputs`).
- */
-export async function classifierTensors(
-  clf: ViTClassifier,
-  options: { unmerged?: boolean } = {},
-): Promise<Record<string, Float32TensorData>> {
-  clf.check();
-  const tensors: Record<string, Float32TensorData> = {};
-  const merged = clf.vit.mergedTensors();
-  const frozen: Tensor[] = [];
-  try {
-    if (options.unmerged) {
-      for (const [module, linear] of clf.vit.linears()) {
-        if (!linear.lora) continue;
-        // an fp16 classifier keeps its frozen weights as packed float16
-        const stored = linear.weightT instanceof HalfTensor ? linear.weightT.unpack() : undefined;
-        const w = tf.transpose(stored ?? (linear.weightT as Tensor));
-        stored?.dispose();
-        frozen.push(w);
-        merged.get(`${module}.weight`)?.dispose();
-        merged.set(`${module}.weight`, w);
-      }
-    }
-    for (const [name, t] of merged) tensors[`vit.${name}`] = await tensorData(t);
-  } finally {
-    tf.dispose([...merged.values(), ...frozen]);
-  }
-  tensors["classifier.weight"] = await tensorData(clf.classifier.weight);
-  tensors["classifier.bias"] = await tensorData(clf.classifier.bias);
-  return tensors;
-}
-
-/**
  * `clf` as one ONNX model (the bytes of a `.onnx` file): its merged weights (LoRA folded in)
  * and head, input `pixel_values`, output `logits`, the batch dimension free, in `dtype`.
  *
@@ -144,7 +108,7 @@ export async function exportOnnxModel(
   clf: ViTClassifier,
   options: OnnxModelOptions = {},
 ): Promise<Uint8Array> {
-  return encodeViTOnnx(clf.config, await classifierTensors(clf), options);
+  return encodeViTOnnx(clf.config, await clf.checkpointTensors(), options);
 }
 
 /** Options of {@link exportOnnx}. */
@@ -203,7 +167,7 @@ export async function exportOnnx(
       }),
     ],
   ]);
-  const tensors = await classifierTensors(clf);
+  const tensors = await clf.checkpointTensors();
   for (const dtype of dtypes) {
     files.set(ONNX_FILES[dtype], encodeViTOnnx(clf.config, tensors, { ...options, dtype }));
   }
