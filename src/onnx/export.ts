@@ -25,7 +25,7 @@ import {
   readmeText,
 } from "./folder.ts";
 import { type AdapterInputs, buildViTGraph, type OnnxLayout } from "./graph.ts";
-import { encodeGraph } from "./ir.ts";
+import { encodeGraph, type OnnxGraph } from "./ir.ts";
 import { quantizeDynamic } from "./quantize.ts";
 
 /** Options of {@link exportOnnxModel} and {@link encodeViTOnnx}. */
@@ -50,7 +50,11 @@ export function encodeViTOnnx(
   if (options.adapterInputs && dtype !== "fp32") {
     throw new VitLoraError("exportOnnx: adapter inputs are float32 only");
   }
-  let graph = buildViTGraph(config, tensors, options);
+  return encodeInDtype(buildViTGraph(config, tensors, options), dtype);
+}
+
+/** A float32 graph in `dtype` (by `float16.ts`'s or `quantize.ts`'s pass), as a model's bytes. */
+function encodeInDtype(graph: OnnxGraph, dtype: OnnxDtype): Uint8Array {
   if (dtype === "fp16") graph = toFloat16(graph);
   else if (dtype === "q8") graph = quantizeDynamic(graph);
   else if (dtype !== "fp32") throw unknownDtype(dtype);
@@ -167,9 +171,10 @@ export async function exportOnnx(
       }),
     ],
   ]);
-  const tensors = await clf.checkpointTensors();
-  for (const dtype of dtypes) {
-    files.set(ONNX_FILES[dtype], encodeViTOnnx(clf.config, tensors, { ...options, dtype }));
-  }
+  // one float32 graph; each dtype is a pass over it that leaves it as it is
+  const graph = buildViTGraph(clf.config, await clf.checkpointTensors(), {
+    layout: options.layout,
+  });
+  for (const dtype of dtypes) files.set(ONNX_FILES[dtype], encodeInDtype(graph, dtype));
   return files;
 }
