@@ -11,6 +11,7 @@
 import { STREAMS } from "../core/random.ts";
 import { type Tensor, type Tensor1D, type Tensor2D, tf } from "../core/tf.ts";
 import { VitLoraError } from "../core/errors.ts";
+import { numel } from "../core/shapes.ts";
 import type { BackendName } from "../backend/backend.ts";
 import type { HubSettings } from "../hub/settings.ts";
 import {
@@ -92,10 +93,6 @@ export interface ClassifierOptions {
    * otherwise. 0 turns them off.
    */
   replicas?: number;
-}
-
-function numel(shape: readonly number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
 }
 
 /**

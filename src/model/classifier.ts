@@ -17,6 +17,7 @@ import {
   type Variable,
 } from "../core/tf.ts";
 import { VitLoraError } from "../core/errors.ts";
+import { numel } from "../core/shapes.ts";
 import { platform } from "../core/platform.ts";
 import type { TransformSpec } from "../data/transforms.ts";
 import {
@@ -73,10 +74,6 @@ export interface LossAndGradients {
   loss: Scalar;
   /** d loss / d each trainable tensor, by PEFT key. */
   grads: Record<string, Tensor>;
-}
-
-function numel(shape: readonly number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
 }
 
 /**

@@ -17,8 +17,15 @@
  */
 
 import { float16Bits } from "../core/float16.ts";
-import type { ElementType, OnnxGraph, OnnxNode, OnnxTensor } from "./ir.ts";
-import { TensorProto_DataType } from "./onnx_proto.ts";
+import {
+  DATA_TYPES,
+  ELEMENT_TYPES,
+  type ElementType,
+  int,
+  type OnnxGraph,
+  type OnnxNode,
+  type OnnxTensor,
+} from "./ir.ts";
 
 /** Options of {@link toFloat16}. */
 export interface Float16Options {
@@ -64,13 +71,12 @@ export function toFloat16(graph: OnnxGraph, options: Float16Options = {}): OnnxG
     let out = casts.get(key);
     if (!out) {
       out = `${tensor}_${type === "float16" ? "fp16" : "fp32"}`;
-      const to = type === "float16" ? TensorProto_DataType.FLOAT16 : TensorProto_DataType.FLOAT;
       nodes.push({
         op: "Cast",
         name: out,
         inputs: [tensor],
         outputs: [out],
-        attributes: { to: { kind: "int", value: to } },
+        attributes: { to: int(DATA_TYPES[type]) },
       });
       types.set(out, type);
       casts.set(key, out);
@@ -100,7 +106,7 @@ export function toFloat16(graph: OnnxGraph, options: Float16Options = {}): OnnxG
         name: `${o}_output_cast`,
         inputs: [renamed[j]],
         outputs: [o],
-        attributes: { to: { kind: "int", value: TensorProto_DataType.FLOAT } },
+        attributes: { to: int(DATA_TYPES.float32) },
       });
       types.set(o, "float32");
     });
@@ -108,20 +114,9 @@ export function toFloat16(graph: OnnxGraph, options: Float16Options = {}): OnnxG
   return { ...graph, nodes, initializers };
 }
 
+/** The element type a `Cast` node's `to` attribute names (float32 when it names none here). */
 function typeOf(to: OnnxNode["attributes"][string] | undefined): ElementType {
-  const v = to?.kind === "int" ? to.value : -1;
-  switch (v) {
-    case TensorProto_DataType.FLOAT16:
-      return "float16";
-    case TensorProto_DataType.INT64:
-      return "int64";
-    case TensorProto_DataType.UINT8:
-      return "uint8";
-    case TensorProto_DataType.INT8:
-      return "int8";
-    default:
-      return "float32";
-  }
+  return (to?.kind === "int" ? ELEMENT_TYPES.get(to.value) : undefined) ?? "float32";
 }
 
 /** The platform's `Float16Array` (Deno 2, current browsers), when it has one. */

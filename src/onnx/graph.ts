@@ -26,7 +26,8 @@
  */
 
 import { VitLoraError } from "../core/errors.ts";
-import type { ViTConfig } from "../model/config.ts";
+import { linearShape, numTokens, type ViTConfig } from "../model/config.ts";
+import { transposeWeight } from "../model/vit.ts";
 import type { Float32TensorData } from "../model/safetensors.ts";
 import { float, GraphBuilder, int, ints, type OnnxGraph, type OnnxValue } from "./ir.ts";
 
@@ -128,14 +129,6 @@ export function adapterGroups(config: ViTConfig, adapterInputs: AdapterInputs): 
   return out;
 }
 
-/** A linear module's `[out, in]`. */
-function linearShape(config: ViTConfig, module: string): [number, number] {
-  const h = config.hidden_size, m = config.intermediate_size;
-  if (module.endsWith("intermediate.dense")) return [m, h];
-  if (module.endsWith(".output.dense") && !module.includes("attention")) return [h, m];
-  return [h, h];
-}
-
 /**
  * A `ViTForImageClassification` checkpoint's tensors (transformers' names: `vit.…`,
  * `classifier.weight`, `classifier.bias`; the LoRA merged in, or with `adapterInputs` the frozen
@@ -161,7 +154,7 @@ export function buildViTGraph(
     layer_norm_eps: eps,
   } = config;
   const d = h / heads;
-  const grid = Math.floor(s / p), tokens = grid * grid + 1;
+  const tokens = numTokens(config);
   const labels = tensors["classifier.bias"]?.shape[0];
   if (!labels) throw new VitLoraError("exportOnnx: the checkpoint has no classifier.bias");
   const inputs: OnnxValue[] = [{
@@ -186,12 +179,8 @@ export function buildViTGraph(
   /** A linear weight `[out, in]` transposed to `[in, out]` (for MatMul). */
   const transposedWeight = (name: string): string => {
     const t = get(name);
-    const [rows, cols] = t.shape;
-    const out = new Float32Array(rows * cols);
-    for (let r = 0; r < rows; r++) {
-      for (let k = 0; k < cols; k++) out[k * rows + r] = t.data[r * cols + k];
-    }
-    g.add({ name: `${name}_transposed`, dims: [cols, rows], type: "float32", data: out });
+    const { data, shape } = transposeWeight(t.data, t.shape);
+    g.add({ name: `${name}_transposed`, dims: shape, type: "float32", data });
     return `${name}_transposed`;
   };
   /** A group's weights stacked by rows, and its biases (zero where a module has none). */

@@ -40,6 +40,11 @@ export const DATA_TYPES: Readonly<Record<ElementType, number>> = {
   int8: TensorProto_DataType.INT8,
 };
 
+/** The element type of a `TensorProto.DataType` ({@link DATA_TYPES} read backwards). */
+export const ELEMENT_TYPES: ReadonlyMap<number, ElementType> = new Map(
+  Object.entries(DATA_TYPES).map(([type, code]) => [code, type as ElementType]),
+);
+
 /** A node attribute. */
 export type Attribute =
   | { kind: "int"; value: number }
@@ -215,9 +220,4 @@ function valueInfo(v: OnnxValue): ValueInfoProto {
       },
     },
   };
-}
-
-/** Elements of a shape. */
-export function numel(dims: readonly number[]): number {
-  return dims.reduce((a, b) => a * b, 1);
 }

@@ -28,8 +28,8 @@
  * @module
  */
 
-import type { OnnxGraph, OnnxNode, OnnxTensor } from "./ir.ts";
-import { TensorProto_DataType } from "./onnx_proto.ts";
+import { DATA_TYPES, int, type OnnxGraph, type OnnxNode, type OnnxTensor } from "./ir.ts";
+import { transposeWeight } from "../model/vit.ts";
 
 /** A weight quantized per tensor to int8. */
 export interface QuantizedWeight {
@@ -98,19 +98,19 @@ export function quantizeDynamic(graph: OnnxGraph): OnnxGraph {
     }
     return q;
   };
-  /** A weight quantized (per tensor: its layout does not change the values), then transposed. */
+  /** A weight, transposed when `transposed`, quantized (per tensor: its layout does not change the values). */
   const quantizeWeight = (w: string, transposed: boolean): [string, string, string] => {
     const t = weights.get(w)!;
-    const q = quantizeInt8(t.data as Float32Array);
+    const { data, shape } = transposed
+      ? transposeWeight(t.data as Float32Array, t.dims)
+      : { data: t.data as Float32Array, shape: t.dims };
+    const q = quantizeInt8(data);
     removed.add(w);
-    const [rows, cols] = t.dims;
     const name = `${w}_quantized`;
     added.push(
       { name: `${w}_scale`, dims: [], type: "float32", data: Float32Array.of(q.scale) },
       { name: `${w}_zero_point`, dims: [], type: "int8", data: Int8Array.of(0) },
-      transposed
-        ? { name, dims: [cols, rows], type: "int8", data: transpose(q.data, rows, cols) }
-        : { name, dims: t.dims, type: "int8", data: q.data },
+      { name, dims: [...shape], type: "int8", data: q.data },
     );
     return [name, `${w}_scale`, `${w}_zero_point`];
   };
@@ -127,7 +127,7 @@ export function quantizeDynamic(graph: OnnxGraph): OnnxGraph {
       name: `${integer}_cast`,
       inputs: [integer],
       outputs: [`${integer}_cast_output`],
-      attributes: { to: { kind: "int", value: TensorProto_DataType.FLOAT } },
+      attributes: { to: int(DATA_TYPES.float32) },
     });
     node({
       op: "Mul",
@@ -164,18 +164,4 @@ export function quantizeDynamic(graph: OnnxGraph): OnnxGraph {
 function plainGemm(n: OnnxNode): boolean {
   const a = n.attributes;
   return (a.alpha?.value ?? 1) === 1 && (a.beta?.value ?? 1) === 1 && (a.transA?.value ?? 0) === 0;
-}
-
-/** A `[rows, cols]` matrix of bytes transposed, in tiles (cache-friendly). */
-function transpose(data: Int8Array, rows: number, cols: number): Int8Array {
-  const out = new Int8Array(rows * cols), tile = 64;
-  for (let r0 = 0; r0 < rows; r0 += tile) {
-    for (let c0 = 0; c0 < cols; c0 += tile) {
-      const r1 = Math.min(r0 + tile, rows), c1 = Math.min(c0 + tile, cols);
-      for (let r = r0; r < r1; r++) {
-        for (let c = c0; c < c1; c++) out[c * rows + r] = data[r * cols + c];
-      }
-    }
-  }
-  return out;
 }
