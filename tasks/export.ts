@@ -14,7 +14,7 @@ import { exists } from "../src/core/files.ts";
 import type { OptionSchema } from "../src/core/options.ts";
 import { loadClassifier } from "../src/model/loading.ts";
 import { exportOnnx } from "../src/onnx/export.ts";
-import { ONNX_FILES, type OnnxDtype } from "../src/onnx/folder.ts";
+import { ONNX_DTYPES, ONNX_FILES, type OnnxDtype } from "../src/onnx/folder.ts";
 import { checkOnnxFolder, writeOnnxFolder } from "../src/onnx/write.ts";
 import { SHARED_OPTIONS } from "../src/runs/config.ts";
 import { type Command, parseCommand, runTask } from "./cli.ts";
@@ -54,10 +54,10 @@ export const EXPORT_OPTIONS = {
   /** The precisions to write. */
   dtype: {
     kind: "list",
-    choices: ["fp32", "fp16", "q8"],
+    choices: ONNX_DTYPES,
     flag: "dtype",
     arg: "LIST",
-    default: ["fp32", "fp16", "q8"],
+    default: ONNX_DTYPES,
     help: "fp32 → onnx/model.onnx, fp16 → onnx/model_fp16.onnx (LayerNorm,\n" +
       "Softmax and the logits in float32), q8 → onnx/model_quantized.onnx (int8\n" +
       "products, as ONNX Runtime's quantize_dynamic)",
