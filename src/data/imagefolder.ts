@@ -171,22 +171,21 @@ export class ImageFolderDataset implements ImageDataset {
 }
 
 /** Every file below `dir` (symbolic links followed), relative paths, hidden ones left out. */
-async function listFiles(dir: string, prefix = ""): Promise<string[]> {
-  const out: string[] = [];
+async function* walkFiles(dir: string, prefix = ""): AsyncGenerator<string> {
   for await (const entry of Deno.readDir(join(dir, prefix))) {
     if (entry.name.startsWith(".") || entry.name.startsWith("__")) continue;
     const rel = prefix ? join(prefix, entry.name) : entry.name;
     const kind = entry.isSymlink ? await Deno.stat(join(dir, rel)).catch(() => undefined) : entry;
-    if (kind?.isDirectory) out.push(...await listFiles(dir, rel));
-    else if (kind?.isFile) out.push(rel);
+    if (kind?.isDirectory) yield* walkFiles(dir, rel);
+    else if (kind?.isFile) yield rel;
   }
-  return out;
 }
 
-/** Whether `dir` holds image files (below it, at any depth). */
+/** Whether `dir` holds image files (below it, at any depth): the walk stops at the first. */
 export async function holdsImages(dir: string): Promise<boolean> {
   try {
-    return (await listFiles(dir)).some(isImageFile);
+    for await (const file of walkFiles(dir)) if (isImageFile(file)) return true;
+    return false;
   } catch {
     return false;
   }
@@ -216,7 +215,7 @@ export async function openImageFolder(
 ): Promise<ImageFolderDataset> {
   let files: string[];
   try {
-    files = (await listFiles(root)).sort();
+    files = (await Array.fromAsync(walkFiles(root))).sort();
   } catch (e) {
     const why = e instanceof Deno.errors.NotFound ? "no such folder" : (e as Error).message;
     throw new VitLoraError(`${root}: cannot read the folder: ${why}`);
@@ -236,7 +235,10 @@ export async function openImageFolder(
   const bySplit = new Map<string, string[]>();
   for (const file of images) {
     const split = splitOf(file);
-    if (split) bySplit.set(split, [...bySplit.get(split) ?? [], file]);
+    if (!split) continue;
+    const list = bySplit.get(split);
+    if (list) list.push(file);
+    else bySplit.set(split, [file]);
   }
   if (metadata.length > 0) {
     return await fromMetadata(root, bySplit, metadata, ignored, options);
@@ -348,7 +350,7 @@ async function fromMetadata(
     const fromFile = await readLabelsFile(join(root, "labels.txt"));
     labels = options.labels ? [...options.labels] : fromFile ?? [];
     labelsFrom = options.labels ? "option" : fromFile ? "labels.txt" : "generated";
-    const max = Math.max(...values.map((r) => r.label as number));
+    const max = values.reduce((m, r) => Math.max(m, r.label as number), -1); // no spread: a long list
     if (labels.length === 0) labels = Array.from({ length: max + 1 }, (_, i) => `class_${i}`);
     const out = values.find((r) => (r.label as number) >= labels.length);
     if (out) {
