@@ -10,6 +10,7 @@
  * @module
  */
 
+import { orient } from "./exif.ts";
 import type { RgbImage } from "./image.ts";
 
 /** An affine map from output to input pixel coordinates, Pillow's `(a, b, c, d, e, f)`. */
@@ -198,25 +199,6 @@ export function affineNearest(image: RgbImage, a: AffineMatrix): RgbImage {
   return { width: w, height: h, data: out };
 }
 
-/** Pillow's `Transpose.ROTATE_90` / `ROTATE_180` / `ROTATE_270` (counter-clockwise turns). */
-export function rotateQuarterTurns(image: RgbImage, turns: 1 | 2 | 3): RgbImage {
-  const { width: w, height: h, data } = image;
-  const [ow, oh] = turns === 2 ? [w, h] : [h, w];
-  const out = new Uint8Array(w * h * 3);
-  for (let r = 0; r < oh; r++) {
-    for (let c = 0; c < ow; c++) {
-      // the input pixel each output pixel takes (Geometry.c's ImagingRotate90/180/270)
-      const [x, y] = turns === 1
-        ? [w - 1 - r, c]
-        : turns === 2
-        ? [w - 1 - c, h - 1 - r]
-        : [r, h - 1 - c];
-      copyPixel(out, (r * ow + c) * 3, data, (y * w + x) * 3);
-    }
-  }
-  return { width: ow, height: oh, data: out };
-}
-
 /**
  * The matrix Pillow's `Image.rotate(angle)` builds (center the image's, no translation):
  * cosine and sine of `-radians(angle)` rounded to 15 decimals.
@@ -255,9 +237,10 @@ export function rotationMatrix(width: number, height: number, angle: number): Af
 export function rotateNearest(image: RgbImage, angle: number): RgbImage {
   const a = pythonMod(angle, 360);
   if (a === 0) return { width: image.width, height: image.height, data: image.data.slice() };
-  if (a === 180) return rotateQuarterTurns(image, 2);
+  // Pillow's Transpose.ROTATE_180 / ROTATE_90 / ROTATE_270: EXIF orientations 3, 8 and 6
+  if (a === 180) return orient(image, 3);
   if ((a === 90 || a === 270) && image.width === image.height) {
-    return rotateQuarterTurns(image, a === 90 ? 1 : 3);
+    return orient(image, a === 90 ? 8 : 6);
   }
   return affineNearest(image, rotationMatrix(image.width, image.height, angle));
 }
