@@ -76,13 +76,3 @@ export interface ImageDataset {
     keep?: (index: number) => boolean,
   ): Promise<ImageRow[]>;
 }
-
-/** Rows in a split of `dataset` (0 when it has no such split). */
-export function splitSize(dataset: ImageDataset, split: string): number {
-  return dataset.sizes[split] ?? 0;
-}
-
-/** Every row of a split in order, one row group at a time. */
-export async function* splitRows(dataset: ImageDataset, split: string): AsyncGenerator<ImageRow> {
-  for (const group of dataset.rowGroups(split)) yield* await dataset.readRowGroup(group);
-}
