@@ -13,6 +13,7 @@
  */
 
 import { VitLoraError } from "../core/errors.ts";
+import { BMP_HEADERS } from "./format.ts";
 import { grayToRgb, paletteToRgb, type RgbImage } from "./rgb.ts";
 
 const fail = (what: string): never => {
@@ -104,7 +105,7 @@ export function decodeBmp(bytes: Uint8Array): RgbImage {
   let masks: number[] | undefined;
   if (headerSize === 12) {
     width = u16(18), height = u16(20), bits = u16(24), padding = 3;
-  } else if ([40, 52, 56, 64, 108, 124].includes(headerSize)) {
+  } else if (BMP_HEADERS.has(headerSize)) { // 12 is the branch above
     topDown = bytes[25] === 0xff;
     width = u32(18), height = topDown ? 2 ** 32 - u32(22) : u32(22);
     bits = u16(28), compression = u32(30), colors = u32(46), padding = 4;

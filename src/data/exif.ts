@@ -16,7 +16,7 @@
  * @module
  */
 
-import type { ImageFormat } from "./format.ts";
+import { asciiAt, type ImageFormat } from "./format.ts";
 import type { RgbImage } from "./rgb.ts";
 
 /** Where a container keeps its EXIF block and XMP packet, as PIL finds them. */
@@ -27,12 +27,6 @@ interface Metadata {
 
 const latin1 = new TextDecoder("latin1");
 const utf8 = new TextDecoder();
-
-const startsWith = (bytes: Uint8Array, at: number, text: string): boolean => {
-  if (at + text.length > bytes.length) return false;
-  for (let i = 0; i < text.length; i++) if (bytes[at + i] !== text.charCodeAt(i)) return false;
-  return true;
-};
 
 const u16be = (b: Uint8Array, i: number) => (b[i] << 8) | b[i + 1];
 const u32be = (b: Uint8Array, i: number) =>
@@ -61,7 +55,7 @@ function jpegMetadata(bytes: Uint8Array): Metadata {
     if (marker === 0xda || marker === 0xd9) break;
     const length = u16be(bytes, i + 2);
     const payload = bytes.subarray(i + 4, Math.min(bytes.length, i + 2 + length));
-    if (marker === 0xe1 && startsWith(payload, 0, "Exif\0\0")) {
+    if (marker === 0xe1 && asciiAt(payload, 0, "Exif\0\0")) {
       if (!meta.exif) meta.exif = payload;
       else {
         const joined = new Uint8Array(meta.exif.length + payload.length - 6);
@@ -69,7 +63,7 @@ function jpegMetadata(bytes: Uint8Array): Metadata {
         joined.set(payload.subarray(6), meta.exif.length);
         meta.exif = joined;
       }
-    } else if (marker === 0xe1 && startsWith(payload, 0, "http://ns.adobe.com/xap/1.0/\0")) {
+    } else if (marker === 0xe1 && asciiAt(payload, 0, "http://ns.adobe.com/xap/1.0/\0")) {
       meta.xmp = latin1.decode(payload.subarray(29));
     }
     i += 2 + length;
@@ -185,11 +179,11 @@ const OTHER_TYPES: Record<number, number> = {
  */
 export function exifOrientation(block: Uint8Array): { present: boolean; value?: number } {
   let data = block;
-  while (startsWith(data, 0, "Exif\0\0")) data = data.subarray(6);
+  while (asciiAt(data, 0, "Exif\0\0")) data = data.subarray(6);
   const none = { present: false };
   if (data.length < 8) return none;
-  const little = startsWith(data, 0, "II");
-  if (!little && !startsWith(data, 0, "MM")) return none;
+  const little = asciiAt(data, 0, "II");
+  if (!little && !asciiAt(data, 0, "MM")) return none;
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   const u16 = (at: number) => view.getUint16(at, little);
   const u32 = (at: number) => view.getUint32(at, little);

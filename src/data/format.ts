@@ -8,13 +8,15 @@
 /** The image formats {@link imageFormat} recognises. */
 export type ImageFormat = "jpeg" | "png" | "webp" | "gif" | "bmp" | "tiff";
 
-const ascii = (bytes: Uint8Array, at: number, text: string): boolean => {
+/** Whether `bytes` hold the ASCII `text` at `at` (false when they end before it does). */
+export function asciiAt(bytes: Uint8Array, at: number, text: string): boolean {
+  if (at + text.length > bytes.length) return false;
   for (let i = 0; i < text.length; i++) if (bytes[at + i] !== text.charCodeAt(i)) return false;
   return true;
-};
+}
 
 /** The header sizes of the BMP versions (what PIL's BMP plugin reads). */
-const BMP_HEADERS = new Set([12, 40, 52, 56, 64, 108, 124]);
+export const BMP_HEADERS: ReadonlySet<number> = new Set([12, 40, 52, 56, 64, 108, 124]);
 
 /**
  * The format of image bytes from their first bytes (JPEG, PNG, WebP, GIF, BMP, TIFF), or
@@ -33,13 +35,17 @@ export function imageFormat(bytes: Uint8Array): ImageFormat | undefined {
   if (bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) {
     return "jpeg";
   }
-  if (bytes.length >= 8 && ascii(bytes, 0, "\x89PNG\r\n\x1a\n")) return "png";
-  if (bytes.length >= 12 && ascii(bytes, 0, "RIFF") && ascii(bytes, 8, "WEBP")) return "webp";
-  if (bytes.length >= 6 && (ascii(bytes, 0, "GIF87a") || ascii(bytes, 0, "GIF89a"))) return "gif";
-  if (bytes.length >= 18 && ascii(bytes, 0, "BM")) {
+  if (bytes.length >= 8 && asciiAt(bytes, 0, "\x89PNG\r\n\x1a\n")) return "png";
+  if (bytes.length >= 12 && asciiAt(bytes, 0, "RIFF") && asciiAt(bytes, 8, "WEBP")) return "webp";
+  if (bytes.length >= 6 && (asciiAt(bytes, 0, "GIF87a") || asciiAt(bytes, 0, "GIF89a"))) {
+    return "gif";
+  }
+  if (bytes.length >= 18 && asciiAt(bytes, 0, "BM")) {
     const header = bytes[14] | (bytes[15] << 8) | (bytes[16] << 16) | (bytes[17] << 24);
     if (BMP_HEADERS.has(header)) return "bmp";
   }
-  if (bytes.length >= 4 && (ascii(bytes, 0, "II*\0") || ascii(bytes, 0, "MM\0*"))) return "tiff";
+  if (bytes.length >= 4 && (asciiAt(bytes, 0, "II*\0") || asciiAt(bytes, 0, "MM\0*"))) {
+    return "tiff";
+  }
   return undefined;
 }
