@@ -134,7 +134,7 @@ export async function writeSyntheticDataset(
     const n = perClass * classes;
     sizes[split] = n;
     const rng = Random.derive(options.seed ?? 0, s);
-    const rows: ImageRow[] = [];
+    const rows: ParquetImageRow[] = [];
     for (let i = 0; i < n; i++) {
       const label = rng.int(classes);
       const data = syntheticPattern(label, classes, width, height, rng);
@@ -158,7 +158,7 @@ export async function writeSyntheticDataset(
 }
 
 /** One image of an image-classification parquet file: encoded bytes, a file name, a class. */
-export interface ImageRow {
+export interface ParquetImageRow {
   /** The encoded image (JPEG, PNG, …). */
   bytes: Uint8Array;
   /** The image's file name. */
@@ -173,7 +173,7 @@ export interface ImageRow {
  * `rowGroupSize` is hyparquet-writer's (its default when not given).
  */
 export function imageParquet(
-  rows: readonly ImageRow[],
+  rows: readonly ParquetImageRow[],
   labels: readonly string[],
   rowGroupSize?: number,
 ): Uint8Array {
